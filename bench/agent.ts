@@ -191,6 +191,16 @@ const rawAppend = async (log: EventLogShape, n: number): Promise<Measured> => {
   }
 }
 
+/** The JetStream phases: a private nats-server, the raw append reference, then the episodes. */
+const onJetStream = async (resources: Resources, episodes: number, turns: number) => {
+  const server = await startNatsServer({ storeDir: resources.tempDir("rollout-bench-agent-nats-") })
+  resources.add(() => server.stop())
+  const handle = await resources.scoped(connectNats({ servers: server.url, name: "rollout-bench-agent" }))
+  const jetStream = await Effect.runPromise(makeJetStreamLog(handle, { namespace: "agent" }))
+  const raw = await rawAppend(jetStream, 200_000)
+  return { raw, episodes: await episodesOn("jetstream", jetStream, episodes, turns) }
+}
+
 const rate = (x: number) => Math.round(x).toLocaleString("en")
 
 const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
@@ -199,6 +209,7 @@ const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
     options: {
       episodes: { type: "string", default: "1000" },
       turns: { type: "string", default: "100" },
+      backends: { type: "string", default: "embedded,jetstream" },
       json: { type: "boolean", default: false },
       check: { type: "boolean", default: false },
     },
@@ -208,6 +219,9 @@ const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
   const turns = Number(values.turns)
   if (!Number.isInteger(episodes) || episodes < 1) throw new Error(`--episodes must be a positive integer`)
   if (!Number.isInteger(turns) || turns < 1) throw new Error(`--turns must be a positive integer`)
+  const backends = new Set(values.backends.split(",").map((b) => b.trim()))
+  for (const b of backends)
+    if (b !== "embedded" && b !== "jetstream") throw new Error(`--backends: unknown backend "${b}" (embedded, jetstream)`)
   const resources = new Resources()
   const onSignal = () => {
     resources.release().finally(() => process.exit(130))
@@ -216,30 +230,30 @@ const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
   try {
     process.stderr.write(`agent benchmark: ${episodes} concurrent episodes × ${turns} turns\n`)
     const results: Measured[] = [await baseline(episodes, turns)]
-    const embedded = await resources.scoped(
-      makeEmbeddedLog({
-        dataDir: resources.tempDir("rollout-bench-agent-"),
-        namespace: "agent",
-        fsync: "interval",
-      }),
-    )
-    results.push(await episodesOn("embedded", embedded, episodes, turns))
-    const server = await startNatsServer({ storeDir: resources.tempDir("rollout-bench-agent-nats-") })
-    resources.add(() => server.stop())
-    const handle = await resources.scoped(connectNats({ servers: server.url, name: "rollout-bench-agent" }))
-    const jetStream = await Effect.runPromise(makeJetStreamLog(handle, { namespace: "agent" }))
-    const raw = await rawAppend(jetStream, 200_000)
-    results.push(raw)
-    const js = await episodesOn("jetstream", jetStream, episodes, turns)
-    results.push(js)
+    if (backends.has("embedded")) {
+      const embedded = await resources.scoped(
+        makeEmbeddedLog({
+          dataDir: resources.tempDir("rollout-bench-agent-"),
+          namespace: "agent",
+          fsync: "interval",
+        }),
+      )
+      results.push(await episodesOn("embedded", embedded, episodes, turns))
+    }
+    const js = backends.has("jetstream") ? await onJetStream(resources, episodes, turns) : undefined
+    if (js !== undefined) results.push(js.raw, js.episodes)
     const base = results[0]!.stepsPerSecond
     const targets = [
-      {
-        name: "JetStream events/s vs raw pipelined append",
-        goal: "≥ 50%",
-        actual: js.eventsPerSecond / raw.eventsPerSecond,
-        pass: js.eventsPerSecond >= raw.eventsPerSecond * 0.5,
-      },
+      ...(js === undefined
+        ? []
+        : [
+            {
+              name: "JetStream events/s vs raw pipelined append",
+              goal: "≥ 50%",
+              actual: js.episodes.eventsPerSecond / js.raw.eventsPerSecond,
+              pass: js.episodes.eventsPerSecond >= js.raw.eventsPerSecond * 0.5,
+            },
+          ]),
       ...results
         .filter((r) => r.rssPerEpisodeMB !== undefined)
         .map((r) => ({

@@ -1,4 +1,5 @@
 /** Answer extraction and repetition counting: the last answer wins, thinking is ignored, truncation is not an answer. */
+import * as HashMap from "effect/HashMap"
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
 import {
@@ -50,7 +51,7 @@ describe("answer extraction", () => {
 
 describe("repetition", () => {
   it("counts normalized content and ignores empty turns", () => {
-    let state = {}
+    let state = HashMap.empty<string, number>()
     const counts: number[] = []
     for (const c of ["a  b", "a b", " a\nb ", "", "c"]) {
       const r = countRepeats(state, c)

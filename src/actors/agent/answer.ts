@@ -5,6 +5,8 @@
  * that never produced one ends with an explicit outcome instead — a sentinel string is never an
  * answer. Pure functions over strings.
  */
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
 import { splitThinking } from "./toolCalls/parsedTurn.ts"
 
 export type AnswerStyle = "answer_tag" | "boxed" | "plain"
@@ -72,11 +74,12 @@ export const repetitionKey = (content: string): string => content.replace(/\s+/g
  * the same content comes `limit` times (4) and flags a turn REPEAT from the second time.
  */
 export const countRepeats = (
-  seen: Readonly<Record<string, number>>,
+  seen: HashMap.HashMap<string, number>,
   content: string,
-): { readonly seen: Readonly<Record<string, number>>; readonly count: number } => {
+): { readonly seen: HashMap.HashMap<string, number>; readonly count: number } => {
   const key = repetitionKey(content)
   if (key.length === 0) return { seen, count: 0 }
-  const count = (Object.hasOwn(seen, key) ? seen[key]! : 0) + 1
-  return { seen: { ...seen, [key]: count }, count }
+  const count = Option.getOrElse(HashMap.get(seen, key), () => 0) + 1
+  // A persistent map: the state of every turn keeps its own counts without copying the others'.
+  return { seen: HashMap.set(seen, key, count), count }
 }

@@ -23,11 +23,15 @@ export interface ChatMessage {
  */
 export const estimateTokens = (messages: ReadonlyArray<ChatMessage>): number => {
   let total = 0
-  for (const m of messages) {
-    total += 4 + Math.ceil(m.content.length / 4)
-    for (const c of m.toolCalls ?? [])
-      total += 4 + Math.ceil((c.tool.length + JSON.stringify(c.arguments).length) / 4)
-  }
+  for (const m of messages) total += messageTokens(m)
+  return total
+}
+
+/** One message's share of `estimateTokens`, so a growing context can keep a running total. */
+export const messageTokens = (m: ChatMessage): number => {
+  let total = 4 + Math.ceil(m.content.length / 4)
+  for (const c of m.toolCalls ?? [])
+    total += 4 + Math.ceil((c.tool.length + JSON.stringify(c.arguments).length) / 4)
   return total
 }
 

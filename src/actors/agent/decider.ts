@@ -211,7 +211,7 @@ export const decide = (
         episodeId: state.episodeId,
         turn: state.turn,
         policy: "summarize",
-        estimatedTokens: estimateTokens(state.messages),
+        estimatedTokens: state.contextTokens,
         keptMessages: reduced.length,
         droppedMessages: state.messages.length - reduced.length + 1,
         summary: input.summary,
@@ -250,7 +250,7 @@ const wantsSummary = (state: EpisodeState): boolean =>
   !state.infrastructureFailure &&
   state.turn < state.policy.maxTurns &&
   state.summarizedAt !== state.turn &&
-  estimateTokens(state.messages) > state.policy.contextBudget - state.policy.contextReserve
+  state.contextTokens > state.policy.contextBudget - state.policy.contextReserve
 
 /** Before a model call: end on limits, reset an over-budget context, nudge, then request. */
 const prepare = (state: EpisodeState): DomainEvent[] => {
@@ -260,7 +260,7 @@ const prepare = (state: EpisodeState): DomainEvent[] => {
   if (done >= policy.maxTurns) return [finish(state, "turns_limit", done)]
   const events: DomainEvent[] = []
   const limit = policy.contextBudget - policy.contextReserve
-  const estimated = estimateTokens(state.messages)
+  const estimated = state.contextTokens
   if (estimated > limit) {
     if (policy.contextReset !== "discard_all_tools") return [finish(state, "context_limit", done)]
     const reduced = discardAllTools(state.messages)

@@ -3,9 +3,16 @@
  * pending tool calls and refinements, repetition and idle counters, and the episode's policy with
  * AgentToLeaP's defaults. Pure; the decisions over this state live in `decider.ts`.
  */
+import * as HashMap from "effect/HashMap"
 import type { Envelope, EpisodePolicy, EventOf } from "../../events/schema.ts"
 import { countRepeats } from "./answer.ts"
-import { type ChatMessage, discardAllTools, summarizeReset } from "./context.ts"
+import {
+  type ChatMessage,
+  discardAllTools,
+  estimateTokens,
+  messageTokens,
+  summarizeReset,
+} from "./context.ts"
 import { needsRefinement, purposeOf } from "./refinement.ts"
 
 /** AgentToLeaP's evaluation defaults. */
@@ -65,12 +72,14 @@ export interface EpisodeState {
   readonly turn: number
   readonly requestId: string | undefined
   readonly messages: ReadonlyArray<ChatMessage>
+  /** `estimateTokens(messages)`, kept as messages come and go so a turn does not re-count the context. */
+  readonly contextTokens: number
   readonly pending: ReadonlyArray<string>
   /** Consecutive turns without a tool call or an answer. */
   readonly idleTurns: number
   readonly idleNudgedAt: number
   readonly finalNudged: boolean
-  readonly repeats: Readonly<Record<string, number>>
+  readonly repeats: HashMap.HashMap<string, number>
   readonly infrastructureFailure: boolean
   /** The turn at which the context was last summarized (a second summary in one turn would loop). */
   readonly summarizedAt: number
@@ -94,11 +103,12 @@ export const initial: EpisodeState = {
   turn: 0,
   requestId: undefined,
   messages: [],
+  contextTokens: 0,
   pending: [],
   idleTurns: 0,
   idleNudgedAt: 0,
   finalNudged: false,
-  repeats: {},
+  repeats: HashMap.empty(),
   infrastructureFailure: false,
   summarizedAt: -1,
   purposes: {},
@@ -118,23 +128,27 @@ export const evolve = (state: EpisodeState, envelope: Envelope): EpisodeState =>
     case "EpisodeStarted": {
       const system: ChatMessage[] =
         e.systemPrompt === undefined ? [] : [{ role: "system", content: e.systemPrompt }]
+      const messages: ReadonlyArray<ChatMessage> = [
+        ...system,
+        { role: "user", content: taskPrompt(e.question) },
+      ]
       return {
         ...initial,
         status: "ready",
         episodeId: e.episodeId,
         model: e.model,
         policy: e.policy ?? { ...defaultPolicy, maxTurns: e.maxTurns },
-        messages: [...system, { role: "user", content: taskPrompt(e.question) }],
+        messages,
+        contextTokens: estimateTokens(messages),
       }
     }
     case "ContextReset":
       return e.policy === "summarize"
-        ? { ...state, messages: summarizeReset(state.messages, e.summary ?? ""), summarizedAt: state.turn }
-        : { ...state, messages: discardAllTools(state.messages) }
+        ? { ...withContext(state, summarizeReset(state.messages, e.summary ?? "")), summarizedAt: state.turn }
+        : withContext(state, discardAllTools(state.messages))
     case "ModelNudged":
       return {
-        ...state,
-        messages: [...state.messages, { role: "user", content: e.text }],
+        ...withMessage(state, { role: "user", content: e.text }),
         ...(e.reason === "final_answer" ? { finalNudged: true } : { idleNudgedAt: state.idleTurns }),
       }
     case "ModelRequested":
@@ -148,17 +162,14 @@ export const evolve = (state: EpisodeState, envelope: Envelope): EpisodeState =>
       const { seen } = countRepeats(state.repeats, repeatText(e.content, e.toolCalls))
       // Provisionally idle; a tool call requested in the same turn resets it.
       return {
-        ...state,
+        ...withMessage(state, message),
         status: "ready",
-        messages: [...state.messages, message],
         repeats: seen,
         idleTurns: state.idleTurns + 1,
       }
     }
     case "TurnAssessed":
-      return e.feedback === undefined
-        ? state
-        : { ...state, messages: [...state.messages, { role: "user", content: e.feedback }] }
+      return e.feedback === undefined ? state : withMessage(state, { role: "user", content: e.feedback })
     case "ToolCallRequested": {
       const purpose = purposeOf(e.arguments)
       return {
@@ -192,10 +203,9 @@ export const evolve = (state: EpisodeState, envelope: Envelope): EpisodeState =>
         }
       }
       return {
-        ...state,
+        ...withMessage(state, { role: "tool", content, toolCallId: e.callId }),
         status: pending.length === 0 && state.refining.length === 0 ? "ready" : "awaiting_tools",
         pending,
-        messages: [...state.messages, { role: "tool", content, toolCallId: e.callId }],
         infrastructureFailure:
           state.infrastructureFailure || (e.type === "ToolCallFailed" && e.kind === "infrastructure"),
       }
@@ -204,10 +214,9 @@ export const evolve = (state: EpisodeState, envelope: Envelope): EpisodeState =>
       if (!state.refining.some((r) => r.callId === e.callId)) return state
       const refining = state.refining.filter((r) => r.callId !== e.callId)
       return {
-        ...state,
+        ...withMessage(state, { role: "tool", content: e.content, toolCallId: e.callId }),
         status: state.pending.length === 0 && refining.length === 0 ? "ready" : "awaiting_tools",
         refining,
-        messages: [...state.messages, { role: "tool", content: e.content, toolCallId: e.callId }],
       }
     }
     case "EpisodeFinished":
@@ -216,6 +225,18 @@ export const evolve = (state: EpisodeState, envelope: Envelope): EpisodeState =>
       return state
   }
 }
+
+const withMessage = (state: EpisodeState, message: ChatMessage): EpisodeState => ({
+  ...state,
+  messages: [...state.messages, message],
+  contextTokens: state.contextTokens + messageTokens(message),
+})
+
+const withContext = (state: EpisodeState, messages: ReadonlyArray<ChatMessage>): EpisodeState => ({
+  ...state,
+  messages,
+  contextTokens: estimateTokens(messages),
+})
 
 const ownPurpose = (state: EpisodeState, callId: string): string | undefined =>
   Object.hasOwn(state.purposes, callId) ? state.purposes[callId] : undefined

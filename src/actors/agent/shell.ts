@@ -112,36 +112,70 @@ export const runEpisode = (
 
     /** Appends decided events with ids derived from `key`, folding them into the local state. */
     const record = (key: string, events: ReadonlyArray<DomainEvent>) => recordFrom(key, events, 0)
-
-    /** Appends `events[from..]` of one decision (the `from` first are already in the log). */
-    const recordFrom = (key: string, all: ReadonlyArray<DomainEvent>, from: number) =>
-      Effect.gen(function* () {
-        const events = all.slice(from)
-        if (events.length === 0) return
-        const recordedAt = ports.now()
-        const batch: NewEvent[] = events.map((event, i) => ({
-          eventId: `${key}/${from + i}`,
+    /**
+     * Appends `events[from..]` of one decision (the `from` first are already in the log). A plain
+     * map over the append, not a generator: this runs for every event of every episode.
+     */
+    const recordFrom = (key: string, all: ReadonlyArray<DomainEvent>, from: number) => {
+      if (from >= all.length) return Effect.void
+      const recordedAt = ports.now()
+      const batch: NewEvent[] = []
+      for (let i = from; i < all.length; i++)
+        batch.push({
+          eventId: `${key}/${i}`,
           recordedAt,
           correlationId: episodeId,
           causationId: key,
           actor: "agent",
-          event,
-        }))
-        const appended = yield* log.append(subject, batch, { expectedLastPosition: folded.position })
-        appended.positions.forEach((position, i) => {
-          const e = batch[i]!
-          if (folded.ids.has(e.eventId)) return
-          folded.state = evolve(folded.state, { ...e, position, subject, schemaVersion: 1 })
-          folded.position = Math.max(folded.position, position)
-          remember(folded, e.eventId, e.event, e.recordedAt)
+          event: all[i]!,
         })
+      return Effect.map(log.append(subject, batch, { expectedLastPosition: folded.position }), (appended) => {
+        for (let i = 0; i < batch.length; i++) {
+          const e = batch[i]!
+          if (folded.ids.has(e.eventId)) continue
+          const position = appended.positions[i]!
+          folded.state = evolve(folded.state, { ...e, position, subject, schemaVersion: 1 })
+          if (position > folded.position) folded.position = position
+          remember(folded, e.eventId, e.event, e.recordedAt)
+        }
       })
+    }
 
-    const decided = (input: Input) => {
+    /** Decides the events that follow `input` and appends them under `key`. */
+    const decideAndRecord = (key: string, input: Input) => {
       const result = decide(folded.state, input, ports.parse)
       return Result.isFailure(result)
         ? Effect.fail(new EpisodeStuck(`episode ${episodeId}: ${result.failure.reason}`))
-        : Effect.succeed(result.success)
+        : recordFrom(key, result.success, 0)
+    }
+
+    /** Performs one requested tool call; its completion or failure, as the event to record. */
+    const callTool = (callId: string): Effect.Effect<DomainEvent, EpisodeStuck> => {
+      const request = folded.requests.get(callId)
+      if (request === undefined) return Effect.fail(new EpisodeStuck(`tool call ${callId} has no request`))
+      const started = performance.now()
+      return Effect.map(
+        ports.tools.call({ episodeId, callId, tool: request.tool, arguments: request.arguments }),
+        (outcome): DomainEvent =>
+          outcome.ok
+            ? {
+                type: "ToolCallCompleted",
+                episodeId,
+                callId,
+                tool: request.tool,
+                content: outcome.content,
+                truncated: outcome.truncated,
+                latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
+              }
+            : {
+                type: "ToolCallFailed",
+                episodeId,
+                callId,
+                tool: request.tool,
+                kind: outcome.kind,
+                message: outcome.message,
+              },
+      )
     }
 
     // JetStream has no atomic multi-event append: a worker that died part-way through writing a
@@ -161,14 +195,14 @@ export const runEpisode = (
     if (folded.state.status === "new") {
       if (start === undefined)
         return yield* Effect.fail(new EpisodeStuck(`episode ${episodeId} was never started`))
-      yield* record(`${episodeId}/start`, yield* decided(start))
+      yield* decideAndRecord(`${episodeId}/start`, start)
     }
 
     for (;;) {
       const timeoutMs = folded.state.policy.timeoutMs
       if (timeoutMs !== undefined && folded.startedAt !== undefined && folded.state.status !== "finished") {
         if ((ports.clock ?? Date.now)() - folded.startedAt > timeoutMs) {
-          yield* record(`${episodeId}/stop`, yield* decided({ kind: "stop", outcome: "timeout" }))
+          yield* decideAndRecord(`${episodeId}/stop`, { kind: "stop", outcome: "timeout" })
         }
       }
       const intent = nextIntent(folded.state)
@@ -178,7 +212,7 @@ export const runEpisode = (
         case "not_started":
           return yield* Effect.fail(new EpisodeStuck(`episode ${episodeId} was never started`))
         case "prepare":
-          yield* record(`${episodeId}/turn/${folded.state.turn}/prepare`, yield* decided({ kind: "prepare" }))
+          yield* decideAndRecord(`${episodeId}/turn/${folded.state.turn}/prepare`, { kind: "prepare" })
           break
         case "call_model": {
           // Only the port's typed failure is a model error; an interrupt (the worker stopping) or a
@@ -203,7 +237,7 @@ export const runEpisode = (
                 message: outcome.failure.message,
                 ...(outcome.failure.endpoint === undefined ? {} : { endpoint: outcome.failure.endpoint }),
               }
-          yield* record(`${intent.requestId}/result`, yield* decided(input))
+          yield* decideAndRecord(`${intent.requestId}/result`, input)
           break
         }
         case "summarize_context": {
@@ -221,7 +255,7 @@ export const runEpisode = (
             kind: "context_summarized",
             summary: Result.isSuccess(summary) ? summary.success.content : undefined,
           }
-          yield* record(`${intent.requestId}/result`, yield* decided(input))
+          yield* decideAndRecord(`${intent.requestId}/result`, input)
           break
         }
         case "refine": {
@@ -274,43 +308,19 @@ export const runEpisode = (
           break
         }
         case "call_tools": {
-          yield* Effect.forEach(
-            intent.pending,
-            (callId) =>
-              Effect.gen(function* () {
-                const request = folded.requests.get(callId)
-                if (request === undefined)
-                  return yield* Effect.fail(new EpisodeStuck(`tool call ${callId} has no request`))
-                const started = performance.now()
-                const outcome = yield* ports.tools.call({
-                  episodeId,
-                  callId,
-                  tool: request.tool,
-                  arguments: request.arguments,
-                })
-                const latencyMs = Math.round((performance.now() - started) * 1000) / 1000
-                const event: DomainEvent = outcome.ok
-                  ? {
-                      type: "ToolCallCompleted",
-                      episodeId,
-                      callId,
-                      tool: request.tool,
-                      content: outcome.content,
-                      truncated: outcome.truncated,
-                      latencyMs,
-                    }
-                  : {
-                      type: "ToolCallFailed",
-                      episodeId,
-                      callId,
-                      tool: request.tool,
-                      kind: outcome.kind,
-                      message: outcome.message,
-                    }
-                yield* Semaphore.withPermit(lock, record(`${callKey(callId)}/result`, [event]))
-              }),
-            { concurrency: ports.toolConcurrency ?? 8, discard: true },
-          )
+          // One call (the common case) runs directly; several run concurrently, appended one at a time.
+          if (intent.pending.length === 1) {
+            const callId = intent.pending[0]!
+            yield* recordFrom(`${callKey(callId)}/result`, [yield* callTool(callId)], 0)
+          } else
+            yield* Effect.forEach(
+              intent.pending,
+              (callId) =>
+                Effect.flatMap(callTool(callId), (event) =>
+                  Semaphore.withPermit(lock, recordFrom(`${callKey(callId)}/result`, [event], 0)),
+                ),
+              { concurrency: ports.toolConcurrency ?? 8, discard: true },
+            )
           break
         }
       }

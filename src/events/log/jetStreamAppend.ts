@@ -48,59 +48,65 @@ export const appendPipelined = (
   subject: string,
   bodies: ReadonlyArray<Uint8Array>,
   events: ReadonlyArray<NewEvent>,
-): Promise<AppendOutcome> =>
-  new Promise((resolve) => {
-    const positions = new Array<number>(bodies.length)
-    let duplicates = 0
-    let acked = 0
-    let sent = 0
-    let inFlight = 0
-    let failed = false
-    const pump = (): void => {
-      while (!failed && inFlight < PUBLISH_WINDOW && sent < bodies.length) {
-        const i = sent++
-        inFlight++
-        inbox.publish(subject, bodies[i]!, publishHeaders(events[i]!.eventId, undefined), (outcome) => {
-          inFlight--
-          if (failed) return
-          if (!("seq" in outcome)) {
-            failed = true
-            resolve({ error: appendFailure(outcome, subject, undefined) })
-            return
-          }
-          positions[i] = outcome.seq
-          if (outcome.duplicate) duplicates++
-          if (++acked === bodies.length) resolve({ ok: { positions, duplicates } })
-          else pump()
-        })
-      }
+  resolve: (outcome: AppendOutcome) => void,
+): void => {
+  const positions = new Array<number>(bodies.length)
+  let duplicates = 0
+  let acked = 0
+  let sent = 0
+  let inFlight = 0
+  let failed = false
+  const pump = (): void => {
+    while (!failed && inFlight < PUBLISH_WINDOW && sent < bodies.length) {
+      const i = sent++
+      inFlight++
+      inbox.publish(subject, bodies[i]!, publishHeaders(events[i]!.eventId, undefined), (outcome) => {
+        inFlight--
+        if (failed) return
+        if (!("seq" in outcome)) {
+          failed = true
+          resolve({ error: appendFailure(outcome, subject, undefined) })
+          return
+        }
+        positions[i] = outcome.seq
+        if (outcome.duplicate) duplicates++
+        if (++acked === bodies.length) resolve({ ok: { positions, duplicates } })
+        else pump()
+      })
     }
-    pump()
-  })
+  }
+  pump()
+}
 
 /**
  * With an expectation: one at a time, each event expected right after the previous one (a
  * duplicate at its original position). The server checks `Nats-Msg-Id` before the expected
  * sequence (verified on 2.9.10), so a retried batch reports duplicates, not a conflict.
  */
-export const appendChained = async (
+export const appendChained = (
   inbox: AckInbox,
   subject: string,
   bodies: ReadonlyArray<Uint8Array>,
   events: ReadonlyArray<NewEvent>,
   expectedLastPosition: number,
-): Promise<AppendOutcome> => {
+  resolve: (outcome: AppendOutcome) => void,
+): void => {
   const positions: number[] = []
   let duplicates = 0
-  let expected = expectedLastPosition
-  for (let i = 0; i < bodies.length; i++) {
-    const outcome = await new Promise<AckOutcome>((resolve) =>
-      inbox.publish(subject, bodies[i]!, publishHeaders(events[i]!.eventId, expected), resolve),
-    )
-    if (!("seq" in outcome)) return { error: appendFailure(outcome, subject, expected) }
-    positions.push(outcome.seq)
-    if (outcome.duplicate) duplicates++
-    expected = outcome.seq
+  const next = (i: number, expected: number): void => {
+    if (i === bodies.length) {
+      resolve({ ok: { positions, duplicates } })
+      return
+    }
+    inbox.publish(subject, bodies[i]!, publishHeaders(events[i]!.eventId, expected), (outcome) => {
+      if (!("seq" in outcome)) {
+        resolve({ error: appendFailure(outcome, subject, expected) })
+        return
+      }
+      positions.push(outcome.seq)
+      if (outcome.duplicate) duplicates++
+      next(i + 1, outcome.seq)
+    })
   }
-  return { ok: { positions, duplicates } }
+  next(0, expectedLastPosition)
 }

@@ -35,7 +35,7 @@ import {
   LogUnavailable,
   type ReadOptions,
 } from "./eventLog.ts"
-import { appendChained, appendPipelined } from "./jetStreamAppend.ts"
+import { type AppendOutcome, appendChained, appendPipelined } from "./jetStreamAppend.ts"
 import { JetStreamReplay } from "./jetStreamReplay.ts"
 import { NatsClient, type NatsHandle, natsFailure } from "./natsConnection.ts"
 
@@ -152,14 +152,14 @@ export const makeJetStreamLog = (
           bodies.push(body.success)
         }
         const expected = appendOptions?.expectedLastPosition
-        return Effect.flatMap(
-          Effect.promise(() =>
-            expected === undefined
-              ? appendPipelined(inbox, subject, bodies, events)
-              : appendChained(inbox, subject, bodies, events, expected),
-          ),
-          (outcome) => ("ok" in outcome ? Effect.succeed(outcome.ok) : Effect.fail(outcome.error)),
-        )
+        // Resumed straight from the ack callback: an agent appends a few events per step, so a
+        // promise per append was a measurable share of a step.
+        return Effect.callback<Appended, AppendError>((resume) => {
+          const done = (outcome: AppendOutcome) =>
+            resume("ok" in outcome ? Effect.succeed(outcome.ok) : Effect.fail(outcome.error))
+          if (expected === undefined) appendPipelined(inbox, subject, bodies, events, done)
+          else appendChained(inbox, subject, bodies, events, expected, done)
+        })
       })
 
     const lastPositionOf = async (subject: string): Promise<number> => {
