@@ -1,16 +1,19 @@
 /**
  * The episode shell on the real embedded log with an in-process scripted model and an echo tool:
- * a whole episode, a 150-turn episode, resuming after the worker died mid-episode without making a
+ * a whole episode, a 150-turn episode (and one whose memory stays flat), resuming after the worker died mid-episode without making a
  * recorded model or tool call again, and explicit outcomes for failing ports.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { afterEach, describe, expect, it } from "vitest"
+import { estimateTokens } from "../../src/actors/agent/context.ts"
 import { defaultPolicy, type ModelResponse, type StartEpisode } from "../../src/actors/agent/decider.ts"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import { type EpisodePorts, runEpisode, type ToolPort } from "../../src/actors/agent/shell.ts"
@@ -116,6 +119,57 @@ describe("episode shell", () => {
     expect(state.outcome).toBe("answered")
     expect(state.turn).toBe(151)
     expect(new Set(modelCalls).size).toBe(151)
+  })
+
+  it("keeps memory bounded over 150 turns of 64 KB tool results", async () => {
+    // Unbounded, the results alone would hold 150 × 64 KB ≈ 9.4 MB; the context budget's
+    // discard_all_tools reset keeps the conversation (and so the heap) flat.
+    v8.setFlagsFromString("--expose-gc")
+    const gc = vm.runInNewContext("gc") as () => void
+    const log = await openLog()
+    const budget = 20_000
+    const page = "x".repeat(64 * 1024)
+    const heapAt = new Map<number, number>()
+    let maxContext = 0
+    const model: EpisodePorts["model"] = {
+      complete: (request) =>
+        Effect.sync((): ModelResponse => {
+          const turn = Number(request.requestId.split("/").at(-1))
+          maxContext = Math.max(maxContext, estimateTokens(request.messages))
+          if (turn === 50 || turn === 150) {
+            gc()
+            heapAt.set(turn, process.memoryUsage().heapUsed)
+          }
+          const base = {
+            endpoint: "in-process",
+            latencyMs: 0,
+            usage: { promptTokens: 10, completionTokens: 3 },
+          }
+          return turn > 150
+            ? { ...base, finishReason: "stop", content: "<answer>42</answer>" }
+            : {
+                ...base,
+                finishReason: "tool_calls",
+                content: "",
+                toolCalls: [{ callId: `${request.requestId}#0`, tool: "fetch", arguments: { turn } }],
+              }
+        }),
+    }
+    const tools: ToolPort = {
+      call: () => Effect.succeed({ ok: true as const, content: `${page}${Math.random()}`, truncated: false }),
+    }
+    const state = await Effect.runPromise(
+      runEpisode(log, ports(model, tools), "big", {
+        ...start("big"),
+        policy: { ...defaultPolicy, maxTurns: 200, contextBudget: budget, contextReserve: 0 },
+      }),
+    )
+    expect(state.outcome).toBe("answered")
+    expect(state.turn).toBe(151)
+    // What the model saw stayed within one result over the budget (the reset comes before the call).
+    expect(maxContext).toBeLessThanOrEqual(budget + 64 * 1024)
+    const growth = heapAt.get(150)! - heapAt.get(50)!
+    expect(growth).toBeLessThan(3 * 1024 * 1024)
   })
 
   it("resumes after the worker died mid-episode without repeating a recorded call", async () => {
