@@ -261,6 +261,17 @@ export const EndpointEjected = Schema.Struct({
   failures: Count,
 })
 
+/**
+ * An endpoint was removed from a model's group at run time: it takes no new calls (its in-flight
+ * calls finish there when drained, else they are retried elsewhere).
+ */
+export const EndpointLeft = Schema.Struct({
+  type: Schema.Literal("EndpointLeft"),
+  model: Id,
+  endpoint: Id,
+  reason: Schema.String,
+})
+
 /** An ejected endpoint answered its health probe again and takes calls again. */
 export const EndpointReturned = Schema.Struct({
   type: Schema.Literal("EndpointReturned"),
@@ -277,6 +288,117 @@ export const WeightsPublished = Schema.Struct({
   model: Id,
   version: Id,
   endpoint: Schema.optionalKey(Id),
+})
+
+/** Normalized MCP content: text, JSON, an image (hash and size; the bytes stay with the caller), a resource. */
+export const ToolContent = Schema.Union([
+  Schema.Struct({ type: Schema.Literal("text"), text: Schema.String }),
+  Schema.Struct({ type: Schema.Literal("json"), value: Schema.Json }),
+  Schema.Struct({
+    type: Schema.Literal("image"),
+    mimeType: Schema.String,
+    bytes: Count,
+    sha256: Schema.String,
+  }),
+  Schema.Struct({
+    type: Schema.Literal("resource"),
+    uri: Schema.String,
+    mimeType: Schema.optionalKey(Schema.String),
+    text: Schema.optionalKey(Schema.String),
+  }),
+])
+
+/** A version of a pooled MCP server was registered (at start, or to hot-swap to). */
+export const ToolVersionRegistered = Schema.Struct({
+  type: Schema.Literal("ToolVersionRegistered"),
+  server: Id,
+  version: Id,
+  transport: Schema.Literals(["stdio", "http", "docker"]),
+  replicas: Count,
+})
+
+/** A replica of a tool server is up (its MCP session initialized). `sandboxId` names its container. */
+export const ToolReplicaStarted = Schema.Struct({
+  type: Schema.Literal("ToolReplicaStarted"),
+  server: Id,
+  version: Id,
+  replica: Id,
+  restarts: Count,
+  startMs: Millis,
+  sandboxId: Schema.optionalKey(Schema.String),
+  owner: Schema.optionalKey(Schema.String),
+})
+
+/** A replica ended: crashed, failed its health check, drained, or was stopped. */
+export const ToolReplicaExited = Schema.Struct({
+  type: Schema.Literal("ToolReplicaExited"),
+  server: Id,
+  version: Id,
+  replica: Id,
+  reason: Schema.Literals(["crashed", "unhealthy", "drained", "stopped", "start_failed"]),
+  detail: Schema.String,
+  sandboxId: Schema.optionalKey(Schema.String),
+})
+
+/** A replica's circuit breaker opened (consecutive failures) or closed again. */
+export const ToolCircuitChanged = Schema.Struct({
+  type: Schema.Literal("ToolCircuitChanged"),
+  server: Id,
+  replica: Id,
+  state: Schema.Literals(["open", "closed"]),
+  failures: Count,
+})
+
+/** Traffic of a server moved between versions during a hot-swap (`weight` of `to`, 0..1). */
+export const ToolTrafficShifted = Schema.Struct({
+  type: Schema.Literal("ToolTrafficShifted"),
+  server: Id,
+  from: Id,
+  to: Id,
+  weight: Schema.Finite,
+})
+
+/** Orphaned sandboxes (containers of a dead pool process) removed on start. */
+export const ToolSandboxesReconciled = Schema.Struct({
+  type: Schema.Literal("ToolSandboxesReconciled"),
+  owner: Id,
+  removed: Schema.Array(Schema.String),
+})
+
+/**
+ * One call through a tool pool, as served: which replica, how many attempts, the normalized
+ * result or the error. Recorded under the call's idempotency key, so a call retried after a crash
+ * is answered from here instead of running twice.
+ */
+export const ToolCallServed = Schema.Struct({
+  type: Schema.Literal("ToolCallServed"),
+  server: Id,
+  tool: Id,
+  idempotencyKey: Id,
+  version: Schema.String,
+  replica: Schema.String,
+  attempts: Count,
+  latencyMs: Millis,
+  outcome: Schema.Literals(["ok", "tool_error", "invalid_arguments", "timeout", "unavailable", "rejected"]),
+  content: Schema.Array(ToolContent),
+  truncated: Schema.Boolean,
+  error: Schema.optionalKey(Schema.String),
+})
+
+/** A periodic look at a pool: in flight and queued per replica (for `rollout dock status`). */
+export const ToolPoolSampled = Schema.Struct({
+  type: Schema.Literal("ToolPoolSampled"),
+  server: Id,
+  queued: Count,
+  replicas: Schema.Array(
+    Schema.Struct({
+      replica: Schema.String,
+      version: Schema.String,
+      inFlight: Count,
+      healthy: Schema.Boolean,
+      circuit: Schema.Literals(["open", "closed"]),
+    }),
+  ),
 })
 
 /** Every event type, current versions only. Domain code sees only these shapes. */
@@ -298,9 +420,18 @@ export const DomainEvent = Schema.Union([
   SampleScored,
   ProbeRecorded,
   EndpointJoined,
+  EndpointLeft,
   EndpointEjected,
   EndpointReturned,
   WeightsPublished,
+  ToolVersionRegistered,
+  ToolReplicaStarted,
+  ToolReplicaExited,
+  ToolCircuitChanged,
+  ToolTrafficShifted,
+  ToolSandboxesReconciled,
+  ToolCallServed,
+  ToolPoolSampled,
 ])
 export type DomainEvent = typeof DomainEvent.Type
 export type EventType = DomainEvent["type"]
@@ -325,9 +456,18 @@ export const eventSchemas = {
   SampleScored,
   ProbeRecorded,
   EndpointJoined,
+  EndpointLeft,
   EndpointEjected,
   EndpointReturned,
   WeightsPublished,
+  ToolVersionRegistered,
+  ToolReplicaStarted,
+  ToolReplicaExited,
+  ToolCircuitChanged,
+  ToolTrafficShifted,
+  ToolSandboxesReconciled,
+  ToolCallServed,
+  ToolPoolSampled,
 } as const satisfies { readonly [T in EventType]: Schema.Codec<EventOf<T>, unknown> }
 
 /** The current schema version of each type; a retired version is upcast on read. */
@@ -349,9 +489,18 @@ export const currentVersions: { readonly [T in EventType]: number } = {
   SampleScored: 1,
   ProbeRecorded: 1,
   EndpointJoined: 1,
+  EndpointLeft: 1,
   EndpointEjected: 1,
   EndpointReturned: 1,
   WeightsPublished: 1,
+  ToolVersionRegistered: 1,
+  ToolReplicaStarted: 1,
+  ToolReplicaExited: 1,
+  ToolCircuitChanged: 1,
+  ToolTrafficShifted: 1,
+  ToolSandboxesReconciled: 1,
+  ToolCallServed: 1,
+  ToolPoolSampled: 1,
 }
 
 export const isEventType = (type: string): type is EventType => Object.hasOwn(currentVersions, type)

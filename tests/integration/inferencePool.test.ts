@@ -5,7 +5,11 @@
  * and 500 are retried elsewhere, an endpoint stopped with calls in flight loses them to another
  * endpoint, is ejected and returns once restarted on its port (events on a real embedded log),
  * weight versions and token ids/log-probs are recorded, unknown models fail clearly, and no secret
- * reaches the log's bytes. Waits poll a condition against a deadline; every count is bounded.
+ * reaches the log's bytes. Streaming groups give the same completion as plain ones and retry a stream
+ * cut mid-way elsewhere; endpoints join and leave under load without a failed call; an idle endpoint
+ * that dies is ejected by probes alone; 429s eject, are counted apart, and their retry-after holds
+ * back both the backoff (through an injected sleep) and the return probe (through an injected
+ * clock). Waits poll a condition against a deadline; every count is bounded; no duration is asserted.
  */
 import * as fs from "node:fs"
 import * as http from "node:http"
@@ -18,14 +22,17 @@ import type { ChatMessage } from "../../src/actors/agent/context.ts"
 import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
 import {
   type Completion,
+  type CompletionDelta,
   type CompletionRequest,
   type InferencePool,
   ModelUnavailable,
   makeInferencePool,
+  type PoolMembershipError,
 } from "../../src/actors/inference/pool.ts"
 import {
   type ScriptedModelServer,
   type ScriptedModelServerOptions,
+  type ScriptedReply,
   scripts,
   startScriptedModelServer,
 } from "../../src/actors/inference/scriptedModelServer.ts"
@@ -387,5 +394,343 @@ describe("errors and secrets", () => {
     const stats = JSON.stringify(await Effect.runPromise(pool.stats))
     expect(stats).not.toContain(secret)
     expect(stats).not.toContain(wrong)
+  })
+})
+
+const rich: ScriptedReply = {
+  reasoning: "I should look this up twice.",
+  content: "Searching now.",
+  toolCalls: [
+    { name: "search", arguments: { queries: ["capital of France", "Paris population"], top_k: 5 } },
+    { name: "fetch_url", arguments: { urls: ["https://example.org/a"], purpose: "find the population" } },
+  ],
+}
+
+const chatRequests = (server: ScriptedModelServer) =>
+  server.requests.filter((r) => r.path === "/v1/chat/completions")
+const probes = (server: ScriptedModelServer) => server.requests.filter((r) => r.path === "/v1/models")
+const answered = (server: ScriptedModelServer) => chatRequests(server).filter((r) => r.status === 200).length
+const statsOf = async (pool: InferencePool, url: string) =>
+  (await Effect.runPromise(pool.stats)).endpoints.find((e) => e.endpoint === url)
+const describeEvent = (e: DomainEvent) =>
+  `${e.type} ${"endpoint" in e ? e.endpoint : ""}${e.type === "EndpointEjected" ? ` ${e.reason.split(":")[0]}` : ""}`
+
+describe("streaming", () => {
+  it("a streamed completion equals the non-streamed one for the same script; onDelta shows its pieces", async () => {
+    const server = await start({ script: () => rich })
+    const group = { endpoints: [{ url: server.url }], returnTokenIds: true, fingerprintAsPolicyVersion: true }
+    const pool = await poolFor({ plain: group, streamed: { ...group, stream: true } })
+    const deltas: Array<CompletionDelta> = []
+    const plain = await ask(pool, { model: "plain", logprobs: true, onDelta: (d) => deltas.push(d) })
+    expect(deltas).toEqual([]) // a non-streaming group reports no progress
+    const streamed = await ask(pool, { model: "streamed", logprobs: true, onDelta: (d) => deltas.push(d) })
+    expect({ ...streamed, latencyMs: 0 }).toEqual({ ...plain, latencyMs: 0 })
+    expect(streamed).toMatchObject({
+      content: "Searching now.",
+      reasoning: "I should look this up twice.",
+      finishReason: "tool_calls",
+      toolCalls: [
+        { tool: "search", arguments: { queries: ["capital of France", "Paris population"], top_k: 5 } },
+        { tool: "fetch_url", arguments: { urls: ["https://example.org/a"], purpose: "find the population" } },
+      ],
+      policyVersion: "rollout-scripted-test-double",
+    })
+    expect(streamed.usage.completionTokens).toBe(streamed.tokenIds!.length)
+    expect(streamed.logprobs!.length).toBe(streamed.tokenIds!.length)
+    const [plainBody, streamedBody] = chatRequests(server).map((r) => r.body!)
+    expect(plainBody!.stream).toBeUndefined()
+    expect(streamedBody).toMatchObject({ stream: true, stream_options: { include_usage: true } })
+
+    expect(deltas.every((d) => d.attempt === 1 && d.endpoint === server.url)).toBe(true)
+    expect(deltas.map((d) => d.content ?? "").join("")).toBe(streamed.content)
+    expect(deltas.map((d) => d.reasoning ?? "").join("")).toBe(streamed.reasoning)
+    const calls = [0, 1].map((index) => deltas.filter((d) => d.toolCall?.index === index))
+    expect(calls.map((pieces) => pieces[0]?.toolCall?.name)).toEqual(["search", "fetch_url"])
+    expect(
+      calls.map((pieces) => JSON.parse(pieces.map((d) => d.toolCall?.arguments ?? "").join(""))),
+    ).toEqual(streamed.toolCalls!.map((call) => call.arguments))
+  })
+
+  const expectedError = { reset: /^stream_broken/, end: /^stream_incomplete/, stall: /^timeout: .*silent/ }
+  for (const how of ["reset", "end", "stall"] as const) {
+    it(`a stream cut mid-way (${how}) is retried on another endpoint`, async () => {
+      const cutting = await start({ script: () => ({ ...rich, cutStream: { afterEvents: 6, how } }) })
+      const healthy = await start({ script: () => rich })
+      // A stalled stream ends after timeoutMs of silence: the only wait here (no timing asserted).
+      const tuning = { stream: true, ejectAfterFailures: 100, ...(how === "stall" ? { timeoutMs: 300 } : {}) }
+      const pool = await poolFor(agent([cutting, healthy], tuning))
+      const deltas: Array<CompletionDelta> = []
+      // A fresh pool sends its first call to the first endpoint.
+      const completion = await ask(pool, { onDelta: (d) => deltas.push(d) })
+      expect(completion).toMatchObject({
+        endpoint: healthy.url,
+        content: rich.content,
+        reasoning: rich.reasoning,
+      })
+      expect(completion.toolCalls?.map((call) => call.tool)).toEqual(["search", "fetch_url"])
+      expect(chatRequests(cutting).length).toBe(1)
+      // The caller saw the broken attempt's first pieces, then the whole answer of the retry.
+      const first = deltas.filter((d) => d.attempt === 1)
+      const second = deltas.filter((d) => d.attempt === 2)
+      expect(first.length).toBeGreaterThan(0)
+      expect(first.every((d) => d.endpoint === cutting.url)).toBe(true)
+      expect(second.every((d) => d.endpoint === healthy.url)).toBe(true)
+      expect(deltas.indexOf(second[0]!)).toBe(first.length)
+      expect(second.map((d) => d.content ?? "").join("")).toBe(rich.content)
+      expect(await statsOf(pool, cutting.url)).toMatchObject({
+        failures: 1,
+        healthy: true,
+        lastError: expect.stringMatching(expectedError[how]),
+      })
+    })
+  }
+})
+
+describe("membership at run time", () => {
+  it("endpoints join and leave while 50 calls run: no call fails, the removed one takes no new call", async () => {
+    const { log } = await tempLog()
+    const gateA = gate()
+    const gateB = gate()
+    const a = await start({ script: held(gateA.opened).script })
+    const b = await start({ script: held(gateB.opened).script })
+    const c = await start({ script: scripts.echo() })
+    const pool = await poolFor(
+      {
+        agent: {
+          endpoints: [
+            { url: a.url, maxConcurrency: 4 },
+            { url: b.url, maxConcurrency: 4 },
+          ],
+          queueTimeoutMs: 60_000,
+        },
+      },
+      { log },
+    )
+    const calls = Array.from({ length: 50 }, (_, i) => ask(pool, { affinityKey: `episode-${i % 10}` }))
+    await waitFor("both endpoints full, 42 calls waiting", async () => {
+      const { waiting } = await Effect.runPromise(pool.stats)
+      return pending(a) === 4 && pending(b) === 4 && waiting.agent === 42
+    })
+
+    let drained = false
+    const removal = Effect.runPromise(pool.removeEndpoint("agent", b.url)).then(() => {
+      drained = true
+    })
+    await Effect.runPromise(pool.addEndpoint("agent", { url: c.url, maxConcurrency: 4 }))
+    // The waiting calls go to the new endpoint (a and b are still busy) ...
+    await waitFor("the waiting calls answered by the new endpoint", () => answered(c) === 42)
+    // ... while the removed one still finishes its own.
+    expect(drained).toBe(false)
+    expect(await statsOf(pool, b.url)).toMatchObject({ removed: true, inFlight: 4 })
+    gateB.open()
+    await removal
+    expect(await statsOf(pool, b.url)).toBeUndefined()
+    gateA.open()
+    const done = await Promise.all(calls)
+    expect(done.length).toBe(50)
+    // More calls after the removal, episodes once pinned to b included: none reaches it.
+    for (let i = 0; i < 10; i++) await ask(pool, { affinityKey: `episode-${i}` })
+    expect(chatRequests(b).length).toBe(4)
+    expect(chatRequests(b).every((r) => r.status === 200)).toBe(true)
+    expect(chatRequests(a).length + answered(c)).toBe(56)
+    expect(done.filter((d) => d.endpoint === b.url).length).toBe(4)
+
+    await waitFor("four membership events", async () => (await poolEvents(log)).length === 4)
+    expect((await poolEvents(log)).map(describeEvent)).toEqual([
+      `EndpointJoined ${a.url}`,
+      `EndpointJoined ${b.url}`,
+      `EndpointLeft ${b.url}`,
+      `EndpointJoined ${c.url}`,
+    ])
+    expect((await poolEvents(log))[2]).toMatchObject({ reason: "operator request (drain)" })
+  })
+
+  it("a removal without drain moves the endpoint's in-flight calls to the others, as no failure", async () => {
+    const g = gate()
+    const hanging = await start({ script: held(g.opened).script })
+    const healthy = await start({ script: scripts.echo() })
+    const pool = await poolFor(agent([hanging, healthy], { retries: 0 }))
+    const calls = Array.from({ length: 6 }, () => ask(pool))
+    await waitFor("calls held on the first endpoint, the rest answered", () => {
+      const held = pending(hanging)
+      return held >= 1 && held + answered(healthy) === 6
+    })
+    const moved = pending(hanging)
+    await Effect.runPromise(pool.removeEndpoint("agent", hanging.url, { drain: false, reason: "scale down" }))
+    const done = await Promise.all(calls)
+    expect(done.map((d) => d.endpoint)).toEqual(Array(6).fill(healthy.url))
+    expect(answered(healthy)).toBe(6)
+    expect(moved).toBeGreaterThanOrEqual(1)
+    const stats = await Effect.runPromise(pool.stats)
+    expect(stats.endpoints.map((e) => [e.endpoint, e.failures])).toEqual([[healthy.url, 0]])
+  })
+
+  it("refuses an unknown model, a bad URL, an unset key, a second copy, and a stranger", async () => {
+    const server = await start({ script: scripts.echo() })
+    const pool = await poolFor(agent([server]))
+    const refusal = (effect: Effect.Effect<void, PoolMembershipError>) =>
+      Effect.runPromise(Effect.flip(effect))
+    expect(await refusal(pool.addEndpoint("nope", { url: server.url }))).toMatchObject({
+      code: "unknown_model",
+    })
+    const bad = await refusal(pool.addEndpoint("agent", { url: "http://user:hunter2@h/v1" }))
+    expect(bad).toMatchObject({ code: "invalid_endpoint" })
+    expect(bad.message).not.toContain("hunter2")
+    expect(
+      await refusal(pool.addEndpoint("agent", { url: "http://127.0.0.1:9/v1", apiKeyEnv: "POOL_UNSET_KEY" })),
+    ).toMatchObject({ code: "missing_key", reason: expect.stringContaining("POOL_UNSET_KEY") })
+    expect(await refusal(pool.addEndpoint("agent", { url: `${server.url}/` }))).toMatchObject({
+      code: "already_member",
+    })
+    expect(await refusal(pool.removeEndpoint("agent", "http://127.0.0.1:9/v1"))).toMatchObject({
+      code: "not_member",
+    })
+    // Removing the last endpoint leaves calls waiting (bounded) for a new one, not failing at once.
+    await Effect.runPromise(pool.removeEndpoint("agent", server.url))
+    const waiting = ask(pool)
+    await waitFor("the call waiting for an endpoint", async () => {
+      return (await Effect.runPromise(pool.stats)).waiting.agent === 1
+    })
+    await Effect.runPromise(pool.addEndpoint("agent", { url: server.url }))
+    expect((await waiting).endpoint).toBe(server.url)
+  })
+})
+
+describe("health probes", () => {
+  it("an idle endpoint that dies is ejected by its probes before any call reaches it", async () => {
+    const { log } = await tempLog()
+    const dying = await start({ script: scripts.echo() })
+    const other = await start({ script: scripts.echo() })
+    const pool = await poolFor(agent([dying, other], { healthProbeIntervalMs: 10, ejectAfterFailures: 2 }), {
+      log,
+    })
+    await waitFor("both endpoints probed", () => probes(dying).length > 0 && probes(other).length > 0)
+    await dying.stop()
+    await waitFor("the ejection by probes", async () =>
+      (await poolEvents(log)).some((e) => e.type === "EndpointEjected"),
+    )
+    expect((await poolEvents(log)).find((e) => e.type === "EndpointEjected")).toMatchObject({
+      endpoint: dying.url,
+      reason: expect.stringMatching(/^probe: /),
+      failures: 2,
+    })
+    expect(chatRequests(dying)).toEqual([])
+    expect(await statsOf(pool, dying.url)).toMatchObject({ healthy: false, calls: 0, failures: 0 })
+    expect((await statsOf(pool, dying.url))!.probeFailures).toBeGreaterThanOrEqual(2)
+    // Traffic goes to the live endpoint only; the dead one returns once it answers again.
+    for (let i = 0; i < 4; i++) expect((await ask(pool)).endpoint).toBe(other.url)
+    await start({ script: scripts.echo(), port: dying.port })
+    await waitFor("the return event", async () =>
+      (await poolEvents(log)).some((e) => e.type === "EndpointReturned"),
+    )
+    expect((await statsOf(pool, dying.url))!.healthy).toBe(true)
+  })
+
+  it("probes stop when the pool closes: no probe timer is left", async () => {
+    const server = await start({ script: scripts.echo() })
+    let timers = 0
+    let rounds = 0
+    const sleep = (ms: number, purpose: "backoff" | "probe") =>
+      Effect.suspend(() => {
+        if (purpose === "probe") rounds++
+        timers++
+        return Effect.sleep(ms).pipe(Effect.ensuring(Effect.sync(() => timers--)))
+      })
+    const config = Result.getOrThrow(
+      modelsConfigFrom({
+        agent: { endpoints: [{ url: server.url }], healthProbeIntervalMs: 5, probeIntervalMs: 5 },
+        summarizer: { endpoints: [{ url: server.url }], healthProbeIntervalMs: 5 },
+      }),
+    )
+    const { close } = await acquire(makeInferencePool(config, { sleep }))
+    await waitFor("a few probe rounds", () => probes(server).length >= 6)
+    expect(timers).toBeGreaterThan(0)
+    await close()
+    expect(timers).toBe(0)
+    const after = rounds
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    expect(rounds).toBe(after)
+  })
+})
+
+describe("rate limits", () => {
+  it("429s eject an endpoint, are counted apart, and its return waits for the retry-after", async () => {
+    const { log } = await tempLog()
+    let now = Date.parse("2026-01-01T00:00:00Z")
+    const limited = await start({
+      script: () => ({ error: { status: 429, message: "slow down", retryAfterSeconds: 3600 } }),
+    })
+    const healthy = await start({ script: scripts.echo() })
+    const config = Result.getOrThrow(
+      modelsConfigFrom(
+        agent([limited, healthy], {
+          ejectAfterFailures: 2,
+          healthProbeIntervalMs: 0,
+          probeIntervalMs: 3_600_000,
+        }),
+      ),
+    )
+    const { value: pool, close } = await acquire(makeInferencePool(config, { log, clock: () => now }))
+    cleanups.push(close)
+    for (let i = 0; i < 6; i++) expect((await ask(pool)).endpoint).toBe(healthy.url)
+    expect(chatRequests(limited).map((r) => r.status)).toEqual([429, 429])
+    expect(await statsOf(pool, limited.url)).toMatchObject({ healthy: false, rateLimited: 2, failures: 2 })
+    expect(await statsOf(pool, healthy.url)).toMatchObject({ rateLimited: 0, failures: 0 })
+    expect((await Effect.runPromise(pool.stats)).rateLimited).toEqual({ agent: 2 })
+    await waitFor("the ejection event", async () =>
+      (await poolEvents(log)).some((e) => e.type === "EndpointEjected"),
+    )
+    expect((await poolEvents(log)).find((e) => e.type === "EndpointEjected")).toMatchObject({
+      endpoint: limited.url,
+      reason: expect.stringMatching(/^http_429: /),
+      failures: 2,
+    })
+
+    // Within its retry-after the endpoint is not even probed; after it, a probe returns it.
+    limited.setScript(scripts.echo())
+    await Effect.runPromise(pool.probeNow("agent"))
+    expect(probes(limited)).toEqual([])
+    expect((await statsOf(pool, limited.url))!.healthy).toBe(false)
+    now += 3_600_001
+    await Effect.runPromise(pool.probeNow("agent"))
+    expect(probes(limited).length).toBe(1)
+    expect((await statsOf(pool, limited.url))!.healthy).toBe(true)
+    await waitFor("the return event", async () =>
+      (await poolEvents(log)).some((e) => e.type === "EndpointReturned"),
+    )
+    const after: Array<Completion> = []
+    for (let i = 0; i < 4; i++) after.push(await ask(pool))
+    expect(after.some((c) => c.endpoint === limited.url)).toBe(true)
+  })
+
+  it("a retry-after raises the backoff before the same endpoint is tried again", async () => {
+    const answers: Array<ScriptedReply> = [
+      { error: { status: 429, message: "slow down", retryAfterSeconds: 7 } },
+      { error: { status: 429, message: "slow down", retryAfterSeconds: 7 } },
+      { content: "ok" },
+      { error: { status: 503, message: "busy" } },
+      { content: "ok" },
+    ]
+    const server = await start({ script: () => answers.shift() ?? { content: "ok" } })
+    const backoffs: Array<number> = []
+    const config = Result.getOrThrow(
+      modelsConfigFrom(
+        agent([server], { ejectAfterFailures: 100, backoffMs: 1, maxBackoffMs: 60_000, retries: 4 }),
+      ),
+    )
+    const { value: pool, close } = await acquire(
+      makeInferencePool(config, {
+        sleep: (ms, purpose) =>
+          purpose === "backoff" ? Effect.sync(() => void backoffs.push(ms)) : Effect.sleep(ms),
+      }),
+    )
+    cleanups.push(close)
+    expect((await ask(pool)).content).toBe("ok")
+    expect(backoffs).toEqual([7000, 7000])
+    // Without the header, the configured backoff (at most 1 ms for the first retry) applies.
+    expect((await ask(pool)).content).toBe("ok")
+    expect(backoffs.length).toBe(3)
+    expect(backoffs[2]).toBeLessThanOrEqual(1)
+    expect(await statsOf(pool, server.url)).toMatchObject({ rateLimited: 2, failures: 3, healthy: true })
   })
 })

@@ -1,9 +1,9 @@
 /**
  * The scripted model server (a test double for a GPU inference server) against the official openai
  * client over real loopback HTTP: plain and streamed completions with tool calls, usage, log-probs
- * and token ids, per-episode sequences under concurrency, scripted HTTP failures, token auth, bad
- * input, the test-double labelling, and a `stop()` that frees the port. Every test is bounded to a
- * few dozen requests.
+ * and token ids, per-episode sequences under concurrency, scripted HTTP failures and cut streams,
+ * token auth, bad input, the test-double labelling, and a `stop()` that frees the port. Every test
+ * is bounded to a few dozen requests.
  */
 import * as net from "node:net"
 import OpenAI, {
@@ -333,6 +333,31 @@ describe("failures", () => {
       throw new Error("bug in the script")
     })
     await expect(ask(client, "Fail")).rejects.toMatchObject({ status: 500, code: "script_error" })
+  })
+
+  it("cuts a stream mid-way when the script says so: a reset connection, or an end without a finish", async () => {
+    const server = await start({ script: () => ({ ...rich, cutStream: { afterEvents: 4 } }) })
+    const client = clientFor(server)
+    const streamOf = () =>
+      client.chat.completions.create({ model: "scripted", messages: task("Cut"), stream: true })
+    const received: Array<ChatCompletionChunk> = []
+    const reset = await errorOf(
+      (async () => {
+        for await (const chunk of await streamOf()) received.push(chunk)
+      })(),
+    )
+    // The client saw the first events, then the connection broke before the body's end.
+    expect(received.length).toBe(4)
+    expect(reset).toBeInstanceOf(Error)
+    expect(String((reset as Error).cause)).toMatch(/closed|reset|terminated/i)
+
+    server.setScript(() => ({ ...rich, cutStream: { afterEvents: 4, how: "end" } }))
+    const ended: Array<ChatCompletionChunk> = []
+    for await (const chunk of await streamOf()) ended.push(chunk)
+    expect(ended.length).toBe(4)
+    expect(accumulate(ended).finishReason).toBeNull()
+    // A request that does not stream ignores the cut.
+    await expect(ask(client, "Whole")).resolves.toMatchObject({ object: "chat.completion" })
   })
 
   it("hangs past the client's timeout, and stop() ends the hanging request", async () => {

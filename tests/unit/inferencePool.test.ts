@@ -1,8 +1,12 @@
 /**
  * The inference pool's pure parts: `models.yaml` decoding (defaults, file:line errors, env
- * overrides, the shipped file), the routing rules as properties (never an unhealthy, disabled or
- * full endpoint; least in-flight; affinity; untried endpoints first), backoff bounds, latency
- * percentiles, and the translation of answers and client errors. No network here.
+ * overrides, the shipped file, the streaming and health-probe keys), the routing rules as
+ * properties (never an unhealthy, disabled, removed or full endpoint; least in-flight; affinity;
+ * untried endpoints first), backoff bounds, latency percentiles, the translation of answers and
+ * client errors (`retry-after` in its three forms), the assembly of a stream into exactly the
+ * non-streamed completion (a property over scripted replies), an endpoint group's membership
+ * changes (drain, eviction, stable ids), and the stand-in for the pending `EndpointLeft` event. No
+ * network here.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -10,17 +14,24 @@ import * as path from "node:path"
 import { fc, test as propTest } from "@fast-check/vitest"
 import { Effect, Result } from "effect"
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai"
-import type { ChatCompletion } from "openai/resources/chat/completions"
+import type { ChatCompletion, ChatCompletionChunk } from "openai/resources/chat/completions"
 import { afterEach, describe, expect, test } from "vitest"
 import {
   ConfigError,
+  endpointConfigFrom,
   loadModelsConfig,
   type ModelConfig,
   modelsConfigFrom,
   modelUrlVariable,
   unknownModelMessage,
 } from "../../src/actors/inference/modelsConfig.ts"
-import { classify, readCompletion, requestBody } from "../../src/actors/inference/pool/openAiCall.ts"
+import { EndpointGroup, type Ticket } from "../../src/actors/inference/pool/endpointGroup.ts"
+import {
+  classify,
+  readCompletion,
+  requestBody,
+  retryAfterOf,
+} from "../../src/actors/inference/pool/openAiCall.ts"
 import {
   backoffDelay,
   canTake,
@@ -28,6 +39,18 @@ import {
   pickEndpoint,
   type RoutingView,
 } from "../../src/actors/inference/pool/routing.ts"
+import {
+  classifyStreamError,
+  type DeltaPiece,
+  StreamAssembly,
+} from "../../src/actors/inference/pool/streamingCall.ts"
+import {
+  completionBody,
+  completionStreamEvents,
+  planGeneration,
+} from "../../src/actors/inference/scriptedModel/completion.ts"
+import type { ChatRequest, ScriptedReply } from "../../src/actors/inference/scriptedModel/script.ts"
+import { encodeBodyJson } from "../../src/events/codec.ts"
 
 const tempDirs: Array<string> = []
 const tempDir = (files: Record<string, string> = {}): string => {
@@ -73,10 +96,12 @@ describe("models.yaml", () => {
       maxBackoffMs: 30_000,
       queueTimeoutMs: 60_000,
       probeIntervalMs: 5_000,
+      healthProbeIntervalMs: 10_000,
       ejectAfterFailures: 3,
       policyVersionHeader: "x-policy-version",
       fingerprintAsPolicyVersion: false,
       returnTokenIds: false,
+      stream: false,
     } satisfies ModelConfig)
   })
 
@@ -133,6 +158,29 @@ describe("models.yaml", () => {
     expect(error).toMatchObject({ source: "env ROLLOUT_MODEL_JUDGE_URL" })
   })
 
+  test("stream and healthProbeIntervalMs are optional keys (old files decode); bad values are errors", () => {
+    const dir = tempDir({ "models.yaml": `${minimal}    stream: true\n    healthProbeIntervalMs: 0\n` })
+    expect(load(dir).models.agent).toMatchObject({ stream: true, healthProbeIntervalMs: 0 })
+    expect(loadError(tempDir({ "models.yaml": `${minimal}    stream: sometimes\n` }))).toMatchObject({
+      path: "models.agent.stream",
+      line: 5,
+    })
+    expect(loadError(tempDir({ "models.yaml": `${minimal}    healthProbeIntervalMs: -1\n` }))).toMatchObject({
+      path: "models.agent.healthProbeIntervalMs",
+    })
+  })
+
+  test("an endpoint added at run time gets the file's checks and defaults", () => {
+    expect(Result.getOrThrow(endpointConfigFrom({ url: "http://h:1/v1/" }))).toEqual({
+      url: "http://h:1/v1",
+      maxConcurrency: 64,
+    })
+    const bad = endpointConfigFrom({ url: "http://user:hunter2@h/v1" })
+    expect(Result.isFailure(bad)).toBe(true)
+    if (Result.isFailure(bad)) expect(bad.failure.message).not.toContain("hunter2")
+    expect(Result.isFailure(endpointConfigFrom({ url: "http://h/v1", maxConcurrency: 0 }))).toBe(true)
+  })
+
   test("modelsConfigFrom builds the same thing in code", () => {
     const config = Result.getOrThrow(modelsConfigFrom({ m: { endpoints: [{ url: "http://x/v1" }] } }))
     expect(config.models.m!.timeoutMs).toBe(180_000)
@@ -145,6 +193,7 @@ const view = fc.record({
   maxConcurrency: fc.integer({ min: 1, max: 8 }),
   healthy: fc.boolean(),
   disabled: fc.option(fc.constant("no key"), { nil: undefined }),
+  removed: fc.boolean(),
 })
 const views = fc.array(view, { minLength: 1, maxLength: 6 })
 
@@ -185,6 +234,15 @@ describe("routing", () => {
         expect(endpoints.some((e, i) => !avoid.has(i) && canTake(e))).toBe(false)
     },
   )
+
+  test("a removed endpoint is never picked, even when the episode is pinned to it", () => {
+    const endpoints: Array<RoutingView> = [
+      { inFlight: 0, maxConcurrency: 4, healthy: true, removed: true },
+      { inFlight: 3, maxConcurrency: 4, healthy: true },
+    ]
+    expect(canTake(endpoints[0]!)).toBe(false)
+    expect(pickEndpoint(endpoints, { preferred: 0 })).toBe(1)
+  })
 
   test("equal loads are spread round-robin", () => {
     const idle: Array<RoutingView> = [0, 1, 2].map(() => ({ inFlight: 0, maxConcurrency: 4, healthy: true }))
@@ -329,5 +387,200 @@ describe("wire translation", () => {
       code: "connection",
     })
     expect(classify(new SyntaxError("Unexpected token <"), 1)).toMatchObject({ kind: "endpoint" })
+  })
+
+  test("retry-after: OpenAI's retry-after-ms first, then seconds, then an HTTP date", () => {
+    const now = () => Date.parse("2026-01-01T00:00:00Z")
+    const of = (headers: Record<string, string>) => retryAfterOf(new Headers(headers), now)
+    expect(of({ "retry-after-ms": "1500", "retry-after": "9" })).toBe(1500)
+    expect(of({ "retry-after": "2.5" })).toBe(2500)
+    expect(of({ "retry-after": "Thu, 01 Jan 2026 00:00:30 GMT" })).toBe(30_000)
+    expect(of({ "retry-after": "Wed, 31 Dec 2025 23:00:00 GMT" })).toBe(0)
+    expect(of({ "retry-after": "soon" })).toBeUndefined()
+    expect(of({ "retry-after": "-3" })).toBeUndefined()
+    expect(of({})).toBeUndefined()
+  })
+
+  test("failures while reading a stream: broken connection and error events are transient", () => {
+    const terminated = new TypeError("terminated", { cause: new Error("other side closed") })
+    expect(classifyStreamError(terminated, 1)).toMatchObject({
+      kind: "transient",
+      code: "stream_broken",
+      message: expect.stringContaining("other side closed"),
+    })
+    expect(
+      classifyStreamError(new APIError(undefined, { message: "overloaded" }, undefined, undefined), 1),
+    ).toMatchObject({ kind: "transient", code: "stream_error" })
+    expect(classifyStreamError(new SyntaxError("Unexpected token"), 1)).toMatchObject({
+      kind: "endpoint",
+      code: "bad_response",
+    })
+  })
+})
+
+/** The chunks of a scripted stream, as the openai client yields them. */
+const chunksOf = (events: ReadonlyArray<string>): Array<ChatCompletionChunk> =>
+  events
+    .map((event) => event.replace(/^data: /, "").trim())
+    .filter((data) => data !== "[DONE]")
+    .map((data) => JSON.parse(data) as ChatCompletionChunk)
+
+const scriptedReply: fc.Arbitrary<ScriptedReply> = fc.record(
+  {
+    reasoning: fc.string({ maxLength: 40 }),
+    content: fc.string({ maxLength: 60 }),
+    toolCalls: fc.array(
+      fc.record({
+        name: fc.stringMatching(/^[a-z_]{1,12}$/),
+        arguments: fc.oneof(
+          fc.dictionary(
+            fc.stringMatching(/^[a-z]{1,6}$/),
+            fc.oneof(fc.string({ maxLength: 20 }), fc.integer()),
+          ),
+          fc.string({ maxLength: 20 }),
+        ),
+      }),
+      { maxLength: 3 },
+    ),
+  },
+  { requiredKeys: [] },
+)
+
+describe("stream assembly", () => {
+  propTest.prop([scriptedReply, fc.boolean(), fc.boolean()])(
+    "a streamed answer assembles to exactly the non-streamed completion; the deltas rebuild it",
+    (reply, logprobs, returnTokenIds) => {
+      const chat: ChatRequest = {
+        model: "m",
+        messages: [{ role: "user", content: "Your task: q" }],
+        logprobs,
+        return_token_ids: returnTokenIds,
+      }
+      const generation = planGeneration(chat, reply, { callIndex: 0, episodeKey: "k" })
+      const meta = { id: "c", created: 1, model: "m" }
+      const headers = new Headers()
+      // Through JSON, as on the wire (a log-prob of -0 arrives as 0 either way).
+      const body = JSON.parse(JSON.stringify(completionBody(generation, meta))) as ChatCompletion
+      const plain = readCompletion(model, request, body, headers, "e", 1)
+      const assembly = new StreamAssembly()
+      const pieces: Array<DeltaPiece> = []
+      for (const chunk of chunksOf(completionStreamEvents(generation, meta, true)))
+        pieces.push(...assembly.add(chunk))
+      expect(assembly.finished && assembly.hasUsage).toBe(true)
+      const streamed = readCompletion(model, request, assembly.toBody(logprobs), headers, "e", 1)
+      expect(streamed).toEqual(plain)
+      if ("kind" in plain) return
+      expect(pieces.map((p) => p.content ?? "").join("")).toBe(plain.content)
+      expect(pieces.map((p) => p.reasoning ?? "").join("")).toBe(plain.reasoning ?? "")
+      const args = generation.toolCalls.map((_, index) =>
+        pieces
+          .filter((p) => p.toolCall?.index === index)
+          .map((p) => p.toolCall?.arguments ?? "")
+          .join(""),
+      )
+      expect(args).toEqual(generation.toolCalls.map((call) => call.arguments))
+    },
+  )
+
+  test("a stream cut before its finish reason is not finished", () => {
+    const generation = planGeneration(
+      { model: "m", messages: [{ role: "user", content: "q" }] },
+      { content: "a few words of content" },
+      { callIndex: 0, episodeKey: "k" },
+    )
+    const events = completionStreamEvents(generation, { id: "c", created: 1, model: "m" }, true)
+    const assembly = new StreamAssembly()
+    for (const chunk of chunksOf(events.slice(0, 3))) assembly.add(chunk)
+    expect(assembly.finished).toBe(false)
+    expect(assembly.chunks).toBe(3)
+  })
+})
+
+describe("endpoint group membership", () => {
+  const config = (urls: ReadonlyArray<string>) =>
+    Result.getOrThrow(modelsConfigFrom({ m: { endpoints: urls.map((url) => ({ url, maxConcurrency: 2 })) } }))
+      .models.m!
+  const noClient = { client: undefined, disabled: undefined }
+  const take = (group: EndpointGroup, affinityKey?: string, timeoutMs = 0): Ticket => {
+    const ticket: Ticket = { endpoint: undefined }
+    Effect.runSync(group.acquire(ticket, affinityKey, undefined, timeoutMs))
+    return ticket
+  }
+
+  test("a drained removal takes no new call, ends when its last call does, and ids stay stable", async () => {
+    const group = new EndpointGroup(config(["http://a/v1", "http://b/v1"]), [noClient, noClient])
+    const pinned = take(group, "episode")
+    const a = pinned.endpoint!
+    expect(a.url).toBe("http://a/v1")
+    group.release(pinned)
+    const held = take(group, "episode")
+    expect(held.endpoint).toBe(a)
+    let drained = false
+    const removal = Effect.runPromise(group.remove(a, true)).then(() => {
+      drained = true
+    })
+    expect(group.member("http://a/v1/")).toBeUndefined()
+    // Every new call goes to b, the episode pinned to a included; a stays listed while it has a call.
+    const others = [take(group, "episode"), take(group)]
+    expect(others.map((t) => t.endpoint?.url)).toEqual(["http://b/v1", "http://b/v1"])
+    expect(take(group).endpoint).toBeUndefined()
+    expect(group.endpoints.map((e) => e.url)).toEqual(["http://a/v1", "http://b/v1"])
+    await Promise.resolve()
+    expect(drained).toBe(false)
+    group.release(held)
+    await removal
+    expect(group.endpoints.map((e) => `${e.id} ${e.url}`)).toEqual(["1 http://b/v1"])
+    // A later member gets a fresh id; the episode now pinned to b stays there.
+    const c = group.add({ url: "http://c/v1", maxConcurrency: 2 }, noClient)
+    expect(c.id).toBe(2)
+    for (const t of others) group.release(t)
+    expect(take(group, "episode").endpoint?.url).toBe("http://b/v1")
+  })
+
+  test("a removal without drain evicts its in-flight calls; an empty group waits for a member", async () => {
+    const group = new EndpointGroup(config(["http://a/v1"]), [noClient])
+    const held = take(group)
+    const a = held.endpoint!
+    const removal = Effect.runPromise(group.remove(a, false))
+    expect(a.eviction.signal.aborted).toBe(true)
+    group.release(held)
+    await removal
+    expect(group.endpoints).toEqual([])
+    expect(group.unusable).toBeUndefined()
+    expect(group.capacitySummary()).toContain("no endpoints")
+    expect(take(group).endpoint).toBeUndefined()
+    // A call waiting for a slot gets the endpoint added next.
+    const waiting: Ticket = { endpoint: undefined }
+    const wait = Effect.runPromise(group.acquire(waiting, undefined, undefined, 60_000))
+    expect(group.waiting).toBe(1)
+    group.add({ url: "http://b/v1", maxConcurrency: 1 }, noClient)
+    await wait
+    expect(waiting.endpoint?.url).toBe("http://b/v1")
+  })
+
+  test("a 429 counts toward ejection and apart; probe failures eject a healthy endpoint", () => {
+    const group = new EndpointGroup(config(["http://a/v1", "http://b/v1"]), [noClient, noClient])
+    const [a, b] = group.endpoints
+    expect(group.recordFailure(a!, "http_429: slow down", true)).toBe(false)
+    expect(group.recordFailure(a!, "http_429: slow down", true)).toBe(false)
+    expect(group.recordFailure(a!, "http_429: slow down", true)).toBe(true)
+    expect([a!.rateLimited, a!.failures, group.rateLimited, a!.healthy]).toEqual([3, 3, 3, false])
+    expect(group.recordProbeFailure(b!, "probe: down")).toBe(false)
+    group.recordProbeSuccess(b!)
+    expect(group.recordProbeFailure(b!, "probe: down")).toBe(false)
+    expect(group.recordProbeFailure(b!, "probe: down")).toBe(false)
+    expect(group.recordProbeFailure(b!, "probe: down")).toBe(true)
+    expect([b!.probeFailures, b!.consecutiveProbeFailures, b!.healthy]).toEqual([4, 3, false])
+    expect(group.markReturned(b!)).toBe(true)
+    expect(group.markReturned(b!)).toBe(false)
+    expect(b!.consecutiveProbeFailures).toBe(0)
+  })
+})
+
+describe("pool events", () => {
+  test("EndpointLeft is a valid event of its own", () => {
+    const left = { type: "EndpointLeft", model: "m", endpoint: "http://a/v1", reason: "drain" } as const
+    const meta = { eventId: "e1", recordedAt: "2026-01-01T00:00:00Z", correlationId: "m", causationId: "p" }
+    expect(Result.isSuccess(encodeBodyJson({ ...meta, actor: "inference", event: left }))).toBe(true)
   })
 })

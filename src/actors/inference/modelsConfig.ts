@@ -1,6 +1,7 @@
 /**
  * `config/models.yaml`: which OpenAI-compatible endpoints serve each model name the episodes use,
- * and how the inference pool treats them (timeouts, retries, caps, health probing). Decoded by an
+ * and how the inference pool treats them (streaming, timeouts, retries, caps, health probing). Every
+ * key added since the first version is optional, so older files still decode. Decoded by an
  * Effect Schema with file:line errors through `loadSection`; a missing file means no models (the
  * pool says so clearly when one is asked for). `ROLLOUT_MODEL_<NAME>_URL` (a comma list) replaces
  * one model's endpoint list, or defines the model when the file does not. Secrets are never here:
@@ -56,6 +57,7 @@ const ModelSection = Schema.Struct({
   maxBackoffMs: withDefault(atLeast(0), 30_000),
   queueTimeoutMs: withDefault(atLeast(0), 60_000),
   probeIntervalMs: withDefault(atLeast(1), 5_000),
+  healthProbeIntervalMs: withDefault(atLeast(0), 10_000),
   ejectAfterFailures: withDefault(atLeast(1), 3),
   policyVersionHeader: withDefault(
     Schema.String.check(Schema.isPattern(/^[A-Za-z0-9-]+$/, { message: "expected an HTTP header name" })),
@@ -63,6 +65,7 @@ const ModelSection = Schema.Struct({
   ),
   fingerprintAsPolicyVersion: withDefault(Schema.Boolean, false),
   returnTokenIds: withDefault(Schema.Boolean, false),
+  stream: withDefault(Schema.Boolean, false),
   extraBody: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)),
 })
 
@@ -93,15 +96,21 @@ export interface ModelConfig {
   readonly endpoints: ReadonlyArray<EndpointConfig>
   /** Per attempt; past it the attempt is a timeout and is retried. */
   readonly timeoutMs: number
-  /** Further attempts after the first, on 408/409/429/5xx, timeouts and connection errors. */
+  /** Further attempts after the first, on 408/409/429/5xx, timeouts, connection errors, broken streams. */
   readonly retries: number
   /** The first retry waits up to this (full jitter), doubling per retry up to `maxBackoffMs`. */
   readonly backoffMs: number
   readonly maxBackoffMs: number
   /** How long one attempt may wait for a free slot on a healthy endpoint before the call gives up. */
   readonly queueTimeoutMs: number
-  /** How often ejected endpoints are probed with `GET /models`. */
+  /** How often ejected endpoints are probed with `GET /models`; an answer returns them. */
   readonly probeIntervalMs: number
+  /**
+   * How often healthy endpoints with no call in flight are probed with `GET /models`, so an idle
+   * endpoint's death is noticed before traffic hits it; 0 turns it off.
+   */
+  readonly healthProbeIntervalMs: number
+  /** Consecutive failed attempts, or consecutive failed probes of a healthy endpoint, that eject it. */
   readonly ejectAfterFailures: number
   /** The response header carrying the policy (weight) version, e.g. set by the trainer bridge. */
   readonly policyVersionHeader: string
@@ -109,6 +118,11 @@ export interface ModelConfig {
   readonly fingerprintAsPolicyVersion: boolean
   /** Ask for vLLM's `return_token_ids` (OpenAI itself refuses unknown fields: leave it off there). */
   readonly returnTokenIds: boolean
+  /**
+   * Run completions as server-sent-event streams (`stream: true`, with usage), assembled into the
+   * same completion; a stream that breaks mid-way is retried like any failed attempt.
+   */
+  readonly stream: boolean
   /** Fields merged into every request body (e.g. vLLM's `chat_template_kwargs`). */
   readonly extraBody?: Readonly<Record<string, Schema.Json>>
 }
@@ -214,6 +228,19 @@ export const modelsConfigFrom = (
   const out: Record<string, ModelConfig> = {}
   for (const [name, section] of Object.entries(decoded.success.models)) out[name] = complete(name, section)
   return Result.succeed({ source, models: out })
+}
+
+/**
+ * Checks one endpoint given at run time (`InferencePool.addEndpoint`) with the same rules and
+ * defaults as an entry of `endpoints:` in the file.
+ */
+export const endpointConfigFrom = (
+  spec: unknown,
+  source = "(added at run time)",
+): Result.Result<EndpointConfig, ConfigError> => {
+  const decoded = decodeConfigData(EndpointSection, spec, source)
+  if (Result.isFailure(decoded)) return Result.fail(decoded.failure)
+  return Result.succeed({ ...decoded.success, url: decoded.success.url.replace(/\/+$/, "") })
 }
 
 /** Says what to do about a model name the config lacks. */

@@ -1,16 +1,17 @@
 /**
  * The scripted model server: an OpenAI-compatible HTTP server (`/v1/models`, `/v1/chat/completions`
  * with and without streaming, `/health`) whose answers come from a deterministic script instead of a
- * model. It is a TEST DOUBLE for a GPU inference server, used by tests, benchmarks and the offline
- * demo, and says so in every response (`x-rollout-test-double: scripted`, the
- * `rollout-scripted-test-double` fingerprint, `owned_by` of its models) and in its startup line.
+ * model; a script can also fail a call (an HTTP error, a hang, a stream cut mid-way). It is a TEST
+ * DOUBLE for a GPU inference server, used by tests, benchmarks and the offline demo, and says so in
+ * every response (`x-rollout-test-double: scripted`, the `rollout-scripted-test-double`
+ * fingerprint, `owned_by` of its models) and in its startup line.
  * Built on `node:http` because effect's HTTP platform crashes on Node 20.
  */
 import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { openAiErrorBody, parseChatRequest } from "./scriptedModel/chatRequest.ts"
-import { completionBody, completionStream, planGeneration } from "./scriptedModel/completion.ts"
+import { completionBody, completionStreamEvents, planGeneration } from "./scriptedModel/completion.ts"
 import { type ChatRequest, episodeKeyOf, type Script, type ScriptedError } from "./scriptedModel/script.ts"
 
 export interface ScriptedModelServerOptions {
@@ -215,7 +216,27 @@ export const startScriptedModelServer = async (
       if (request.stream !== true) return sendJson(res, record, 200, completionBody(generation, meta))
       record.status = 200
       res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" })
-      res.end(completionStream(generation, meta, request.stream_options?.include_usage === true))
+      const events = completionStreamEvents(generation, meta, request.stream_options?.include_usage === true)
+      const cut = reply.cutStream
+      if (cut === undefined) return void res.end(events.join(""))
+      const sent = events.slice(0, Math.max(0, Math.trunc(cut.afterEvents))).join("")
+      if (cut.how === "end") return void res.end(sent)
+      if (cut.how === "stall") {
+        if (sent === "") res.flushHeaders()
+        else res.write(sent)
+        await wait(2 ** 31 - 1, abort.signal)
+        return void res.destroy()
+      }
+      // Flush what is kept (at least the headers), then drop the connection before the chunked
+      // body's end, as a server that crashes mid-answer does.
+      if (sent === "") res.flushHeaders()
+      await new Promise<void>((resolve) => {
+        const socket = res.socket
+        if (sent !== "") res.write(sent, () => resolve())
+        else if (socket !== null) socket.write("", () => resolve())
+        else resolve()
+      })
+      res.destroy()
     } finally {
       pending.delete(abort)
     }

@@ -4,7 +4,8 @@
  * translated back (content, reasoning, parsed tool calls, usage, policy version, token ids and
  * log-probs when the server sends them), and every failure classified once: transient (retry,
  * anywhere), endpoint (this endpoint is wrong; try another), or request (the call itself is bad;
- * retrying cannot help). The client never retries on its own: the pool decides.
+ * retrying cannot help). The client never retries on its own: the pool decides. The streamed
+ * variant is `streamingCall.ts`; both produce the same `Completion`.
  */
 import * as Effect from "effect/Effect"
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai"
@@ -36,6 +37,28 @@ export interface CompletionRequest {
   readonly temperature?: number
   /** Ask for per-token log-probs (and, where configured, token ids) for training. */
   readonly logprobs?: boolean
+  /**
+   * Progress of a streaming model group (`stream: true`): called with each piece as it arrives.
+   * Pieces of a failed attempt may precede the retry's: `attempt` tells them apart (start over when
+   * it changes). Never called for a non-streaming group; an exception it throws is ignored.
+   */
+  readonly onDelta?: (delta: CompletionDelta) => void
+}
+
+/** One piece of a streamed completion, as it arrives. */
+export interface CompletionDelta {
+  /** 1-based attempt of the call this piece belongs to. */
+  readonly attempt: number
+  readonly endpoint: string
+  readonly content?: string
+  readonly reasoning?: string
+  /** A tool call's piece: `id` and `name` come with its first piece, `arguments` in pieces. */
+  readonly toolCall?: {
+    readonly index: number
+    readonly id?: string
+    readonly name?: string
+    readonly arguments?: string
+  }
 }
 
 export interface CompletionToolCall {
@@ -208,7 +231,7 @@ export const readCompletion = (
   }
 }
 
-const causeText = (error: unknown): string => {
+export const causeText = (error: unknown): string => {
   const parts: Array<string> = []
   let current: unknown = error
   for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
@@ -219,15 +242,29 @@ const causeText = (error: unknown): string => {
   return parts.join(": ")
 }
 
-const retryAfterOf = (headers: Headers | undefined): number | undefined => {
+/**
+ * How long the server asked us to wait: `retry-after-ms` (OpenAI), else `retry-after` in seconds or
+ * as an HTTP date (measured against `now`, wall-clock ms).
+ */
+export const retryAfterOf = (
+  headers: Headers | undefined,
+  now: () => number = Date.now,
+): number | undefined => {
+  const millis = headers?.get("retry-after-ms")
+  if (millis !== null && millis !== undefined && millis.trim() !== "") {
+    const ms = Number(millis)
+    if (Number.isFinite(ms) && ms >= 0) return ms
+  }
   const raw = headers?.get("retry-after")
-  if (raw === null || raw === undefined) return undefined
+  if (raw === null || raw === undefined || raw.trim() === "") return undefined
   const seconds = Number(raw)
-  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined
+  const date = Date.parse(raw)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now())
 }
 
-/** Classifies whatever the client threw. */
-export const classify = (error: unknown, timeoutMs: number): AttemptFailure => {
+/** Classifies whatever the client threw; `now` (wall-clock ms) reads a `retry-after` date. */
+export const classify = (error: unknown, timeoutMs: number, now: () => number = Date.now): AttemptFailure => {
   if (error instanceof APIConnectionTimeoutError)
     return { kind: "transient", code: "timeout", message: `no answer within ${timeoutMs} ms` }
   if (error instanceof APIConnectionError)
@@ -235,7 +272,7 @@ export const classify = (error: unknown, timeoutMs: number): AttemptFailure => {
   if (error instanceof APIError && typeof error.status === "number") {
     const status = error.status
     const message = error.message
-    const retryAfterMs = retryAfterOf(error.headers)
+    const retryAfterMs = retryAfterOf(error.headers, now)
     const base = { code: `http_${status}`, message, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) }
     if (status === 408 || status === 409 || status === 429 || status >= 500)
       return { kind: "transient", ...base }

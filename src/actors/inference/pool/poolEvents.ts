@@ -1,6 +1,6 @@
 /**
  * Writes the inference pool's membership and weight-version events (`EndpointJoined`,
- * `EndpointEjected`, `EndpointReturned`, `WeightsPublished`) to the log on
+ * `EndpointLeft`, `EndpointEjected`, `EndpointReturned`, `WeightsPublished`) to the log on
  * `entitySubject(namespace, "inference", model)`. Routing decisions are synchronous and must never
  * wait for the log, so events are queued and appended in order by one background fiber; a log that
  * is down costs a warning and a dropped event, never a failed completion. Closing the scope flushes
@@ -18,6 +18,7 @@ import { entitySubject } from "../../../events/subjects.ts"
 
 export type PoolEvent =
   | EventOf<"EndpointJoined">
+  | EventOf<"EndpointLeft">
   | EventOf<"EndpointEjected">
   | EventOf<"EndpointReturned">
   | EventOf<"WeightsPublished">

@@ -12,6 +12,8 @@ export interface RoutingView {
   readonly healthy: boolean
   /** Set when the endpoint can never take calls (e.g. its API key variable is unset). */
   readonly disabled?: string | undefined
+  /** True once the endpoint was removed from its group: it finishes its calls but takes no new one. */
+  readonly removed?: boolean
 }
 
 export interface PickOptions {
@@ -25,7 +27,10 @@ export interface PickOptions {
 
 /** True when the endpoint may take one more call now. */
 export const canTake = (endpoint: RoutingView): boolean =>
-  endpoint.healthy && endpoint.disabled === undefined && endpoint.inFlight < endpoint.maxConcurrency
+  endpoint.healthy &&
+  endpoint.disabled === undefined &&
+  endpoint.removed !== true &&
+  endpoint.inFlight < endpoint.maxConcurrency
 
 const leastLoaded = (
   endpoints: ReadonlyArray<RoutingView>,

@@ -187,16 +187,17 @@ export const completionBody = (generation: Generation, meta: CompletionMeta): Re
 }
 
 /**
- * The whole server-sent-event body of a stream: a role chunk, one chunk per generated token
- * (reasoning, content, then per tool call a header chunk with id and name followed by its
- * arguments token by token, in OpenAI's `tool_calls[].index` delta format), a finish chunk, the
- * usage chunk when `stream_options.include_usage` is set, and `data: [DONE]`.
+ * The server-sent events of a stream, one string (`data: …\n\n`) each: a role chunk, one chunk per
+ * generated token (reasoning, content, then per tool call a header chunk with id and name followed
+ * by its arguments token by token, in OpenAI's `tool_calls[].index` delta format), a finish chunk,
+ * the usage chunk when `stream_options.include_usage` is set, and `data: [DONE]`. A script's
+ * `cutStream` sends only the first of them.
  */
-export const completionStream = (
+export const completionStreamEvents = (
   generation: Generation,
   meta: CompletionMeta,
   includeUsage: boolean,
-): string => {
+): Array<string> => {
   const withIds = generation.promptTokenIds !== undefined
   const events: Array<string> = []
   const emit = (choices: ReadonlyArray<Record<string, unknown>>, extra?: Record<string, unknown>): void => {
@@ -251,5 +252,12 @@ export const completionStream = (
   emit([finish])
   if (includeUsage) emit([], { usage: generation.usage })
   events.push("data: [DONE]\n\n")
-  return events.join("")
+  return events
 }
+
+/** The whole server-sent-event body of a stream (see `completionStreamEvents`). */
+export const completionStream = (
+  generation: Generation,
+  meta: CompletionMeta,
+  includeUsage: boolean,
+): string => completionStreamEvents(generation, meta, includeUsage).join("")

@@ -90,6 +90,14 @@ export interface ScriptedReply {
   readonly hangMs?: number
   /** Force log-probs on or off; default: as the request asks (`logprobs: true`). */
   readonly logprobs?: boolean
+  /**
+   * For a streamed answer: send only the first `afterEvents` server-sent events, then reset the
+   * connection (`"reset"`, the default: a server crashing mid-answer), end the body cleanly without
+   * the rest (`"end"`: a stream with no finish reason and no `[DONE]`), or send nothing more while
+   * keeping the connection open until the client leaves or the server stops (`"stall"`: a wedged
+   * server). Ignored when the request does not stream.
+   */
+  readonly cutStream?: { readonly afterEvents: number; readonly how?: "reset" | "end" | "stall" }
 }
 
 /** Decides the reply to one request. Keep it a function of the request (and its context). */
