@@ -1,0 +1,13 @@
+/** The `fetch_url` tool server: fetching, HTML to Markdown, pagination and the answer-leak block list. */
+export { decodeFetchUrlArgs, decodeHttpUrl, type FetchUrlArgs } from "./args.ts"
+export { type BlockList, compileBlockList, DEFAULT_BLOCK_LIST, defaultBlockList } from "./blockList.ts"
+export { FetchError, type FetchedDocument, fetchDocument } from "./fetchDocument.ts"
+export { htmlToMarkdown, type Readable, stripTags } from "./html.ts"
+export { paginate } from "./paginate.ts"
+export {
+  createFetchUrlServer,
+  createFetchUrlTool,
+  DEFAULT_USER_AGENT,
+  type FetchUrlServerOptions,
+  type FetchUrlTool,
+} from "./server.ts"
