@@ -1,0 +1,392 @@
+/**
+ * AgentDock: the pools of every configured MCP server behind one call surface. A call is
+ * `server.tool` with arguments parsed leniently and checked against the tool's schema; it carries
+ * an idempotency key, and a key already answered in the log returns the recorded result instead of
+ * running the tool twice. Every call (`ToolCallServed`) and lifecycle change is an event; lifecycle
+ * events are written by a background recorder so a pool never waits on the log to heal itself.
+ */
+import { randomUUID } from "node:crypto"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
+import type { EventLogShape } from "../../events/log/eventLog.ts"
+import type { DomainEvent, EventOf, NewEvent } from "../../events/schema.ts"
+import { entitySubject } from "../../events/subjects.ts"
+import {
+  type Dock,
+  type DockCallOptions,
+  type DockCallResult,
+  DockError,
+  type DockTool,
+  type ServerStatus,
+  type SwapReport,
+} from "./dockTypes.ts"
+import type { Sandbox } from "./sandbox/sandbox.ts"
+import { parseToolArguments } from "./toolArguments.ts"
+import { normalizeToolResult } from "./toolOutput.ts"
+import { ToolPool } from "./toolPool.ts"
+import type { ToolsConfig } from "./toolsConfig.ts"
+
+export interface DockOptions {
+  readonly log: EventLogShape
+  readonly config: ToolsConfig
+  readonly env?: Readonly<Record<string, string | undefined>>
+  /** Needed when a server uses transport docker. */
+  readonly sandbox?: Sandbox & {
+    readonly reconcileOrphans?: (live: Set<string>, owner: string) => Promise<ReadonlyArray<string>>
+  }
+  /** Only these servers (default: all). */
+  readonly servers?: ReadonlyArray<string>
+  /** How often pools are sampled into the log for `dock status` (0 = never; default 2 s). */
+  readonly sampleEveryMs?: number
+  readonly onStderr?: (replica: string, line: string) => void
+}
+
+/** Background, ordered appends of lifecycle events; failures are reported, never thrown at a pool. */
+class Recorder {
+  private readonly pending: Array<{ subject: string; event: NewEvent }> = []
+  private running: Promise<void> | undefined
+  private seq = 0
+  private readonly instance = randomUUID().slice(0, 8)
+  errors = 0
+
+  constructor(private readonly log: EventLogShape) {}
+
+  add(subject: string, event: DomainEvent): void {
+    this.pending.push({
+      subject,
+      event: {
+        eventId: `dock/${this.instance}/${++this.seq}`,
+        recordedAt: new Date().toISOString(),
+        correlationId: "dock",
+        causationId: `dock/${this.instance}`,
+        actor: "dock",
+        event,
+      },
+    })
+    this.running ??= this.drain().finally(() => {
+      this.running = undefined
+    })
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, 256)
+      const bySubject = new Map<string, NewEvent[]>()
+      for (const { subject, event } of batch)
+        bySubject.set(subject, [...(bySubject.get(subject) ?? []), event])
+      for (const [subject, events] of bySubject) {
+        const done = await Effect.runPromise(Effect.result(this.log.append(subject, events)))
+        if (done._tag === "Failure") {
+          this.errors++
+          process.stderr.write(
+            `rollout dock: could not record ${events.length} lifecycle event(s): ${done.failure.message}\n`,
+          )
+        }
+      }
+    }
+  }
+
+  async flush(): Promise<void> {
+    while (this.running !== undefined) await this.running
+  }
+}
+
+/** Containers that a previous pool process started and never recorded as ended, by owner. */
+const unendedSandboxes = (log: EventLogShape, namespace: string) =>
+  Effect.gen(function* () {
+    const started = new Map<string, string>()
+    const entries = yield* Stream.runCollect(log.read({ filter: `${namespace}.ev.tool.>` }))
+    for (const entry of entries) {
+      if (entry instanceof UndecodableEvent) continue
+      const decoded = decodeEvent(entry)
+      if (decoded._tag === "Failure") continue
+      const e = decoded.success.event
+      if (e.type === "ToolReplicaStarted" && e.sandboxId !== undefined)
+        started.set(e.sandboxId, e.owner ?? "")
+      if (e.type === "ToolReplicaExited" && e.sandboxId !== undefined) started.delete(e.sandboxId)
+      if (e.type === "ToolSandboxesReconciled") for (const id of e.removed) started.delete(id)
+    }
+    return started
+  })
+
+/** Starts the pools (all replicas started, orphans of a dead predecessor removed first). */
+export const startDock = async (
+  options: DockOptions,
+): Promise<Dock & { readonly recorder: { errors: number } }> => {
+  const { log, config } = options
+  const ns = log.namespace
+  const recorder = new Recorder(log)
+  const names = options.servers ?? Object.keys(config.servers)
+  for (const name of names)
+    if (config.servers[name] === undefined)
+      throw new DockError(
+        "unknown_tool",
+        `unknown server "${name}": ${config.source} defines ${Object.keys(config.servers).join(", ") || "none"}`,
+      )
+
+  // Orphans: containers recorded as started and never as ended belong to a pool process that died.
+  if (options.sandbox?.reconcileOrphans !== undefined) {
+    const unended = await Effect.runPromise(unendedSandboxes(log, ns))
+    for (const name of names) {
+      const owner = `${ns}/${name}`
+      const removed = await options.sandbox.reconcileOrphans(new Set(), owner)
+      const fromLog = [...unended].filter(([, o]) => o === owner).map(([id]) => id)
+      const all = [...new Set([...removed, ...fromLog])]
+      if (all.length > 0)
+        recorder.add(entitySubject(ns, "tool", name), {
+          type: "ToolSandboxesReconciled",
+          owner,
+          removed: all,
+        })
+    }
+  }
+
+  const pools = new Map<string, ToolPool>()
+  try {
+    for (const name of names) {
+      const pool = new ToolPool(config.servers[name]!, {
+        env: options.env ?? process.env,
+        ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox }),
+        owner: `${ns}/${name}`,
+        record: (event) => recorder.add(entitySubject(ns, "tool", name), event),
+        ...(options.onStderr === undefined ? {} : { onStderr: options.onStderr }),
+      })
+      pools.set(name, pool)
+      await pool.start()
+    }
+  } catch (error) {
+    await Promise.allSettled([...pools.values()].map((p) => p.close()))
+    await recorder.flush()
+    throw error
+  }
+
+  const sampleEvery = options.sampleEveryMs ?? 2_000
+  let lastCalls = new Map<string, number>()
+  const sampler =
+    sampleEvery > 0
+      ? setInterval(() => {
+          for (const [name, pool] of pools) {
+            const s = pool.status()
+            // Only when something moved: an idle dock does not fill the log.
+            if (s.calls === lastCalls.get(name) && s.queued === 0) continue
+            lastCalls = new Map(lastCalls).set(name, s.calls)
+            recorder.add(entitySubject(ns, "tool", name), {
+              type: "ToolPoolSampled",
+              server: name,
+              queued: s.queued,
+              replicas: s.replicas.map((r) => ({
+                replica: r.replica,
+                version: r.version,
+                inFlight: r.inFlight,
+                healthy: r.state === "up",
+                circuit: r.circuit,
+              })),
+            })
+          }
+        }, sampleEvery)
+      : undefined
+  sampler?.unref()
+
+  /** Recent answers by key, so a retried call within this process needs no read. */
+  const answered = new Map<string, EventOf<"ToolCallServed">>()
+  const remember = (key: string, served: EventOf<"ToolCallServed">) => {
+    answered.set(key, served)
+    if (answered.size > 10_000) answered.delete(answered.keys().next().value!)
+  }
+
+  const recorded = async (key: string): Promise<EventOf<"ToolCallServed"> | undefined> => {
+    const hit = answered.get(key)
+    if (hit !== undefined) return hit
+    const subject = entitySubject(ns, "toolcall", key)
+    const last = await Effect.runPromise(log.lastPosition(subject))
+    if (last === 0) return undefined
+    const entries = await Effect.runPromise(Stream.runCollect(log.read({ filter: subject })))
+    for (const entry of entries) {
+      if (entry instanceof UndecodableEvent) continue
+      const decoded = decodeEvent(entry)
+      if (decoded._tag === "Success" && decoded.success.event.type === "ToolCallServed")
+        return decoded.success.event
+    }
+    return undefined
+  }
+
+  const fromRecord = (served: EventOf<"ToolCallServed">): DockCallResult => ({
+    outcome: served.outcome,
+    content: served.content,
+    mcpContent: served.content.map((c) =>
+      c.type === "text" ? { type: "text", text: c.text } : { type: "text", text: JSON.stringify(c) },
+    ),
+    isError: served.outcome !== "ok",
+    truncated: served.truncated,
+    replica: served.replica,
+    version: served.version,
+    attempts: served.attempts,
+    latencyMs: served.latencyMs,
+    ...(served.error === undefined ? {} : { error: served.error }),
+    replayed: true,
+  })
+
+  const split = (name: string): { pool: ToolPool; tool: string } => {
+    const dot = name.indexOf(".")
+    const pool = dot > 0 ? pools.get(name.slice(0, dot)) : undefined
+    if (pool === undefined || dot === name.length - 1)
+      throw new DockError(
+        "unknown_tool",
+        `unknown tool "${name}": tools are named server.tool; servers: ${[...pools.keys()].join(", ") || "none"}`,
+      )
+    return { pool, tool: name.slice(dot + 1) }
+  }
+
+  const call = async (
+    name: string,
+    rawArgs: unknown,
+    callOptions: DockCallOptions = {},
+  ): Promise<DockCallResult> => {
+    const { pool, tool } = split(name)
+    const key = callOptions.idempotencyKey ?? `auto/${randomUUID()}`
+    if (callOptions.idempotencyKey !== undefined) {
+      const earlier = await recorded(key)
+      if (earlier !== undefined) return fromRecord(earlier)
+    }
+    const started = performance.now()
+    const spec = pool.schemaOf(tool)
+    let served: EventOf<"ToolCallServed">
+    let mcpContent: ReadonlyArray<Record<string, unknown>> = []
+    if (spec === undefined && pool.listTools().length > 0) {
+      throw new DockError(
+        "unknown_tool",
+        `unknown tool "${name}": ${pool.name} offers ${pool
+          .listTools()
+          .map((t) => t.name)
+          .join(", ")}`,
+      )
+    }
+    const args = parseToolArguments(name, rawArgs, spec?.inputSchema)
+    if (!args.ok) {
+      served = {
+        type: "ToolCallServed",
+        server: pool.name,
+        tool,
+        idempotencyKey: key,
+        version: pool.config.version,
+        replica: "",
+        attempts: 0,
+        latencyMs: 0,
+        outcome: "invalid_arguments",
+        content: [{ type: "text", text: args.message }],
+        truncated: false,
+        error: args.message,
+      }
+      mcpContent = [{ type: "text", text: args.message }]
+    } else {
+      const run = await pool.run(tool, args.value, callOptions.timeoutMs)
+      const latencyMs = Math.round((performance.now() - started) * 1000) / 1000
+      if (run.outcome.ok) {
+        const normalized = normalizeToolResult(run.outcome.result, pool.config.maxOutputChars)
+        mcpContent = normalized.mcpContent
+        served = {
+          type: "ToolCallServed",
+          server: pool.name,
+          tool,
+          idempotencyKey: key,
+          version: run.version,
+          replica: run.replica,
+          attempts: run.attempts,
+          latencyMs,
+          outcome: normalized.isError ? "tool_error" : "ok",
+          content: normalized.content,
+          truncated: normalized.truncated,
+        }
+      } else {
+        const message = `${name} failed after ${run.attempts} attempt(s): ${run.outcome.message}`
+        mcpContent = [{ type: "text", text: message }]
+        served = {
+          type: "ToolCallServed",
+          server: pool.name,
+          tool,
+          idempotencyKey: key,
+          version: run.version,
+          replica: run.replica,
+          attempts: run.attempts,
+          latencyMs,
+          outcome: run.outcome.kind,
+          content: [{ type: "text", text: message }],
+          truncated: false,
+          error: message,
+        }
+      }
+    }
+    // The caller's bad arguments and the tool's own errors are answers; only the pool's failures count.
+    pool.observe(served.latencyMs, served.outcome !== "timeout" && served.outcome !== "unavailable")
+    const written = await Effect.runPromise(
+      Effect.result(
+        log.append(entitySubject(ns, "toolcall", key), [
+          {
+            eventId: `toolcall/${key}`,
+            recordedAt: new Date().toISOString(),
+            correlationId: key,
+            causationId: key,
+            actor: "dock",
+            event: served,
+          },
+        ]),
+      ),
+    )
+    if (written._tag === "Failure")
+      process.stderr.write(`rollout dock: could not record call ${key}: ${written.failure.message}\n`)
+    else if (written.success.duplicates > 0) {
+      // Another process answered the same key first: its answer is the one of record.
+      const first = await recorded(key)
+      if (first !== undefined) return fromRecord(first)
+    }
+    if (callOptions.idempotencyKey !== undefined) remember(key, served)
+    return {
+      outcome: served.outcome,
+      content: served.content,
+      mcpContent,
+      isError: served.outcome !== "ok",
+      truncated: served.truncated,
+      replica: served.replica,
+      version: served.version,
+      attempts: served.attempts,
+      latencyMs: served.latencyMs,
+      ...(served.error === undefined ? {} : { error: served.error }),
+      replayed: false,
+    }
+  }
+
+  return {
+    recorder,
+    tools: (): ReadonlyArray<DockTool> =>
+      [...pools].flatMap(([server, pool]) =>
+        pool.listTools().map((t) => ({
+          name: `${server}.${t.name}`,
+          server,
+          tool: t.name,
+          ...(t.description === undefined ? {} : { description: t.description }),
+          inputSchema: t.inputSchema as Record<string, unknown>,
+        })),
+      ),
+    call,
+    status: (): ReadonlyArray<ServerStatus> => [...pools.values()].map((p) => p.status()),
+    swap: (server: string, version: string): Promise<SwapReport> => {
+      const pool = pools.get(server)
+      if (pool === undefined)
+        return Promise.reject(
+          new DockError("unknown_tool", `unknown server "${server}": ${[...pools.keys()].join(", ")}`),
+        )
+      return pool.swap(version)
+    },
+    close: async () => {
+      if (sampler !== undefined) clearInterval(sampler)
+      await Promise.allSettled([...pools.values()].map((p) => p.close()))
+      await recorder.flush()
+    },
+    // For fault drills: crash replica `index` of `server` as a kill would.
+    crash: (server: string, index = 0) => pools.get(server)?.crash(index) ?? Promise.resolve(undefined),
+  } as Dock & {
+    readonly recorder: { errors: number }
+    crash: (server: string, index?: number) => Promise<string | undefined>
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * What AgentDock offers the rest of `rollout` (the agent's tool port, the MCP gateway, the CLI):
+ * call a pooled tool by `server.tool`, list the tools, look at the pools, hot-swap a server.
+ */
+import type { EventOf } from "../../events/schema.ts"
+
+export type ToolContent = EventOf<"ToolCallServed">["content"][number]
+
+/** A tool as the pool offers it: `server.tool`, with the server's description and input schema. */
+export interface DockTool {
+  readonly name: string
+  readonly server: string
+  readonly tool: string
+  readonly description?: string
+  readonly inputSchema: Readonly<Record<string, unknown>>
+}
+
+export interface DockCallOptions {
+  /**
+   * The same key twice returns the first call's recorded result (when that call finished) instead
+   * of running the tool again. Default: a fresh key per call.
+   */
+  readonly idempotencyKey?: string
+  /** Overrides the server's call timeout. */
+  readonly timeoutMs?: number
+}
+
+/** A call's normalized result. `isError` is a tool-level error (the tool ran and said no). */
+export interface DockCallResult {
+  readonly outcome: EventOf<"ToolCallServed">["outcome"]
+  readonly content: ReadonlyArray<ToolContent>
+  /** The MCP content as the caller should see it (images keep their data here, never in the log). */
+  readonly mcpContent: ReadonlyArray<Record<string, unknown>>
+  readonly isError: boolean
+  readonly truncated: boolean
+  readonly replica: string
+  readonly version: string
+  readonly attempts: number
+  readonly latencyMs: number
+  readonly error?: string
+  /** Answered from the log: an earlier call with the same idempotency key. */
+  readonly replayed: boolean
+}
+
+export interface ReplicaStatus {
+  readonly replica: string
+  readonly version: string
+  readonly state: "starting" | "up" | "down" | "draining" | "stopped"
+  readonly inFlight: number
+  readonly circuit: "open" | "closed"
+  readonly restarts: number
+  readonly sandboxId?: string
+  /** stdio replicas: the server process. */
+  readonly pid?: number
+}
+
+export interface ServerStatus {
+  readonly server: string
+  readonly transport: "stdio" | "http" | "docker"
+  readonly version: string
+  readonly weights: Readonly<Record<string, number>>
+  readonly replicas: ReadonlyArray<ReplicaStatus>
+  readonly queued: number
+  readonly calls: number
+  readonly failed: number
+  readonly callsPerSecond: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly restarts: number
+  readonly swaps: number
+}
+
+export interface SwapReport {
+  readonly server: string
+  readonly from: string
+  readonly to: string
+  readonly drainedCalls: number
+  readonly ms: number
+}
+
+/** The pools of every configured server. Promise-based so the gateway and tests use it plainly. */
+export interface Dock {
+  readonly tools: () => ReadonlyArray<DockTool>
+  readonly call: (name: string, args: unknown, options?: DockCallOptions) => Promise<DockCallResult>
+  readonly status: () => ReadonlyArray<ServerStatus>
+  readonly swap: (server: string, version: string) => Promise<SwapReport>
+  readonly close: () => Promise<void>
+}
+
+/** A call that could not be served at all (unknown tool, queue full, every replica down). */
+export class DockError extends Error {
+  override readonly name = "DockError"
+  constructor(
+    readonly kind: "unknown_tool" | "queue_full" | "unavailable" | "closed",
+    message: string,
+  ) {
+    super(message)
+  }
+}

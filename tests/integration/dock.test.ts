@@ -1,0 +1,240 @@
+/**
+ * AgentDock against real third-party MCP servers from npm (server-everything, server-filesystem,
+ * server-memory) over stdio, on the embedded log: tools and calls, lenient and checked arguments,
+ * replicas killed with SIGKILL under load (no failed idempotent call, the replica restarted),
+ * hot-swap under load (no failed call), the filesystem server's root enforced, idempotency keys
+ * answered from the log across a restart, and the lifecycle in the log.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { afterEach, describe, expect, it } from "vitest"
+import { startDock } from "../../src/actors/tools/dock.ts"
+import type { Dock } from "../../src/actors/tools/dockTypes.ts"
+import { toolsConfigFrom } from "../../src/actors/tools/toolsConfig.ts"
+import { decodeEvent } from "../../src/events/codec.ts"
+import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
+import type { EventLogShape } from "../../src/events/log/eventLog.ts"
+import type { DomainEvent } from "../../src/events/schema.ts"
+
+const cleanup: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c()
+})
+
+const tempDir = (prefix: string) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  cleanup.push(async () => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+const openLog = async (dir = tempDir("rollout-dock-")): Promise<EventLogShape> => {
+  const scope = Effect.runSync(Scope.make())
+  const log = await Effect.runPromise(
+    Scope.provide(scope)(makeEmbeddedLog({ dataDir: dir, namespace: "dock", fsync: "never" })),
+  )
+  cleanup.push(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+  return log
+}
+
+const dockOf = async (log: EventLogShape, servers: Record<string, unknown>): Promise<Dock> => {
+  const config = toolsConfigFrom({ servers })
+  if (Result.isFailure(config)) throw new Error(config.failure.message)
+  const dock = await startDock({ log, config: config.success, sampleEveryMs: 0 })
+  cleanup.push(() => dock.close())
+  return dock
+}
+
+const everything = (extra: Record<string, unknown> = {}) => ({
+  command: "mcp-server-everything",
+  args: ["stdio"],
+  idempotent: ["echo", "get-sum"],
+  restartBackoffMs: 50,
+  ...extra,
+})
+
+const events = async (log: EventLogShape): Promise<DomainEvent[]> => {
+  const entries = await Effect.runPromise(Stream.runCollect(log.read()))
+  return [...entries].map((e) => Result.getOrThrow(decodeEvent(e as never)).event)
+}
+
+const until = async (what: string, check: () => boolean | Promise<boolean>, ms = 10_000) => {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** Calls echo from `workers` loops until `stop()`; returns every outcome. */
+const load = (dock: Dock, workers: number, stop: () => boolean) =>
+  Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      const outcomes: string[] = []
+      for (let i = 0; !stop() || i < 5; i++) {
+        const r = await dock.call("everything.echo", { message: `w${w}-${i}` })
+        outcomes.push(r.outcome === "ok" && r.content[0]?.type === "text" ? "ok" : `${r.outcome}: ${r.error}`)
+      }
+      return outcomes
+    }),
+  ).then((all) => all.flat())
+
+describe("AgentDock with server-everything", () => {
+  it("lists tools as server.tool, calls them, parses lenient arguments and explains bad ones", async () => {
+    const log = await openLog()
+    const dock = await dockOf(log, { everything: everything({ replicas: 2 }) })
+    const names = dock.tools().map((t) => t.name)
+    expect(names).toContain("everything.echo")
+    expect(names).toContain("everything.get-sum")
+    const echo = await dock.call("everything.echo", { message: "hello" })
+    expect(echo).toMatchObject({
+      outcome: "ok",
+      isError: false,
+      content: [{ type: "text", text: "Echo: hello" }],
+    })
+    const json5 = await dock.call("everything.echo", "{message: 'single quotes',}")
+    expect(json5.content).toEqual([{ type: "text", text: "Echo: single quotes" }])
+    const sum = await dock.call("everything.get-sum", '{"a": 2, "b": 40}')
+    expect(JSON.stringify(sum.content)).toContain("42")
+    const bad = await dock.call("everything.get-sum", { a: "two" })
+    expect(bad.outcome).toBe("invalid_arguments")
+    expect(bad.error).toMatch(
+      /invalid arguments for everything\.get-sum: arguments.*(required|must be number)/,
+    )
+    await expect(dock.call("everything.nope", {})).rejects.toThrow(/unknown tool "everything.nope"/)
+    await expect(dock.call("nowhere.echo", {})).rejects.toThrow(/servers: everything/)
+  })
+
+  it("survives SIGKILL of replicas under load: no failed idempotent call, each replica restarted", async () => {
+    const log = await openLog()
+    const dock = await dockOf(log, { everything: everything({ replicas: 2, concurrency: 8 }) })
+    let stop = false
+    const running = load(dock, 12, () => stop)
+    const backIn: number[] = []
+    for (const index of [0, 1, 0]) {
+      await new Promise((r) => setTimeout(r, 150))
+      const before = dock.status()[0]!.replicas[index]!
+      expect(before.state).toBe("up")
+      const killedAt = Date.now()
+      process.kill(before.pid!, "SIGKILL")
+      await until("the killed replica to come back", () => {
+        const now = dock.status()[0]!.replicas[index]!
+        return now.state === "up" && now.pid !== before.pid
+      })
+      backIn.push(Date.now() - killedAt)
+    }
+    stop = true
+    const outcomes = await running
+    expect(outcomes.filter((o) => o !== "ok")).toEqual([])
+    expect(outcomes.length).toBeGreaterThan(100)
+    // How fast it comes back is measured by `npm run bench -- tools` (target ≤ 2 s), not asserted here.
+    expect(backIn).toHaveLength(3)
+    const status = dock.status()[0]!
+    expect(status.restarts).toBe(3)
+    await dock.close()
+    const lifecycle = (await events(log)).filter((e) => e.type === "ToolReplicaExited")
+    expect(lifecycle.filter((e) => e.type === "ToolReplicaExited" && e.reason === "crashed")).toHaveLength(3)
+  })
+
+  it("hot-swaps under load with no failed call: traffic shifts to the new version, the old one drains", async () => {
+    const log = await openLog()
+    const dock = await dockOf(log, {
+      everything: everything({ replicas: 2, version: "v1", versions: { v2: { replicas: 3 } } }),
+    })
+    let stop = false
+    const running = load(dock, 10, () => stop)
+    await new Promise((r) => setTimeout(r, 200))
+    const report = await dock.swap("everything", "v2")
+    await new Promise((r) => setTimeout(r, 200))
+    stop = true
+    const outcomes = await running
+    expect(outcomes.filter((o) => o !== "ok")).toEqual([])
+    expect(report).toMatchObject({ server: "everything", from: "v1", to: "v2" })
+    const status = dock.status()[0]!
+    expect(status.version).toBe("v2")
+    expect(status.replicas.map((r) => r.version)).toEqual(["v2", "v2", "v2"])
+    expect(status.swaps).toBe(1)
+    const after = await dock.call("everything.echo", { message: "after" })
+    expect(after.version).toBe("v2")
+    await dock.close()
+    const all = await events(log)
+    expect(
+      all.filter((e) => e.type === "ToolTrafficShifted").map((e) => (e as { weight: number }).weight),
+    ).toEqual([0.25, 0.5, 0.75, 1])
+    expect(all.filter((e) => e.type === "ToolReplicaExited" && e.reason === "drained")).toHaveLength(2)
+    await expect(dock.swap("everything", "v9")).rejects.toThrow()
+  })
+
+  it("answers a repeated idempotency key from the log, even from a new dock process", async () => {
+    const dir = tempDir("rollout-dock-idem-")
+    const log = await openLog(dir)
+    const first = await dockOf(log, { everything: everything() })
+    const a = await first.call("everything.echo", { message: "once" }, { idempotencyKey: "ep-1/t3/call_0" })
+    expect(a.replayed).toBe(false)
+    await first.close()
+    const second = await dockOf(log, { everything: everything() })
+    const b = await second.call(
+      "everything.echo",
+      { message: "twice?" },
+      { idempotencyKey: "ep-1/t3/call_0" },
+    )
+    expect(b.replayed).toBe(true)
+    expect(b.content).toEqual([{ type: "text", text: "Echo: once" }])
+    const served = (await events(log)).filter((e) => e.type === "ToolCallServed")
+    expect(served).toHaveLength(1)
+  })
+})
+
+describe("AgentDock with server-filesystem and server-memory", () => {
+  it("keeps filesystem calls inside the allowed root", async () => {
+    const root = tempDir("rollout-dock-fs-")
+    fs.writeFileSync(path.join(root, "note.txt"), "inside the root")
+    const outside = tempDir("rollout-dock-outside-")
+    fs.writeFileSync(path.join(outside, "secret.txt"), "must not be read")
+    const log = await openLog()
+    const dock = await dockOf(log, {
+      files: { command: "mcp-server-filesystem", args: [root], idempotent: true },
+    })
+    const inside = await dock.call("files.read_text_file", { path: path.join(root, "note.txt") })
+    expect(inside.outcome).toBe("ok")
+    expect(JSON.stringify(inside.content)).toContain("inside the root")
+    for (const attempt of [
+      path.join(root, "..", path.basename(outside), "secret.txt"),
+      path.join(outside, "secret.txt"),
+      `${root}/../../../../etc/passwd`,
+    ]) {
+      const refused = await dock.call("files.read_text_file", { path: attempt })
+      expect(refused.outcome).toBe("tool_error")
+      expect(JSON.stringify(refused.content)).not.toContain("must not be read")
+      expect(JSON.stringify(refused.content)).toMatch(/denied|outside|not allowed/i)
+    }
+  })
+
+  it("stores and reads a knowledge graph with server-memory", async () => {
+    const dir = tempDir("rollout-dock-memory-")
+    const log = await openLog()
+    const dock = await dockOf(log, {
+      memory: { command: "mcp-server-memory", env: { MEMORY_FILE_PATH: path.join(dir, "memory.jsonl") } },
+    })
+    const created = await dock.call("memory.create_entities", {
+      entities: [{ name: "Harrowmere", entityType: "town", observations: ["on Lake Orrin"] }],
+    })
+    expect(created.outcome).toBe("ok")
+    const graph = await dock.call("memory.read_graph", {})
+    expect(JSON.stringify(graph.content)).toContain("Lake Orrin")
+  })
+
+  it("refuses a server whose environment references an unset variable, naming it", async () => {
+    const log = await openLog()
+    await expect(
+      dockOf(log, {
+        memory: { command: "mcp-server-memory", env: { TOKEN: "${ROLLOUT_TEST_UNSET_SECRET}" } },
+      }),
+    ).rejects.toThrow(/servers\.memory\.env\.TOKEN needs the environment variable ROLLOUT_TEST_UNSET_SECRET/)
+  })
+})
