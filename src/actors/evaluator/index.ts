@@ -1,0 +1,64 @@
+/**
+ * Evaluation's pure core (AgentToLeaP's part of the system): benchmark files into tasks, scorers,
+ * LLM-judge prompts and verdict parsing, and metrics. Nothing here touches the event log; the eval
+ * driver and projections build on these functions.
+ */
+export {
+  BENCHMARK_NAMES,
+  type BenchmarkName,
+  type BenchmarkSpec,
+  benchmarkSpec,
+  type CustomMapping,
+  customBenchmark,
+  isBenchmarkName,
+  judgeProfileFor,
+  parseCustomMapping,
+} from "./benchmarks.ts"
+export { type CanaryKeyScheme, canaryKey, decryptField } from "./canaryDecryption.ts"
+export { type LoadOptions, loadBenchmark, readIdList } from "./datasetLoader.ts"
+export { type GaiaMode, type GaiaScore, gaiaScore } from "./gaiaScorer.ts"
+export {
+  type Judge,
+  JudgeCallError,
+  type JudgePort,
+  type JudgeResult,
+  type JudgeSettings,
+  judgeCacheKey,
+  makeJudge,
+  parseJudgeVerdict,
+  promptHash,
+} from "./judge.ts"
+export { poolJudgePort } from "./judgePort.ts"
+export {
+  isJudgeProfile,
+  JUDGE_PROFILES,
+  JUDGE_TEMPLATES,
+  type JudgeInput,
+  type JudgeMessage,
+  type JudgeProfile,
+  type JudgeTemplate,
+  xbenchExactMatch,
+} from "./judgeTemplates.ts"
+export {
+  computeMetrics,
+  type Metrics,
+  type MetricsInput,
+  type SampleRecord,
+  type SampleStatus,
+  type TaskInfo,
+} from "./metrics.ts"
+export { binomial, meanPassAtK, naivePassAtK, passAtK, passAtKFraction } from "./passAtK.ts"
+export { pythonFloat } from "./pythonFloat.ts"
+export {
+  isScorerName,
+  JudgeRequired,
+  needsJudge,
+  SCORER_NAMES,
+  type ScoreInput,
+  type ScoreResult,
+  type ScorerName,
+  scoreAnswer,
+} from "./scorers.ts"
+export { DatasetUnreadable, readTable, type TableFormat } from "./tableFiles.ts"
+export { type Cell, formatIssue, type LoadIssue, type LoadResult, type Task } from "./task.ts"
+export { PARSER_VERSION, parseVerdict, type Verdict } from "./verdictParsers.ts"
