@@ -16,6 +16,9 @@ import type { EpisodePorts } from "./agent/ports.ts"
 import { loadModelsConfig } from "./inference/modelsConfig.ts"
 import { makeInferencePool } from "./inference/pool.ts"
 import { probeActor } from "./probe/index.ts"
+import { dockToolPort } from "./tools/agentToolPort.ts"
+import { startDock } from "./tools/dock.ts"
+import { loadToolsConfig } from "./tools/toolsConfig.ts"
 
 export const roles: ReadonlyArray<string> = ["probe", "agent"]
 
@@ -27,12 +30,38 @@ export const liveAgentPorts = (context: {
   Effect.gen(function* () {
     const models = yield* loadModelsConfig({ dir: context.configDir })
     const pool = yield* makeInferencePool(models, { log: context.log, namespace: context.log.namespace })
+    const tools = yield* agentTools(context)
     return {
       model: poolModelPort(pool),
-      tools: builtinTools,
-      toolSpecs: builtinToolSpecs,
+      tools: tools.port,
+      toolSpecs: tools.specs,
       parse: parseForEpisode,
       now: () => new Date().toISOString(),
+    }
+  })
+
+/**
+ * The agent's tools: AgentDock's pools when `tools.yaml` defines servers (with the built-in `echo`
+ * beside them), else the built-in tools alone; `ROLLOUT_TOOLS=builtin` skips the pools.
+ */
+const agentTools = (context: { readonly log: EventLogShape; readonly configDir: string }) =>
+  Effect.gen(function* () {
+    const builtin = { port: builtinTools, specs: builtinToolSpecs }
+    if (process.env.ROLLOUT_TOOLS === "builtin") return builtin
+    const config = yield* loadToolsConfig(context.configDir)
+    if (Object.keys(config.servers).length === 0) return builtin
+    const dock = yield* Effect.acquireRelease(
+      Effect.promise(() => startDock({ log: context.log, config })),
+      (d) => Effect.promise(() => d.close()),
+    )
+    const pooled = dockToolPort(dock)
+    const names = new Set(pooled.specs.map((s) => s.name))
+    return {
+      port: {
+        call: (request: Parameters<typeof builtinTools.call>[0]) =>
+          names.has(request.tool) ? pooled.port.call(request) : builtinTools.call(request),
+      },
+      specs: [...pooled.specs, ...builtinToolSpecs.filter((s) => !names.has(s.name))],
     }
   })
 

@@ -290,6 +290,27 @@ export const WeightsPublished = Schema.Struct({
   endpoint: Schema.optionalKey(Id),
 })
 
+/**
+ * A judge's verdict on one prediction, with what makes it reproducible: the judge model, the hash
+ * of the exact prompt, the temperature, the template and parser versions and the raw response.
+ * Recorded under its content-hash cache key, so the same judgement is never asked twice.
+ */
+export const JudgeVerdictRecorded = Schema.Struct({
+  type: Schema.Literal("JudgeVerdictRecorded"),
+  cacheKey: Id,
+  benchmark: Schema.String,
+  judgeModel: Schema.String,
+  promptHash: Schema.String,
+  temperature: Schema.Finite,
+  templateVersion: Schema.String,
+  parserVersion: Schema.String,
+  verdict: Schema.Literals(["correct", "incorrect", "judge_failed"]),
+  confidence: Schema.optionalKey(Schema.Finite),
+  attempts: Count,
+  responses: Schema.Array(Schema.String),
+  failure: Schema.optionalKey(Schema.String),
+})
+
 /** Normalized MCP content: text, JSON, an image (hash and size; the bytes stay with the caller), a resource. */
 export const ToolContent = Schema.Union([
   Schema.Struct({ type: Schema.Literal("text"), text: Schema.String }),
@@ -432,6 +453,7 @@ export const DomainEvent = Schema.Union([
   ToolSandboxesReconciled,
   ToolCallServed,
   ToolPoolSampled,
+  JudgeVerdictRecorded,
 ])
 export type DomainEvent = typeof DomainEvent.Type
 export type EventType = DomainEvent["type"]
@@ -468,6 +490,7 @@ export const eventSchemas = {
   ToolSandboxesReconciled,
   ToolCallServed,
   ToolPoolSampled,
+  JudgeVerdictRecorded,
 } as const satisfies { readonly [T in EventType]: Schema.Codec<EventOf<T>, unknown> }
 
 /** The current schema version of each type; a retired version is upcast on read. */
@@ -501,6 +524,7 @@ export const currentVersions: { readonly [T in EventType]: number } = {
   ToolSandboxesReconciled: 1,
   ToolCallServed: 1,
   ToolPoolSampled: 1,
+  JudgeVerdictRecorded: 1,
 }
 
 export const isEventType = (type: string): type is EventType => Object.hasOwn(currentVersions, type)

@@ -5,5 +5,6 @@
 import { eventCounts } from "./eventCounts.ts"
 import { makeProjectionRegistry, type ProjectionRegistry } from "./projection.ts"
 import { runs } from "./runs.ts"
+import { toolHealth } from "./toolHealth.ts"
 
-export const projectionRegistry: ProjectionRegistry = makeProjectionRegistry([eventCounts, runs])
+export const projectionRegistry: ProjectionRegistry = makeProjectionRegistry([eventCounts, runs, toolHealth])

@@ -43,7 +43,7 @@ afterAll(async () => {
 const startWorker = (url: string, name: string): Promise<ChildProcess> =>
   startWorkerProcess(
     ["--nats", url, "worker", "--roles", "agent", "--name", name, "--ack-wait", "1500", "--concurrency", "8"],
-    { ROLLOUT_NAMESPACE: namespace, ROLLOUT_MODEL_AGENT_URL: model!.url },
+    { ROLLOUT_NAMESPACE: namespace, ROLLOUT_MODEL_AGENT_URL: model!.url, ROLLOUT_TOOLS: "builtin" },
     started,
   )
 

@@ -32,13 +32,18 @@ export type ToolOutcome =
     }
   | { readonly ok: false; readonly kind: EventOf<"ToolCallFailed">["kind"]; readonly message: string }
 
-/** What the shell asks of the tools: run one call (the call id is its idempotency key). */
+/** What the shell asks of the tools: run one call. */
 export interface ToolPort {
   readonly call: (call: {
     readonly episodeId: string
     readonly callId: string
     readonly tool: string
     readonly arguments: unknown
+    /**
+     * Unique per call across the log (episode, turn and call id: servers reuse call ids), so a call
+     * made again after a crash is answered from the record instead of running twice.
+     */
+    readonly idempotencyKey?: string
   }) => Effect.Effect<ToolOutcome>
 }
 

@@ -155,7 +155,13 @@ export const runEpisode = (
       if (request === undefined) return Effect.fail(new EpisodeStuck(`tool call ${callId} has no request`))
       const started = performance.now()
       return Effect.map(
-        ports.tools.call({ episodeId, callId, tool: request.tool, arguments: request.arguments }),
+        ports.tools.call({
+          episodeId,
+          callId,
+          tool: request.tool,
+          arguments: request.arguments,
+          idempotencyKey: callKey(callId),
+        }),
         (outcome): DomainEvent =>
           outcome.ok
             ? {

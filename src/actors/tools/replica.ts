@@ -52,6 +52,17 @@ const projectBin = (): string | undefined => {
 }
 const BIN = projectBin()
 
+/** `rollout` itself (its own tool servers): this Node and this checkout's entry point. */
+const rolloutEntry = (): string | undefined => {
+  let dir = path.dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 6; i++) {
+    const entry = path.join(dir, "bin", "rollout.js")
+    if (fs.existsSync(entry)) return entry
+    dir = path.dirname(dir)
+  }
+  return undefined
+}
+
 /** A transport over a sandboxed process's stdin/stdout: newline-delimited JSON-RPC, like stdio. */
 class StreamTransport implements Transport {
   onclose?: () => void
@@ -136,9 +147,10 @@ export const startReplica = async (server: ServerConfig, id: string, deps: Repli
       const PATH = [BIN, env.success.PATH ?? base.PATH ?? process.env.PATH]
         .filter(Boolean)
         .join(path.delimiter)
+      const self = server.command === "rollout" ? rolloutEntry() : undefined
       const stdio = new StdioClientTransport({
-        command: server.command!,
-        args: [...server.args],
+        command: self === undefined ? server.command! : process.execPath,
+        args: self === undefined ? [...server.args] : [self, ...server.args],
         env: { ...base, ...env.success, PATH },
         stderr: "pipe",
       })
