@@ -6,7 +6,14 @@
 import { Command } from "commander"
 import type * as Effect from "effect/Effect"
 // Command modules load on demand, so `--help` and small commands start fast.
+import { registerEvalCommands } from "./evalCommands.ts"
 import type { GlobalOptions } from "./invocation.ts"
+
+// `rollout … | head` closes stdout early: that is the reader's choice, not an error.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(process.exitCode ?? 0)
+  throw error
+})
 
 const program = new Command("rollout")
   .description("An actor-model, event-sourced runtime for long-horizon LLM agents.")
@@ -107,6 +114,52 @@ projections
   .option("--json", "print one JSON object")
   .action(async (name: string, options) =>
     run((await import("./projectionCommands.ts")).projectionsRebuildCommand(globals(), name, options)),
+  )
+
+registerEvalCommands(program, globals, run)
+
+const dock = program
+  .command("dock")
+  .description("AgentDock: pooled MCP tool servers (config/tools.yaml) behind one MCP gateway")
+dock
+  .command("up")
+  .description("start the pools and the MCP gateway (127.0.0.1, bearer token) until Ctrl-C / SIGTERM")
+  .option("--servers <names>", "only these servers, comma-separated (default: all in tools.yaml)")
+  .option("--host <host>", "gateway address (default from tools.yaml: 127.0.0.1)")
+  .option("--port <port>", "gateway port (default from tools.yaml: 8765; 0 = any free port)")
+  .option("--json", "print the start summary as one JSON object")
+  .action(async (options) => run((await import("./dockCommands.ts")).dockUpCommand(globals(), options)))
+dock
+  .command("status")
+  .description(
+    "replicas, health, in flight, calls/s, p50/p99 latency, restarts, swaps (from the log when no dock runs)",
+  )
+  .option("--json", "print one JSON object")
+  .action(async (options) => run((await import("./dockCommands.ts")).dockStatusCommand(globals(), options)))
+dock
+  .command("swap <server>")
+  .description("hot-swap a server of the running dock to another version from tools.yaml (no failed calls)")
+  .option("--to <version>", "the version to run")
+  .option("--json", "print one JSON object")
+  .action(async (server: string, options) =>
+    run((await import("./dockCommands.ts")).dockSwapCommand(globals(), server, options)),
+  )
+dock
+  .command("call <tool>")
+  .description("call server.tool through the running dock (or a one-off pool of that server)")
+  .option("--args <json>", "arguments as JSON (or JSON5)", "{}")
+  .option("--key <idempotencyKey>", "idempotency key: a key already answered returns the recorded result")
+  .option("--json", "print one JSON object")
+  .action(async (tool: string, options) =>
+    run((await import("./dockCommands.ts")).dockCallCommand(globals(), tool, options)),
+  )
+
+program
+  .command("mcp-server <name>")
+  .description("serve one of rollout's tool servers on stdio: search, fetch_url or execute_code")
+  .option("--options <json>", "the server's options as JSON (see config/tools.yaml)")
+  .action(async (name: string, options) =>
+    run((await import("./dockCommands.ts")).mcpServerCommand(name, options)),
   )
 
 await program.parseAsync(process.argv)
