@@ -98,7 +98,7 @@ export const dockUpCommand = (
               log: runtime.log,
               config: tools,
               ...(servers === undefined ? {} : { servers }),
-              ...(sandbox === undefined ? {} : { sandbox }),
+              ...(sandbox === undefined ? {} : { sandbox, sandboxOwner: `${config.log.namespace}/dock` }),
             }),
           catch: (error) => new UsageError((error as Error).message),
         })

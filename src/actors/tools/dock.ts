@@ -6,6 +6,7 @@
  * events are written by a background recorder so a pool never waits on the log to heal itself.
  */
 import { randomUUID } from "node:crypto"
+import * as os from "node:os"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
@@ -33,8 +34,13 @@ export interface DockOptions {
   readonly env?: Readonly<Record<string, string | undefined>>
   /** Needed when a server uses transport docker. */
   readonly sandbox?: Sandbox & {
-    readonly reconcileOrphans?: (live: Set<string>, owner: string) => Promise<ReadonlyArray<string>>
+    readonly reconcileOrphans?: (live: ReadonlySet<string>, owner: string) => Promise<ReadonlyArray<string>>
+    readonly listOwned?: (
+      owner: string,
+    ) => Promise<ReadonlyArray<{ readonly id: string; readonly labels: Readonly<Record<string, string>> }>>
   }
+  /** The `rollout.owner` label of this dock's containers (default `<namespace>/dock`). */
+  readonly sandboxOwner?: string
   /** Only these servers (default: all). */
   readonly servers?: ReadonlyArray<string>
   /** How often pools are sampled into the log for `dock status` (0 = never; default 2 s). */
@@ -125,20 +131,37 @@ export const startDock = async (
         `unknown server "${name}": ${config.source} defines ${Object.keys(config.servers).join(", ") || "none"}`,
       )
 
-  // Orphans: containers recorded as started and never as ended belong to a pool process that died.
-  if (options.sandbox?.reconcileOrphans !== undefined) {
+  // Orphans: containers of a pool process that died (kill -9) keep running. On start, every
+  // container of this owner whose process is gone is removed; the log says which of them were
+  // recorded as started and never as ended.
+  const sandboxOwner = options.sandboxOwner ?? `${ns}/dock`
+  if (options.sandbox?.reconcileOrphans !== undefined && options.sandbox.listOwned !== undefined) {
     const unended = await Effect.runPromise(unendedSandboxes(log, ns))
-    for (const name of names) {
-      const owner = `${ns}/${name}`
-      const removed = await options.sandbox.reconcileOrphans(new Set(), owner)
-      const fromLog = [...unended].filter(([, o]) => o === owner).map(([id]) => id)
-      const all = [...new Set([...removed, ...fromLog])]
-      if (all.length > 0)
-        recorder.add(entitySubject(ns, "tool", name), {
-          type: "ToolSandboxesReconciled",
-          owner,
-          removed: all,
-        })
+    const owned = await options.sandbox.listOwned(sandboxOwner)
+    const alive = (labels: Readonly<Record<string, string>>) => {
+      const pid = Number(labels["rollout.pid"])
+      if (labels["rollout.host"] !== os.hostname() || !Number.isInteger(pid)) return false
+      try {
+        process.kill(pid, 0)
+        return true
+      } catch {
+        return false
+      }
+    }
+    const live = new Set(owned.filter((c) => alive(c.labels)).map((c) => c.id))
+    const removed = await options.sandbox.reconcileOrphans(live, sandboxOwner)
+    if (removed.length > 0) {
+      const known = removed.filter((id) =>
+        [...unended.keys()].some((u) => id.startsWith(u) || u.startsWith(id)),
+      )
+      process.stderr.write(
+        `rollout dock: removed ${removed.length} orphaned sandbox container(s) of ${sandboxOwner} (${known.length} recorded in the log as never ended)\n`,
+      )
+      recorder.add(entitySubject(ns, "tool", "sandboxes"), {
+        type: "ToolSandboxesReconciled",
+        owner: sandboxOwner,
+        removed: [...removed],
+      })
     }
   }
 
@@ -148,7 +171,7 @@ export const startDock = async (
       const pool = new ToolPool(config.servers[name]!, {
         env: options.env ?? process.env,
         ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox }),
-        owner: `${ns}/${name}`,
+        owner: sandboxOwner,
         record: (event) => recorder.add(entitySubject(ns, "tool", name), event),
         ...(options.onStderr === undefined ? {} : { onStderr: options.onStderr }),
       })

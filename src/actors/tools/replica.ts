@@ -4,6 +4,7 @@
  * tools, answers pings, and says when it ended (`ended`), so the pool can restart it.
  */
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
@@ -122,7 +123,8 @@ class StreamTransport implements Transport {
   }
 }
 
-const BIG = Number.MAX_SAFE_INTEGER
+/** A replica lives until the pool stops it: the longest wall clock a timer can hold (~24.8 days). */
+const FOREVER_MS = 2_147_483_647
 
 /** Starts one replica and completes the MCP handshake; fails with a message naming the server. */
 export const startReplica = async (server: ServerConfig, id: string, deps: ReplicaDeps): Promise<Replica> => {
@@ -178,13 +180,20 @@ export const startReplica = async (server: ServerConfig, id: string, deps: Repli
           memoryMb: server.memoryMb,
           cpus: server.cpus,
           pids: server.pids,
-          wallClockMs: BIG,
-          outputBytes: BIG,
+          wallClockMs: FOREVER_MS,
+          outputBytes: Number.MAX_SAFE_INTEGER,
         },
         network: "none",
         readOnlyRoot: true,
         mounts: server.mounts,
-        labels: { "rollout.server": server.name, "rollout.version": server.version, "rollout.replica": id },
+        // Who owns it: a later dock removes the containers of a dead owner (see startDock).
+        labels: {
+          "rollout.server": server.name,
+          "rollout.version": server.version,
+          "rollout.replica": id,
+          "rollout.pid": String(process.pid),
+          "rollout.host": os.hostname(),
+        },
       })
       sandboxed.stderr.on("data", keepStderr)
       const handle = sandboxed
