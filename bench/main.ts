@@ -5,6 +5,7 @@
  */
 import { agentBenchmark } from "./agent.ts"
 import { logBenchmark } from "./log.ts"
+import { toolsBenchmark } from "./tools.ts"
 
 export interface Benchmark {
   readonly name: string
@@ -13,7 +14,7 @@ export interface Benchmark {
   readonly run: (args: ReadonlyArray<string>) => Promise<number>
 }
 
-const benchmarks: ReadonlyArray<Benchmark> = [logBenchmark, agentBenchmark]
+const benchmarks: ReadonlyArray<Benchmark> = [logBenchmark, agentBenchmark, toolsBenchmark]
 
 const usage = (): string =>
   [

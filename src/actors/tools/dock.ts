@@ -211,6 +211,15 @@ export const startDock = async (
       : undefined
   sampler?.unref()
 
+  /** Records written off the call path; `close` waits for them. */
+  const calls = {
+    pending: new Set<Promise<void>>(),
+    track(p: Promise<void>) {
+      this.pending.add(p)
+      p.finally(() => this.pending.delete(p))
+    },
+  }
+
   /** Recent answers by key, so a retried call within this process needs no read. */
   const answered = new Map<string, EventOf<"ToolCallServed">>()
   const remember = (key: string, served: EventOf<"ToolCallServed">) => {
@@ -267,7 +276,7 @@ export const startDock = async (
     callOptions: DockCallOptions = {},
   ): Promise<DockCallResult> => {
     const { pool, tool } = split(name)
-    const key = callOptions.idempotencyKey ?? `auto/${randomUUID()}`
+    const key = callOptions.idempotencyKey ?? `auto-${randomUUID()}`
     if (callOptions.idempotencyKey !== undefined) {
       const earlier = await recorded(key)
       if (earlier !== undefined) return fromRecord(earlier)
@@ -342,20 +351,42 @@ export const startDock = async (
     }
     // The caller's bad arguments and the tool's own errors are answers; only the pool's failures count.
     pool.observe(served.latencyMs, served.outcome !== "timeout" && served.outcome !== "unavailable")
-    const written = await Effect.runPromise(
-      Effect.result(
-        log.append(entitySubject(ns, "toolcall", key), [
-          {
-            eventId: `toolcall/${key}`,
-            recordedAt: new Date().toISOString(),
-            correlationId: key,
-            causationId: key,
-            actor: "dock",
-            event: served,
-          },
-        ]),
-      ),
+    const append = Effect.result(
+      log.append(entitySubject(ns, "toolcall", key), [
+        {
+          eventId: `toolcall/${key}`,
+          recordedAt: new Date().toISOString(),
+          correlationId: key,
+          causationId: key,
+          actor: "dock",
+          event: served,
+        },
+      ]),
     )
+    if (callOptions.idempotencyKey === undefined) {
+      // Nobody can ask for this call again by key: record it off the call path (a crash in the
+      // next milliseconds may lose the record, never the answer already given).
+      calls.track(
+        Effect.runPromise(append).then((w) => {
+          if (w._tag === "Failure")
+            process.stderr.write(`rollout dock: could not record call ${key}: ${w.failure.message}\n`)
+        }),
+      )
+      return {
+        outcome: served.outcome,
+        content: served.content,
+        mcpContent,
+        isError: served.outcome !== "ok",
+        truncated: served.truncated,
+        replica: served.replica,
+        version: served.version,
+        attempts: served.attempts,
+        latencyMs: served.latencyMs,
+        ...(served.error === undefined ? {} : { error: served.error }),
+        replayed: false,
+      }
+    }
+    const written = await Effect.runPromise(append)
     if (written._tag === "Failure")
       process.stderr.write(`rollout dock: could not record call ${key}: ${written.failure.message}\n`)
     else if (written.success.duplicates > 0) {
@@ -404,9 +435,9 @@ export const startDock = async (
     close: async () => {
       if (sampler !== undefined) clearInterval(sampler)
       await Promise.allSettled([...pools.values()].map((p) => p.close()))
+      await Promise.allSettled([...calls.pending])
       await recorder.flush()
     },
-    // For fault drills: crash replica `index` of `server` as a kill would.
     crash: (server: string, index = 0) => pools.get(server)?.crash(index) ?? Promise.resolve(undefined),
   } as Dock & {
     readonly recorder: { errors: number }
