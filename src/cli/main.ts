@@ -8,6 +8,7 @@ import type * as Effect from "effect/Effect"
 // Command modules load on demand, so `--help` and small commands start fast.
 import { registerEvalCommands } from "./evalCommands.ts"
 import type { GlobalOptions } from "./invocation.ts"
+import { registerRunCommands } from "./runCommands.ts"
 
 // `rollout … | head` closes stdout early: that is the reader's choice, not an error.
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {
@@ -117,6 +118,7 @@ projections
   )
 
 registerEvalCommands(program, globals, run)
+registerRunCommands(program, globals, run)
 
 const dock = program
   .command("dock")

@@ -5,6 +5,12 @@
 import { eventCounts } from "./eventCounts.ts"
 import { makeProjectionRegistry, type ProjectionRegistry } from "./projection.ts"
 import { runs } from "./runs.ts"
+import { scoreboard } from "./scoreboard.ts"
 import { toolHealth } from "./toolHealth.ts"
 
-export const projectionRegistry: ProjectionRegistry = makeProjectionRegistry([eventCounts, runs, toolHealth])
+export const projectionRegistry: ProjectionRegistry = makeProjectionRegistry([
+  eventCounts,
+  runs,
+  toolHealth,
+  scoreboard,
+])

@@ -111,7 +111,9 @@ describe("AgentDock on Docker", () => {
     )
     const reconciled = events.find((e) => e.type === "ToolSandboxesReconciled")
     expect(reconciled).toMatchObject({ owner })
-    expect([...(reconciled as { removed: string[] }).removed].sort()).toEqual([...orphans].sort())
+    expect([...(reconciled as { readonly removed: ReadonlyArray<string> }).removed].sort()).toEqual(
+      [...orphans].sort(),
+    )
     expect(events.filter((e) => e.type === "ToolReplicaStarted" && e.sandboxId !== undefined).length).toBe(3)
     await Effect.runPromise(Scope.close(scope, Exit.void))
     expect(await sandbox.listOwned(owner)).toEqual([])

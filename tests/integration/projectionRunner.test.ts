@@ -403,6 +403,8 @@ for (const backend of [embedded(), jetStream()]) {
       expect(listed).toMatchObject([
         { name: "eventCounts", checkpoint: "version changed", position: 1, behind: last - 1 },
         { name: "runs", checkpoint: "current", position: last, behind: 0 },
+        { name: "toolHealth", checkpoint: "none" },
+        { name: "scoreboard", checkpoint: "none" },
       ])
       await close()
     })

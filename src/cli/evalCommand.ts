@@ -1,0 +1,244 @@
+/**
+ * `rollout eval`: one command for a whole evaluation. Loads the benchmark file (decrypting in
+ * memory), builds the agent's live ports (the inference pool from models.yaml, `--base-url`
+ * pointing the model at a server; the tools of tools.yaml or the built-in ones), runs every task k
+ * times with a live progress bar on stderr (done/total, accuracy so far, failures, ETA), scores
+ * each sample as it ends, prints the report and writes `report.md`, `report.json` and
+ * `samples.csv` under `<data-dir>/runs/<run>/`. Running it again with the same `--run` resumes.
+ */
+import * as path from "node:path"
+import cliProgress from "cli-progress"
+import * as Effect from "effect/Effect"
+import {
+  BENCHMARK_NAMES,
+  benchmarkSpec,
+  type CustomMapping,
+  isBenchmarkName,
+  parseCustomMapping,
+} from "../actors/evaluator/benchmarks.ts"
+import { loadBenchmark } from "../actors/evaluator/datasetLoader.ts"
+import { evalReport, percent, writeReportFiles } from "../actors/evaluator/evalReport.ts"
+import { type EvalProgress, RUN_ID_PATTERN, runEvaluation } from "../actors/evaluator/evalRun.ts"
+import type { JudgeSettings } from "../actors/evaluator/judge.ts"
+import { poolJudgePort } from "../actors/evaluator/judgePort.ts"
+import { isScorerName, needsJudge, SCORER_NAMES, type ScorerName } from "../actors/evaluator/scorers.ts"
+import { TABLE_FORMATS, type TableFormat } from "../actors/evaluator/tableFiles.ts"
+import { formatIssue } from "../actors/evaluator/task.ts"
+import { loadModelsConfig, modelUrlVariable, unknownModelMessage } from "../actors/inference/modelsConfig.ts"
+import { makeInferencePool } from "../actors/inference/pool.ts"
+import { liveAgentPorts } from "../actors/registry.ts"
+import {
+  configFrom,
+  type GlobalOptions,
+  integerFlag,
+  printJson,
+  progressLine,
+  UsageError,
+  withRuntime,
+} from "./invocation.ts"
+import { reportText } from "./scoresCommand.ts"
+
+export interface EvalOptions {
+  readonly bench: string
+  readonly data: string
+  readonly model: string
+  readonly baseUrl?: string
+  readonly k?: string
+  readonly concurrency?: string
+  readonly limit?: string
+  readonly run?: string
+  readonly scorer?: string
+  readonly judgeModel?: string
+  readonly judgeBaseUrl?: string
+  readonly ids?: string
+  readonly map?: string
+  readonly format?: string
+  readonly plaintext?: boolean
+  readonly maxTurns?: string
+  readonly json?: boolean
+}
+
+/** A live progress display on stderr: a bar on a terminal, a line every few seconds elsewhere. */
+const progressDisplay = () => {
+  const format = (p: EvalProgress) => {
+    const accuracy = p.done === 0 ? "–" : percent(p.correct / p.done)
+    return { accuracy, failures: p.failures }
+  }
+  if (process.stderr.isTTY === true) {
+    const bar = new cliProgress.SingleBar(
+      {
+        format:
+          "eval {bar} {value}/{total} | accuracy {accuracy} | failures {failures} | ETA {eta_formatted}",
+        stream: process.stderr,
+        etaBuffer: 64,
+        fps: 5,
+      },
+      cliProgress.Presets.shades_classic,
+    )
+    let started = false
+    return {
+      update: (p: EvalProgress) => {
+        if (!started) {
+          started = true
+          bar.start(p.total, p.done, format(p))
+        } else bar.update(p.done, format(p))
+      },
+      stop: () => {
+        if (started) bar.stop()
+      },
+    }
+  }
+  const line = progressLine()
+  const t0 = Date.now()
+  let first: number | undefined
+  return {
+    update: (p: EvalProgress) => {
+      first ??= p.done
+      const f = format(p)
+      const rate = (p.done - first) / Math.max(1, Date.now() - t0)
+      const eta = rate > 0 ? `${Math.round((p.total - p.done) / rate / 1000)} s` : "–"
+      line.update(
+        `eval ${p.done}/${p.total} | accuracy ${f.accuracy} | failures ${f.failures} | ETA ${eta}`,
+        p.done === p.total,
+      )
+    },
+    stop: () => {},
+  }
+}
+
+const defaultRunId = (bench: string, model: string): string => {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "")
+  return `${bench}-${model}-${stamp}`.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 128)
+}
+
+export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
+  Effect.gen(function* () {
+    const bench = options.bench
+    if (!isBenchmarkName(bench))
+      return yield* Effect.fail(
+        new UsageError(`unknown benchmark "${bench}"; known benchmarks: ${BENCHMARK_NAMES.join(", ")}`),
+      )
+    let mapping: CustomMapping | undefined
+    if (options.map !== undefined) {
+      if (bench !== "custom")
+        return yield* Effect.fail(new UsageError(`--map applies to the custom benchmark only, not ${bench}`))
+      const parsed = parseCustomMapping(options.map)
+      if (typeof parsed === "string")
+        return yield* Effect.fail(
+          new UsageError(`--map ${parsed}; write it as question=<column>,answer=<column>[,id=<column>,…]`),
+        )
+      mapping = parsed
+    }
+    const format = options.format
+    if (format !== undefined && !(TABLE_FORMATS as ReadonlyArray<string>).includes(format))
+      return yield* Effect.fail(
+        new UsageError(`--format must be one of ${TABLE_FORMATS.join(", ")}, got "${format}"`),
+      )
+    const scorerName = options.scorer ?? benchmarkSpec(bench, mapping).scorer
+    if (!isScorerName(scorerName))
+      return yield* Effect.fail(
+        new UsageError(`unknown scorer "${scorerName}"; scorers: ${SCORER_NAMES.join(", ")}`),
+      )
+    const scorer: ScorerName = scorerName
+    if (needsJudge(scorer) && options.judgeModel === undefined)
+      return yield* Effect.fail(
+        new UsageError(
+          `the ${scorer} scorer needs a judge model: pass --judge-model <name> (a model in models.yaml, or with --judge-base-url), or --scorer gaia for exact match`,
+        ),
+      )
+    const k = (yield* integerFlag("-k", options.k)) ?? 8
+    const concurrency = (yield* integerFlag("--concurrency", options.concurrency)) ?? 16
+    const limit = yield* integerFlag("--limit", options.limit)
+    const maxTurns = yield* integerFlag("--max-turns", options.maxTurns)
+    const runId = options.run ?? defaultRunId(bench, options.model)
+    if (!RUN_ID_PATTERN.test(runId))
+      return yield* Effect.fail(
+        new UsageError(
+          `--run "${runId}": a run id is letters, digits, '.', '_' and '-', starting with a letter or digit`,
+        ),
+      )
+    // The pool reads endpoints from models.yaml and ROLLOUT_MODEL_<NAME>_URL; the flags set the latter.
+    if (options.baseUrl !== undefined) process.env[modelUrlVariable(options.model)] = options.baseUrl
+    if (options.judgeBaseUrl !== undefined && options.judgeModel !== undefined)
+      process.env[modelUrlVariable(options.judgeModel)] = options.judgeBaseUrl
+    const configDir = global.config ?? "config"
+    const models = yield* loadModelsConfig({ dir: configDir })
+    for (const name of [options.model, ...(needsJudge(scorer) ? [options.judgeModel!] : [])])
+      if (models.models[name] === undefined)
+        return yield* Effect.fail(
+          new UsageError(
+            unknownModelMessage(models, name) +
+              // ROLLOUT_MODEL_<NAME>_URL defines a model the file lacks under its lower-case name.
+              (name === name.toLowerCase().replace(/[^a-z0-9]/g, "_")
+                ? " (or pass --base-url)"
+                : `; --base-url defines only lower-case names without '-' or '.': add "${name}" to models.yaml`),
+          ),
+        )
+
+    const loaded = yield* loadBenchmark(bench, options.data, {
+      ...(options.ids === undefined ? {} : { ids: options.ids }),
+      ...(mapping === undefined ? {} : { mapping }),
+      ...(format === undefined ? {} : { format: format as TableFormat }),
+      ...(options.plaintext === true ? { plaintext: true } : {}),
+    })
+    if (loaded.errors.length > 0) {
+      process.stderr.write(`rollout: ${loaded.errors.length} bad row(s) left out of ${options.data}:\n`)
+      for (const issue of loaded.errors.slice(0, 10)) process.stderr.write(`  ${formatIssue(issue)}\n`)
+    }
+    if (loaded.tasks.length === 0)
+      return yield* Effect.fail(new UsageError(`${options.data}: no tasks to evaluate`))
+
+    const config = yield* configFrom(global)
+    const json = options.json === true
+    return yield* withRuntime(config, {}, (runtime) =>
+      Effect.gen(function* () {
+        const ports = yield* liveAgentPorts({ log: runtime.log, configDir })
+        let judge: JudgeSettings | undefined
+        if (needsJudge(scorer) && options.judgeModel !== undefined) {
+          const pool = yield* makeInferencePool(models, { log: runtime.log, namespace: config.log.namespace })
+          judge = { model: options.judgeModel, port: poolJudgePort(pool, options.judgeModel), temperature: 0 }
+        }
+        const display = json ? undefined : progressDisplay()
+        if (!json)
+          process.stderr.write(
+            `eval ${runId}: ${bench} (${loaded.tasks.length} tasks${limit === undefined ? "" : `, first ${limit}`}) × k = ${k}, model ${options.model}, scorer ${scorer}, concurrency ${concurrency}\n`,
+          )
+        const result = yield* runEvaluation({
+          log: runtime.log,
+          ports,
+          tasks: loaded.tasks,
+          benchmark: bench,
+          scorer,
+          ...(judge === undefined ? {} : { judge }),
+          model: options.model,
+          k,
+          concurrency,
+          ...(limit === undefined ? {} : { limit }),
+          runId,
+          ...(maxTurns === undefined ? {} : { policy: { maxTurns } }),
+          config: { data: path.basename(options.data) },
+          ...(display === undefined ? {} : { onProgress: display.update }),
+        }).pipe(Effect.ensuring(Effect.sync(() => display?.stop())))
+        const report = evalReport(result.state, result.board, result.metrics)
+        const files = yield* writeReportFiles(path.resolve(config.log.dataDir, "runs", runId), report)
+        const { samples: _samples, ...summary } = report
+        if (json)
+          return printJson({
+            ...summary,
+            resumed: result.resumed,
+            alreadyScored: result.alreadyScored,
+            scoredNow: result.scored,
+            failed: result.failed,
+            judge: result.judge,
+            files,
+          })
+        process.stdout.write(reportText(report))
+        process.stdout.write(
+          `\n${result.resumed ? `resumed: ${result.alreadyScored} samples were already scored; ` : ""}` +
+            `${result.scored} scored now${result.judge.asked + result.judge.cached > 0 ? `; judge: ${result.judge.asked} asked, ${result.judge.cached} from the cache` : ""}\n` +
+            `reports: ${files.markdown}, ${files.json}, ${files.csv}\n` +
+            `leaderboard: rollout scores · trajectories: rollout export ${runId} --format sft|agenttoleap\n`,
+        )
+      }),
+    )
+  }).pipe(Effect.scoped)

@@ -1,0 +1,141 @@
+/**
+ * `rollout scores`: the leaderboard of every evaluation run, rebuilt from the log by the
+ * `scoreboard` projection (from its checkpoint when there is one): Avg@k ± std, the 95% interval,
+ * pass@1 and pass@k, progress and judge failures per run. `--run <id>` prints one run's full report
+ * instead — the same report `rollout eval` printed when the run ended.
+ */
+import * as Effect from "effect/Effect"
+import {
+  breakdownRows,
+  type EvalReport,
+  evalReport,
+  headline,
+  percent,
+} from "../actors/evaluator/evalReport.ts"
+import { ownValue } from "../projections/projection.ts"
+import { runProjection } from "../projections/runner.ts"
+import { type ScoreboardState, scoreboard } from "../projections/scoreboard.ts"
+import { boardMetrics, leaderboard } from "../projections/scoreboardMetrics.ts"
+import type { Runtime } from "../runtime/wiring.ts"
+import { configFrom, type GlobalOptions, printJson, table, UsageError, withRuntime } from "./invocation.ts"
+
+export interface ScoresOptions {
+  readonly run?: string
+  readonly json?: boolean
+}
+
+/** Folds the scoreboard up to the end of the log (resuming from its checkpoint). */
+export const loadScoreboard = (runtime: Runtime): Effect.Effect<ScoreboardState, unknown> =>
+  Effect.map(
+    runProjection(runtime.log, runtime.checkpoints, scoreboard, {
+      live: false,
+      checkpointEvery: runtime.config.projections.checkpointEvery,
+    }),
+    (result) => result.state,
+  )
+
+/** The report of one run as text: the headline table, pass@k, breakdowns, failures and usage. */
+export const reportText = (r: EvalReport): string => {
+  const m = r.metrics
+  const k = m.k
+  const lines = [
+    `run ${r.runId}: ${r.benchmark ?? "?"} · model ${r.model} · scorer ${r.scorer ?? "?"}${
+      r.judgeModel === null ? "" : ` (judge ${r.judgeModel})`
+    } · k = ${k} · ${m.tasks} tasks · ${r.status}`,
+    "",
+    table(
+      [`Avg@${k} ± std`, "95% interval", "correct runs", ...Object.keys(m.passAtK).map((v) => `pass@${v}`)],
+      [
+        [
+          headline(m),
+          m.interval95 === undefined ? "–" : `[${percent(m.interval95.low)}, ${percent(m.interval95.high)}]`,
+          `${m.correct}/${m.runs}`,
+          ...Object.values(m.passAtK).map((x) => percent(x)),
+        ],
+      ],
+    ),
+  ]
+  const header = ["tasks", "correct", `Avg@${k}`, "pass@1", `pass@${k}`]
+  if (Object.keys(m.byLevel).length > 0)
+    lines.push("", table(["level", ...header], breakdownRows(m.byLevel, k)))
+  if (Object.keys(m.byCategory).length > 0)
+    lines.push("", table(["category", ...header], breakdownRows(m.byCategory, k)))
+  const counts = Object.entries(m.statusCounts)
+    .filter(([, n]) => n > 0)
+    .map(([s, n]) => `${s} ${n}`)
+  lines.push("", `samples: ${counts.join(", ")}`)
+  if (m.notScored.length > 0) {
+    const shown = m.notScored.slice(0, 10).map((n) => `${n.taskId}#${n.sample} ${n.status}`)
+    lines.push(
+      `counted as wrong without a verdict: ${shown.join(", ")}${
+        m.notScored.length > shown.length ? `, … and ${m.notScored.length - shown.length} more` : ""
+      }`,
+    )
+  }
+  const usage = Object.entries(m.usage).map(([name, u]) => `${name} ${u.mean.toFixed(1)}`)
+  if (usage.length > 0) lines.push(`per sample (mean): ${usage.join(", ")}`)
+  if (r.reason !== null) lines.push(`run ended: ${r.reason}`)
+  return `${lines.join("\n")}\n`
+}
+
+export const scoresCommand = (global: GlobalOptions, options: ScoresOptions) =>
+  Effect.gen(function* () {
+    const config = yield* configFrom(global)
+    return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
+      Effect.gen(function* () {
+        const state = yield* loadScoreboard(runtime)
+        if (options.run !== undefined) {
+          const board = ownValue(state.runs, options.run)
+          if (board === undefined)
+            return yield* Effect.fail(
+              new UsageError(`no evaluation run "${options.run}" in the log at ${runtime.location}`),
+            )
+          const { samples: _samples, ...report } = evalReport(state, board, boardMetrics(state, board))
+          if (options.json === true) return printJson(report)
+          return process.stdout.write(reportText({ ...report, samples: [] }))
+        }
+        const rows = leaderboard(state)
+        if (options.json === true) return printJson({ runs: rows })
+        if (rows.length === 0) {
+          process.stdout.write(
+            `no evaluation runs in the log at ${runtime.location} (start one with rollout eval)\n`,
+          )
+          return
+        }
+        process.stdout.write(
+          `${table(
+            [
+              "run",
+              "benchmark",
+              "model",
+              "k",
+              "tasks",
+              "done",
+              "Avg@k",
+              "± std",
+              "95% interval",
+              "pass@1",
+              "pass@k",
+              "judge failed",
+              "status",
+            ],
+            rows.map((r) => [
+              r.runId,
+              r.benchmark ?? "-",
+              r.model,
+              r.k,
+              r.tasks,
+              `${r.done}/${r.total}`,
+              percent(r.avgAtK ?? undefined),
+              r.stdOverRuns === null ? "–" : (100 * r.stdOverRuns).toFixed(2),
+              r.interval95 === null ? "–" : `[${percent(r.interval95.low)}, ${percent(r.interval95.high)}]`,
+              percent(r.passAt1 ?? undefined),
+              percent(r.passAtK ?? undefined),
+              r.judgeFailed,
+              r.status,
+            ]),
+          )}\n`,
+        )
+      }),
+    )
+  })
