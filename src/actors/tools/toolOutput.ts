@@ -124,9 +124,14 @@ export const normalizeToolResult = (result: unknown, maxChars: number): Normaliz
   return { content, mcpContent: mcp, truncated, isError: r.isError === true }
 }
 
-/** The normalized content as one string, for the agent's context. */
-export const contentText = (content: ReadonlyArray<ToolContent>): string =>
-  content
+/**
+ * The normalized content as one string, for the agent's context. Structured JSON is shown only when
+ * the result has no text: servers send it beside a text rendering of the same data.
+ */
+export const contentText = (content: ReadonlyArray<ToolContent>): string => {
+  const hasText = content.some((c) => c.type === "text" || (c.type === "resource" && c.text !== undefined))
+  return content
+    .filter((c) => !(hasText && c.type === "json"))
     .map((c) => {
       switch (c.type) {
         case "text":
@@ -140,3 +145,4 @@ export const contentText = (content: ReadonlyArray<ToolContent>): string =>
       }
     })
     .join("\n")
+}

@@ -10,10 +10,21 @@
  * list when the last one has. Endpoints are known by a stable `id` (never reused), not by their
  * position, so affinity and a call's "already tried" set survive others joining and leaving.
  */
+import { setMaxListeners } from "node:events"
 import * as Effect from "effect/Effect"
 import type OpenAI from "openai"
 import type { EndpointConfig, ModelConfig } from "../modelsConfig.ts"
 import { canTake, LatencyWindow, pickEndpoint } from "./routing.ts"
+
+/**
+ * Every call in flight on an endpoint listens for its eviction: one listener per call, so the
+ * default limit of 10 (a leak warning) does not apply.
+ */
+const evictionController = (): AbortController => {
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  return controller
+}
 
 export interface EndpointState {
   /** Stable within the group and never reused, unlike the position in `endpoints`. */
@@ -123,7 +134,7 @@ export class EndpointGroup {
       inFlight: 0,
       healthy: true,
       removed: false,
-      eviction: new AbortController(),
+      eviction: evictionController(),
       consecutiveFailures: 0,
       consecutiveProbeFailures: 0,
       calls: 0,

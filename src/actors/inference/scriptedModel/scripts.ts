@@ -1,9 +1,11 @@
 /**
  * Ready-made scripts for the scripted model server (a test double for a GPU server): an echo, an
  * agent that calls one tool for N turns and then answers, a lookup table, a per-episode sequence,
- * and a wrapper that injects HTTP failures. `parseScriptName` maps a short name such as
+ * a wrapper that injects HTTP failures, and a researcher that answers questions only through the
+ * `search` and `fetch_url` tools (researcher.ts). `parseScriptName` maps a short name such as
  * `echo-tool:search:5` to one of them, so a command line can start the server without code.
  */
+import { researcherScript } from "./researcher.ts"
 import {
   assistantTurns,
   type ChatRequest,
@@ -142,7 +144,7 @@ const failing = (options: FailingOptions, script: Script): Script => {
       : script(request, context)
 }
 
-export const scripts = { echo, echoTool, fromTable, sequence, failing } as const
+export const scripts = { echo, echoTool, fromTable, sequence, failing, researcher: researcherScript } as const
 
 export type ParsedScriptName =
   | { readonly ok: true; readonly script: Script; readonly description: string }
@@ -150,7 +152,8 @@ export type ParsedScriptName =
 
 /** The names `parseScriptName` accepts, for a command's `--help`. */
 export const SCRIPT_NAME_HELP =
-  "echo | echo-tool[:<tool>[:<turns>]] (default echo-tool:echo:3) | failing:<every>:<status>:<script name>"
+  "echo | echo-tool[:<tool>[:<turns>]] (default echo-tool:echo:3) | researcher[:<seed>[:<maxSearches>]] " +
+  "(default researcher:0:3) | failing:<every>:<status>:<script name>"
 
 const parseInteger = (text: string | undefined): number | undefined =>
   text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined
@@ -179,6 +182,21 @@ export const parseScriptName = (name: string): ParsedScriptName => {
         ok: true,
         script: echoTool({ tool, turns }),
         description: `echo-tool: calls ${tool} for ${turns} turns, then answers <answer>done</answer>`,
+      }
+    }
+    case "researcher": {
+      if (rest.length > 2) return invalid("researcher takes at most a seed and a number of searches")
+      const seed = rest[0] === undefined ? 0 : parseInteger(rest[0])
+      const maxSearches = rest[1] === undefined ? 3 : parseInteger(rest[1])
+      if (seed === undefined) return invalid(`seed must be a non-negative integer, got "${rest[0]}"`)
+      if (maxSearches === undefined || maxSearches < 1)
+        return invalid(`maxSearches must be an integer >= 1, got "${rest[1]}"`)
+      return {
+        ok: true,
+        script: researcherScript({ seed, maxSearches }),
+        description:
+          `researcher: answers from search and fetch_url results only (seed ${seed}, ` +
+          `at most ${maxSearches} searches per episode)`,
       }
     }
     case "failing": {
