@@ -4,6 +4,7 @@
  * `ROLLOUT_MODEL_<NAME>_URL`) and the tools this worker has.
  */
 import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { EventLogShape } from "../events/log/eventLog.ts"
 import type { AnyActor } from "../runtime/actor.ts"
@@ -22,11 +23,22 @@ import { loadToolsConfig } from "./tools/toolsConfig.ts"
 
 export const roles: ReadonlyArray<string> = ["probe", "agent"]
 
+/** The tool pools of tools.yaml could not start (a server failed, an unknown server was named). */
+export class DockStartFailed extends Schema.TaggedError<DockStartFailed>()("DockStartFailed", {
+  reason: Schema.String,
+}) {
+  override get message(): string {
+    return `tools: ${this.reason}`
+  }
+}
+
 /** The agent's live ports: the inference pool from the models config, and this worker's tools. */
 export const liveAgentPorts = (context: {
   readonly log: EventLogShape
   readonly configDir: string
-}): Effect.Effect<EpisodePorts, ConfigError, Scope.Scope> =>
+  /** Only these tools.yaml servers (default: all). */
+  readonly servers?: ReadonlyArray<string>
+}): Effect.Effect<EpisodePorts, ConfigError | DockStartFailed, Scope.Scope> =>
   Effect.gen(function* () {
     const models = yield* loadModelsConfig({ dir: context.configDir })
     const pool = yield* makeInferencePool(models, { log: context.log, namespace: context.log.namespace })
@@ -44,14 +56,26 @@ export const liveAgentPorts = (context: {
  * The agent's tools: AgentDock's pools when `tools.yaml` defines servers (with the built-in `echo`
  * beside them), else the built-in tools alone; `ROLLOUT_TOOLS=builtin` skips the pools.
  */
-const agentTools = (context: { readonly log: EventLogShape; readonly configDir: string }) =>
+const agentTools = (context: {
+  readonly log: EventLogShape
+  readonly configDir: string
+  readonly servers?: ReadonlyArray<string>
+}) =>
   Effect.gen(function* () {
     const builtin = { port: builtinTools, specs: builtinToolSpecs }
     if (process.env.ROLLOUT_TOOLS === "builtin") return builtin
     const config = yield* loadToolsConfig(context.configDir)
     if (Object.keys(config.servers).length === 0) return builtin
     const dock = yield* Effect.acquireRelease(
-      Effect.promise(() => startDock({ log: context.log, config })),
+      Effect.tryPromise({
+        try: () =>
+          startDock({
+            log: context.log,
+            config,
+            ...(context.servers === undefined ? {} : { servers: context.servers }),
+          }),
+        catch: (error) => new DockStartFailed({ reason: (error as Error).message }),
+      }),
       (d) => Effect.promise(() => d.close()),
     )
     const pooled = dockToolPort(dock)
@@ -68,7 +92,7 @@ const agentTools = (context: { readonly log: EventLogShape; readonly configDir: 
 export const makeActors = (
   wanted: ReadonlyArray<string>,
   context: { readonly log: EventLogShape; readonly configDir: string },
-): Effect.Effect<ReadonlyArray<AnyActor>, ConfigError, Scope.Scope> =>
+): Effect.Effect<ReadonlyArray<AnyActor>, ConfigError | DockStartFailed, Scope.Scope> =>
   Effect.gen(function* () {
     const out: AnyActor[] = []
     for (const role of wanted) {

@@ -55,6 +55,8 @@ export interface EvalOptions {
   readonly format?: string
   readonly plaintext?: boolean
   readonly maxTurns?: string
+  /** tools.yaml servers the agent gets (default: all of them). */
+  readonly tools?: string
   readonly json?: boolean
 }
 
@@ -192,7 +194,15 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
     const json = options.json === true
     return yield* withRuntime(config, {}, (runtime) =>
       Effect.gen(function* () {
-        const ports = yield* liveAgentPorts({ log: runtime.log, configDir })
+        const tools = options.tools
+          ?.split(",")
+          .map((t) => t.trim())
+          .filter((t) => t !== "")
+        const ports = yield* liveAgentPorts({
+          log: runtime.log,
+          configDir,
+          ...(tools === undefined ? {} : { servers: tools }),
+        })
         let judge: JudgeSettings | undefined
         if (needsJudge(scorer) && options.judgeModel !== undefined) {
           const pool = yield* makeInferencePool(models, { log: runtime.log, namespace: config.log.namespace })

@@ -57,11 +57,25 @@ log
 
 program
   .command("demo")
-  .description("run agent episodes offline: scripted test-double model, echo tool, embedded log")
-  .option("--episodes <n>", "episodes to run", "8")
-  .option("--turns <n>", "tool turns the scripted model makes before answering", "3")
+  .description(
+    "offline k = 8 evaluation of the bundled benchmark: scripted test-double model, offline search/fetch_url, embedded log",
+  )
+  .option("-k, --k <n>", "samples per task", "8")
+  .option("--concurrency <n>", "samples in flight", "16")
+  .option(
+    "--actors",
+    "instead: agent episodes as RunEpisode commands through the actor host, with the echo tool",
+  )
+  .option("--episodes <n>", "with --actors: episodes to run", "8")
+  .option("--turns <n>", "with --actors: tool turns the scripted model makes before answering", "3")
   .option("--json", "print one JSON object")
-  .action(async (options) => run((await import("./demoCommand.ts")).demoCommand(globals(), options)))
+  .action(async (options) =>
+    run(
+      options.actors === true
+        ? (await import("./demoCommand.ts")).demoCommand(globals(), options)
+        : (await import("./evalDemoCommand.ts")).evalDemoCommand(globals(), options),
+    ),
+  )
 
 program
   .command("probe")

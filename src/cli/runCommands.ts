@@ -36,6 +36,7 @@ export const registerRunCommands = (
     .option("-k, --k <n>", "samples (runs) per task", "8")
     .option("--concurrency <n>", "samples in flight at once", "16")
     .option("--limit <n>", "only the first n tasks")
+    .option("--tools <servers>", "the tools.yaml servers the agent gets, comma-separated (default: all)")
     .option(
       "--run <id>",
       "the run id (default <bench>-<model>-<time>); an existing run with this id is resumed",

@@ -37,12 +37,39 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }))
 
 describe("rollout CLI on the embedded log", () => {
-  it("demo runs agent episodes offline against the scripted test double and they verify", async () => {
+  it("demo evaluates the bundled benchmark offline (k samples, scored, verifiable, on the leaderboard)", async () => {
+    const demoDir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-demo-"))
+    try {
+      const r = await run(process.execPath, [cli, "--data-dir", demoDir, "demo", "-k", "2", "--json"], {
+        cwd,
+      })
+      const out = JSON.parse(r.stdout)
+      expect(out).toMatchObject({ benchmark: "custom", k: 2, status: "completed", scoredNow: 40 })
+      expect(out.metrics.statusCounts).toMatchObject({ scored: 40, crashed: 0, missing: 0 })
+      // The researcher test double finds most answers, not all: an honest score, not a fixture.
+      expect(out.metrics.avgAtK).toBeGreaterThan(0.3)
+      expect(out.metrics.avgAtK).toBeLessThan(1)
+      const scores = JSON.parse(
+        (await run(process.execPath, [cli, "--data-dir", demoDir, "scores", "--json"], { cwd })).stdout,
+      )
+      expect(JSON.stringify(scores)).toContain(out.runId)
+      const verified = await run(
+        process.execPath,
+        [cli, "--data-dir", demoDir, "replay", `${out.runId}/q01/0`, "--verify"],
+        { cwd },
+      )
+      expect(verified.stderr).toContain("reproduce the log")
+    } finally {
+      fs.rmSync(demoDir, { recursive: true, force: true })
+    }
+  }, 120_000)
+
+  it("demo --actors runs agent episodes through the actor host and they verify", async () => {
     const demoDir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-demo-"))
     try {
       const r = await run(
         process.execPath,
-        [cli, "--data-dir", demoDir, "demo", "--episodes", "3", "--json"],
+        [cli, "--data-dir", demoDir, "demo", "--actors", "--episodes", "3", "--json"],
         { cwd },
       )
       const out = JSON.parse(r.stdout)
