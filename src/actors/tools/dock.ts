@@ -243,12 +243,14 @@ export const startDock = async (
     return undefined
   }
 
-  const fromRecord = (served: EventOf<"ToolCallServed">): DockCallResult => ({
+  const resultOf = (
+    served: EventOf<"ToolCallServed">,
+    mcpContent: ReadonlyArray<Record<string, unknown>>,
+    replayed: boolean,
+  ): DockCallResult => ({
     outcome: served.outcome,
     content: served.content,
-    mcpContent: served.content.map((c) =>
-      c.type === "text" ? { type: "text", text: c.text } : { type: "text", text: JSON.stringify(c) },
-    ),
+    mcpContent,
     isError: served.outcome !== "ok",
     truncated: served.truncated,
     replica: served.replica,
@@ -256,8 +258,18 @@ export const startDock = async (
     attempts: served.attempts,
     latencyMs: served.latencyMs,
     ...(served.error === undefined ? {} : { error: served.error }),
-    replayed: true,
+    replayed,
   })
+
+  /** A recorded answer: images and blobs come back as their recorded description (no bytes). */
+  const fromRecord = (served: EventOf<"ToolCallServed">): DockCallResult =>
+    resultOf(
+      served,
+      served.content.map((c) =>
+        c.type === "text" ? { type: "text", text: c.text } : { type: "text", text: JSON.stringify(c) },
+      ),
+      true,
+    )
 
   const split = (name: string): { pool: ToolPool; tool: string } => {
     const dot = name.indexOf(".")
@@ -372,19 +384,7 @@ export const startDock = async (
             process.stderr.write(`rollout dock: could not record call ${key}: ${w.failure.message}\n`)
         }),
       )
-      return {
-        outcome: served.outcome,
-        content: served.content,
-        mcpContent,
-        isError: served.outcome !== "ok",
-        truncated: served.truncated,
-        replica: served.replica,
-        version: served.version,
-        attempts: served.attempts,
-        latencyMs: served.latencyMs,
-        ...(served.error === undefined ? {} : { error: served.error }),
-        replayed: false,
-      }
+      return resultOf(served, mcpContent, false)
     }
     const written = await Effect.runPromise(append)
     if (written._tag === "Failure")
@@ -395,19 +395,7 @@ export const startDock = async (
       if (first !== undefined) return fromRecord(first)
     }
     if (callOptions.idempotencyKey !== undefined) remember(key, served)
-    return {
-      outcome: served.outcome,
-      content: served.content,
-      mcpContent,
-      isError: served.outcome !== "ok",
-      truncated: served.truncated,
-      replica: served.replica,
-      version: served.version,
-      attempts: served.attempts,
-      latencyMs: served.latencyMs,
-      ...(served.error === undefined ? {} : { error: served.error }),
-      replayed: false,
-    }
+    return resultOf(served, mcpContent, false)
   }
 
   return {
