@@ -22,7 +22,7 @@ import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import type { DomainEvent } from "../../src/events/schema.ts"
 
-const cleanup: Array<() => Promise<void>> = []
+const cleanup: Array<() => Promise<void> | void> = []
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c()
 })
@@ -187,6 +187,71 @@ describe("AgentDock with server-everything", () => {
     expect(b.content).toEqual([{ type: "text", text: "Echo: once" }])
     const served = (await events(log)).filter((e) => e.type === "ToolCallServed")
     expect(served).toHaveLength(1)
+  })
+})
+
+describe("AgentDock: backpressure, health checks and remote servers", () => {
+  it("refuses calls beyond the bounded queue instead of piling them up", async () => {
+    const log = await openLog()
+    const dock = await dockOf(log, { everything: everything({ concurrency: 1, queueLimit: 2 }) })
+    const slow = () => dock.call("everything.trigger-long-running-operation", { duration: 0.5, steps: 1 })
+    const settled = await Promise.allSettled([slow(), slow(), slow(), slow(), slow()])
+    const refused = settled.filter((r) => r.status === "rejected")
+    // One runs, two wait in the queue, the rest are refused at once with a reason.
+    expect(settled.filter((r) => r.status === "fulfilled")).toHaveLength(3)
+    expect(refused).toHaveLength(2)
+    for (const r of refused)
+      expect(String((r as PromiseRejectedResult).reason)).toMatch(/queued \(queueLimit\)/)
+  })
+
+  it("restarts a replica that stops answering pings (SIGSTOP), and calls go on", async () => {
+    const log = await openLog()
+    const dock = await dockOf(log, { everything: everything({ replicas: 2, healthIntervalMs: 200 }) })
+    const frozen = dock.status()[0]!.replicas[0]!
+    process.kill(frozen.pid!, "SIGSTOP")
+    cleanup.push(() => {
+      try {
+        process.kill(frozen.pid!, "SIGKILL")
+      } catch {
+        // already gone
+      }
+    })
+    await until("the frozen replica to be replaced", () => {
+      const now = dock.status()[0]!.replicas[0]!
+      return now.state === "up" && now.pid !== frozen.pid
+    })
+    const after = await dock.call("everything.echo", { message: "still here" })
+    expect(after.outcome).toBe("ok")
+    await dock.close()
+    const exits = (await events(log)).filter((e) => e.type === "ToolReplicaExited")
+    expect(exits.some((e) => e.type === "ToolReplicaExited" && e.reason === "unhealthy")).toBe(true)
+  })
+
+  it("pools a remote streamable-HTTP server (another dock's gateway) with a token from the environment", async () => {
+    const { startGateway } = await import("../../src/actors/tools/gateway.ts")
+    const upstream = await dockOf(await openLog(), { everything: everything() })
+    const gateway = await startGateway(upstream, { token: "remote-token-123", port: 0 })
+    cleanup.push(() => gateway.close())
+    process.env.ROLLOUT_TEST_REMOTE_TOKEN = "remote-token-123"
+    cleanup.push(() => {
+      delete process.env.ROLLOUT_TEST_REMOTE_TOKEN
+    })
+    const log = await openLog()
+    const dock = await dockOf(log, {
+      remote: {
+        transport: "http",
+        url: gateway.url,
+        headers: { Authorization: "Bearer ${ROLLOUT_TEST_REMOTE_TOKEN}" },
+        replicas: 2,
+        idempotent: true,
+      },
+    })
+    expect(dock.tools().map((t) => t.name)).toContain("remote.everything.echo")
+    const r = await dock.call("remote.everything.echo", { message: "over http" })
+    expect(r).toMatchObject({ outcome: "ok", content: [{ type: "text", text: "Echo: over http" }] })
+    // The secret stays in the environment: nothing in the log carries it.
+    const raw = JSON.stringify(await events(log))
+    expect(raw).not.toContain("remote-token-123")
   })
 })
 
