@@ -204,6 +204,24 @@ describe("AgentDock: backpressure, health checks and remote servers", () => {
       expect(String((r as PromiseRejectedResult).reason)).toMatch(/queued \(queueLimit\)/)
   })
 
+  it("opens a replica's circuit after repeated failures and closes it after a success", async () => {
+    const log = await openLog()
+    const dock = await dockOf(log, {
+      everything: everything({ timeoutMs: 150, breakerFailures: 2, breakerResetMs: 300 }),
+    })
+    for (let i = 0; i < 2; i++) {
+      const r = await dock.call("everything.trigger-long-running-operation", { duration: 2, steps: 1 })
+      expect(r.outcome).toBe("timeout")
+    }
+    expect(dock.status()[0]!.replicas[0]!.circuit).toBe("open")
+    // Half-open after the reset time: the next call waits for it, succeeds and closes the circuit.
+    const after = await dock.call("everything.echo", { message: "half-open" })
+    expect(after.outcome).toBe("ok")
+    await dock.close()
+    const changes = (await events(log)).flatMap((e) => (e.type === "ToolCircuitChanged" ? [e.state] : []))
+    expect(changes).toEqual(["open", "closed"])
+  })
+
   it("restarts a replica that stops answering pings (SIGSTOP), and calls go on", async () => {
     const log = await openLog()
     const dock = await dockOf(log, { everything: everything({ replicas: 2, healthIntervalMs: 200 }) })
