@@ -226,7 +226,12 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
           ...(limit === undefined ? {} : { limit }),
           runId,
           ...(maxTurns === undefined ? {} : { policy: { maxTurns } }),
-          config: { data: path.basename(options.data) },
+          config: {
+            data: path.basename(options.data),
+            ...(models.models[options.model]?.pricing === undefined
+              ? {}
+              : { pricing: { ...models.models[options.model]!.pricing! } }),
+          },
           ...(display === undefined ? {} : { onProgress: display.update }),
         }).pipe(Effect.ensuring(Effect.sync(() => display?.stop())))
         const report = evalReport(result.state, result.board, result.metrics)

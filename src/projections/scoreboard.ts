@@ -52,6 +52,8 @@ export interface RunBoard {
   readonly taskIndex: Readonly<Record<string, number>>
   readonly scorer: string | null
   readonly judgeModel: string | null
+  /** USD per million tokens of the run's model, from its models.yaml `pricing` (null: unknown). */
+  readonly pricing?: { readonly promptPerMillion: number; readonly completionPerMillion: number } | null
   readonly status: RunBoardStatus
   readonly reason: string | null
   readonly startedAt: string
@@ -95,7 +97,12 @@ const configOf = (config: unknown) => {
       const taskId = text(t.taskId)
       if (taskId !== null) tasks.push({ taskId, level: text(t.level), category: text(t.category) })
     }
-  return { tasks, scorer: text(c.scorer), judgeModel: text(c.judgeModel) }
+  const p = isRecord(c.pricing) ? c.pricing : undefined
+  const pricing =
+    p !== undefined && typeof p.promptPerMillion === "number" && typeof p.completionPerMillion === "number"
+      ? { promptPerMillion: p.promptPerMillion, completionPerMillion: p.completionPerMillion }
+      : null
+  return { tasks, scorer: text(c.scorer), judgeModel: text(c.judgeModel), pricing }
 }
 
 /** The row of one sample of a run, or null when nothing is known of it. */
@@ -201,6 +208,7 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
           ...relist(previous, config.tasks),
           scorer: config.scorer,
           judgeModel: config.judgeModel,
+          pricing: config.pricing,
           // A repeated RunStarted refreshes the description; it never reopens a finished run.
           status: previous?.status ?? "running",
           reason: previous?.reason ?? null,
@@ -286,7 +294,7 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
 
 export const scoreboard: Projection<ScoreboardState> = {
   name: "scoreboard",
-  version: 1,
+  version: 2,
   initial: initialScoreboard,
   apply: applyScoreboard,
 }

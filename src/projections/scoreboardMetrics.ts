@@ -99,6 +99,14 @@ export const boardSamples = (state: ScoreboardState, run: RunBoard): ReadonlyArr
               toolCalls: row.toolCalls,
               promptTokens: row.promptTokens,
               completionTokens: row.completionTokens,
+              ...(run.pricing == null
+                ? {}
+                : {
+                    costUsd:
+                      (row.promptTokens * run.pricing.promptPerMillion +
+                        row.completionTokens * run.pricing.completionPerMillion) /
+                      1e6,
+                  }),
             }
           : {}),
         episodeId: row?.episodeId ?? null,

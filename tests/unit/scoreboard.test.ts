@@ -184,6 +184,23 @@ describe("scoreboard", () => {
     const m = boardMetrics(state, board(state, "r"))
     expect(m.usage.toolCalls).toEqual({ samples: 4, total: 8, mean: 2 })
     expect(m.usage.promptTokens).toEqual({ samples: 4, total: 800, mean: 200 })
+    expect(m.usage.costUsd).toBeUndefined()
+  })
+
+  it("prices tokens when the run recorded its model's pricing", () => {
+    const events = base().map((e) =>
+      e.type === "RunStarted"
+        ? {
+            ...e,
+            config: { ...(e.config as object), pricing: { promptPerMillion: 2, completionPerMillion: 10 } },
+          }
+        : e,
+    ) as DomainEvent[]
+    const state = foldAll(scoreboard, envelopes(events))
+    const rows = boardSamples(state, board(state, "r"))
+    // 200 prompt tokens at $2/M and 20 completion tokens at $10/M.
+    expect(rows.find((r) => r.taskId === "a" && r.sample === 0)?.costUsd).toBeCloseTo(0.0006, 12)
+    expect(boardMetrics(state, board(state, "r")).usage.costUsd?.samples).toBe(4)
   })
 
   it("calls an episode a run left unfinished crashed once the run has finished", () => {

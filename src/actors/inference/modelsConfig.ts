@@ -67,6 +67,13 @@ const ModelSection = Schema.Struct({
   returnTokenIds: withDefault(Schema.Boolean, false),
   stream: withDefault(Schema.Boolean, false),
   extraBody: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)),
+  /** USD per million tokens, for the cost per sample in evaluation reports. */
+  pricing: Schema.optionalKey(
+    Schema.Struct({
+      promptPerMillion: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+      completionPerMillion: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+    }),
+  ),
 })
 
 const ModelName = Schema.String.check(
@@ -125,6 +132,8 @@ export interface ModelConfig {
   readonly stream: boolean
   /** Fields merged into every request body (e.g. vLLM's `chat_template_kwargs`). */
   readonly extraBody?: Readonly<Record<string, Schema.Json>>
+  /** USD per million prompt and completion tokens (evaluation reports show cost per sample). */
+  readonly pricing?: { readonly promptPerMillion: number; readonly completionPerMillion: number }
 }
 
 export interface ModelsConfig {
@@ -150,13 +159,14 @@ const URL_VARIABLE = /^ROLLOUT_MODEL_([A-Z0-9_]+)_URL$/
 type ModelSectionType = typeof ModelSection.Type
 
 const complete = (name: string, section: ModelSectionType): ModelConfig => {
-  const { served, extraBody, endpoints, ...tuning } = section
+  const { served, extraBody, endpoints, pricing, ...tuning } = section
   return {
     name,
     served: served ?? name,
     endpoints: endpoints.map((endpoint) => ({ ...endpoint, url: endpoint.url.replace(/\/+$/, "") })),
     ...tuning,
     ...(extraBody === undefined ? {} : { extraBody }),
+    ...(pricing === undefined ? {} : { pricing }),
   }
 }
 
