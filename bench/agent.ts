@@ -221,7 +221,8 @@ const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
   if (!Number.isInteger(turns) || turns < 1) throw new Error(`--turns must be a positive integer`)
   const backends = new Set(values.backends.split(",").map((b) => b.trim()))
   for (const b of backends)
-    if (b !== "embedded" && b !== "jetstream") throw new Error(`--backends: unknown backend "${b}" (embedded, jetstream)`)
+    if (b !== "embedded" && b !== "jetstream")
+      throw new Error(`--backends: unknown backend "${b}" (embedded, jetstream)`)
   const resources = new Resources()
   const onSignal = () => {
     resources.release().finally(() => process.exit(130))

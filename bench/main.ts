@@ -4,6 +4,7 @@
  * it lists the benchmarks and exits with 2.
  */
 import { agentBenchmark } from "./agent.ts"
+import { evalBenchmark } from "./eval.ts"
 import { logBenchmark } from "./log.ts"
 import { toolsBenchmark } from "./tools.ts"
 
@@ -14,7 +15,7 @@ export interface Benchmark {
   readonly run: (args: ReadonlyArray<string>) => Promise<number>
 }
 
-const benchmarks: ReadonlyArray<Benchmark> = [logBenchmark, agentBenchmark, toolsBenchmark]
+const benchmarks: ReadonlyArray<Benchmark> = [logBenchmark, agentBenchmark, toolsBenchmark, evalBenchmark]
 
 const usage = (): string =>
   [

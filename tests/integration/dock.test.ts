@@ -259,6 +259,7 @@ describe("AgentDock: backpressure, health checks and remote servers", () => {
       remote: {
         transport: "http",
         url: gateway.url,
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: ${NAME} is the tools.yaml syntax for a variable
         headers: { Authorization: "Bearer ${ROLLOUT_TEST_REMOTE_TOKEN}" },
         replicas: 2,
         idempotent: true,
@@ -316,6 +317,7 @@ describe("AgentDock with server-filesystem and server-memory", () => {
     const log = await openLog()
     await expect(
       dockOf(log, {
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: ${NAME} is the tools.yaml syntax for a variable
         memory: { command: "mcp-server-memory", env: { TOKEN: "${ROLLOUT_TEST_UNSET_SECRET}" } },
       }),
     ).rejects.toThrow(/servers\.memory\.env\.TOKEN needs the environment variable ROLLOUT_TEST_UNSET_SECRET/)

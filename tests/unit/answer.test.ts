@@ -1,6 +1,7 @@
 /** Answer extraction and repetition counting: the last answer wins, thinking is ignored, truncation is not an answer. */
-import * as HashMap from "effect/HashMap"
+
 import { fc, test } from "@fast-check/vitest"
+import * as HashMap from "effect/HashMap"
 import { describe, expect, it } from "vitest"
 import {
   afterThinking,

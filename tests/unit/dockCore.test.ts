@@ -170,10 +170,13 @@ describe("tools.yaml", () => {
     }
   })
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: ${NAME} is the tools.yaml syntax for a variable
   it("resolves ${VAR} references and names a missing variable, never a value", () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: ${NAME} is the tools.yaml syntax for a variable
     expect(resolveEnv({ KEY: "Bearer ${TOKEN}" }, { TOKEN: "s3cret" }, "servers.a.env")).toEqual(
       Result.succeed({ KEY: "Bearer s3cret" }),
     )
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: ${NAME} is the tools.yaml syntax for a variable
     const missing = resolveEnv({ KEY: "${NOPE}" }, {}, "servers.a.env")
     expect(missing).toEqual(
       Result.fail("servers.a.env.KEY needs the environment variable NOPE, which is not set"),

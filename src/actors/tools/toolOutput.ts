@@ -29,10 +29,8 @@ export const normalizeToolResult = (result: unknown, maxChars: number): Normaliz
   const content: ToolContent[] = []
   const mcp: Record<string, unknown>[] = []
   let budget = maxChars
-  let total = 0
   let truncated = false
   const text = (t: string) => {
-    total += t.length
     if (t.length <= budget) {
       budget -= t.length
       content.push({ type: "text", text: t })
@@ -115,7 +113,6 @@ export const normalizeToolResult = (result: unknown, maxChars: number): Normaliz
     r.structuredContent !== null
   ) {
     const json = JSON.stringify(r.structuredContent)
-    total += json.length
     if (json.length <= budget) {
       content.push({ type: "json", value: r.structuredContent as never })
       budget -= json.length
@@ -140,7 +137,7 @@ export const contentText = (content: ReadonlyArray<ToolContent>): string => {
           return JSON.stringify(c.value)
         case "image":
           return `[${c.mimeType}, ${c.bytes} bytes, sha256 ${c.sha256.slice(0, 12)}]`
-        case "resource":
+        default:
           return c.text === undefined ? `[resource ${c.uri}]` : c.text
       }
     })

@@ -180,6 +180,7 @@ const complete = (
       if (u.protocol !== "http:" && u.protocol !== "https:")
         return fail(`url "${merged.url}" must be http(s)`)
       if (u.username !== "" || u.password !== "")
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: ${NAME} is the tools.yaml syntax for a variable
         return fail("credentials must not be in the url; use headers with ${VAR}")
     } catch {
       return fail(`url "${merged.url}" is not a URL`)
