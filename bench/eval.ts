@@ -168,24 +168,57 @@ const scriptedReply = (
       }
 
 /**
+ * Lets the event loop turn when a run starves it. On the embedded log an evaluation goes from
+ * microtask to microtask (its appends are synchronous), so timers (the progress line, the phase's
+ * time limit) and Ctrl-C would wait for the end of the run. A ticker notes each turn of the loop;
+ * once none came for a second, every model call waits for the next turn (a pause that reshuffles
+ * which episodes interleave, so it stays rare: a shorter one cost the embedded run ~25%). On
+ * JetStream the run waits for acks anyway, and this never holds anything up.
+ */
+const makeBreather = (): { readonly breathe: Effect.Effect<void>; readonly stop: () => void } => {
+  let lastTurn = performance.now()
+  let gate: Promise<void> | undefined
+  const ticker = setInterval(() => {
+    lastTurn = performance.now()
+  }, 25)
+  const breathe = Effect.suspend(() => {
+    if (gate === undefined && performance.now() - lastTurn < 1000) return Effect.void
+    if (gate === undefined)
+      gate = new Promise<void>((resolve) =>
+        setTimeout(() => {
+          gate = undefined
+          lastTurn = performance.now()
+          resolve()
+        }, 0),
+      )
+    const wait = gate
+    return Effect.promise(() => wait)
+  })
+  return { breathe, stop: () => clearInterval(ticker) }
+}
+
+/**
  * The in-process ports: the model reads the task and sample from the request id
  * (`<runId>/<taskId>/<sample>/model/<turn>`); the tools are the built-in `echo`.
  */
-const scriptedPorts = (items: ReadonlyArray<Synthetic>): EpisodePorts => {
+const scriptedPorts = (items: ReadonlyArray<Synthetic>, breathe: Effect.Effect<void>): EpisodePorts => {
   const byId = new Map(items.map((item, i) => [item.task.taskId, i]))
   return {
     model: {
       complete: (request) =>
-        Effect.sync(() => {
-          const parts = request.requestId.split("/")
-          const i = byId.get(parts[1] ?? "")
-          const sample = Number(parts[2])
-          if (i === undefined || !Number.isInteger(sample))
-            throw new Error(`scripted model: unexpected request id ${request.requestId}`)
-          let toolResults = 0
-          for (const m of request.messages) if (m.role === "tool") toolResults++
-          return scriptedReply(request.requestId, items[i]!, i, sample, toolResults)
-        }),
+        Effect.andThen(
+          breathe,
+          Effect.sync(() => {
+            const parts = request.requestId.split("/")
+            const i = byId.get(parts[1] ?? "")
+            const sample = Number(parts[2])
+            if (i === undefined || !Number.isInteger(sample))
+              throw new Error(`scripted model: unexpected request id ${request.requestId}`)
+            let toolResults = 0
+            for (const m of request.messages) if (m.role === "tool") toolResults++
+            return scriptedReply(request.requestId, items[i]!, i, sample, toolResults)
+          }),
+        ),
     },
     tools: builtinTools,
     toolSpecs: builtinToolSpecs,
@@ -316,6 +349,7 @@ const evaluateOn = async (
       `  ${backend} eval: ${p?.done ?? 0}/${total} samples, ${p?.correct ?? 0} correct, ${p?.failures ?? 0} failures\r`,
     )
   }, 1000)
+  const breather = makeBreather()
   const started = performance.now()
   let result: EvalRunResult
   try {
@@ -323,7 +357,7 @@ const evaluateOn = async (
       run(
         runEvaluation({
           log,
-          ports: scriptedPorts(items),
+          ports: scriptedPorts(items, breather.breathe),
           tasks: items.map((item) => item.task),
           benchmark: "synthetic",
           scorer: "gaia",
@@ -339,6 +373,7 @@ const evaluateOn = async (
       ),
     )
   } finally {
+    breather.stop()
     clearInterval(ticker)
   }
   const seconds = (performance.now() - started) / 1000
