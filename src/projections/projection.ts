@@ -9,7 +9,7 @@ import type * as Schema from "effect/Schema"
 import { decodeEvent, UndecodableEvent } from "../events/codec.ts"
 import type { UpcasterTable } from "../events/legacy.ts"
 import type { LogEntry } from "../events/log/eventLog.ts"
-import type { Envelope } from "../events/schema.ts"
+import type { Envelope, EventType } from "../events/schema.ts"
 import { subjectMatches } from "../events/subjects.ts"
 
 /** A JSON value: what a checkpoint can hold. */
@@ -37,6 +37,12 @@ export interface Projection<S> {
    * in every namespace; default: every event. One filter per consumer (nats-server 2.9 has no lists).
    */
   readonly filter?: string
+  /**
+   * Optional: the event types `apply` reacts to. Entries of other types only move the position —
+   * they are not decoded and validated, which was most of a rebuild's cost for folds that ignore
+   * most events. A type string is never renamed (see schema.ts), so this stays true across versions.
+   */
+  readonly types?: ReadonlyArray<EventType>
   /** For states that are not plain JSON (Maps, Sets): how to store them. Omit when the state is JSON. */
   encode?(state: S): Json
   /** The inverse of `encode`; may throw on a malformed value, which the runner treats as "rebuild". */
@@ -103,6 +109,17 @@ const matcherFor = <S>(projection: Projection<S>): ((subject: string) => boolean
   return match
 }
 
+const typeSets = new WeakMap<object, ReadonlySet<string>>()
+const typesFor = <S>(projection: Projection<S>): ReadonlySet<string> | undefined => {
+  if (projection.types === undefined) return undefined
+  let set = typeSets.get(projection.types)
+  if (set === undefined) {
+    set = new Set(projection.types)
+    typeSets.set(projection.types, set)
+  }
+  return set
+}
+
 /** The absolute subject filter to read `projection`'s events from the log of `namespace`. */
 export const logFilterFor = <S>(projection: Projection<S>, namespace: string): string | undefined =>
   projection.filter === undefined ? undefined : `${namespace}.${projection.filter}`
@@ -119,6 +136,7 @@ export const advance = <S>(
   options?: AdvanceOptions,
 ): Advanced<S> => {
   const match = matcherFor(projection)
+  const wanted = typesFor(projection)
   const upcasters = options?.upcasters
   let state = folded.state
   let position = folded.position
@@ -151,6 +169,7 @@ export const advance = <S>(
     }
     let envelope: Envelope
     if ("event" in entry) envelope = entry
+    else if (wanted !== undefined && !wanted.has(entry.type)) continue
     else {
       const decoded = decodeEvent(entry, upcasters)
       if (Result.isFailure(decoded)) {

@@ -160,6 +160,7 @@ const applyRuns = (state: RunsState, envelope: Envelope): RunsState => {
 
 export const runs: Projection<RunsState> = {
   name: "runs",
+  types: ["RunStarted", "RunFinished", "EpisodeStarted", "EpisodeFinished", "SampleScored"],
   version: 1,
   initial: initialRuns,
   apply: applyRuns,

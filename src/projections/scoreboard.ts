@@ -294,6 +294,15 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
 
 export const scoreboard: Projection<ScoreboardState> = {
   name: "scoreboard",
+  types: [
+    "RunStarted",
+    "RunFinished",
+    "EpisodeStarted",
+    "ModelResponded",
+    "ToolCallRequested",
+    "EpisodeFinished",
+    "SampleScored",
+  ],
   version: 2,
   initial: initialScoreboard,
   apply: applyScoreboard,

@@ -68,6 +68,15 @@ const update = (
 
 export const toolHealth: Projection<ToolHealthState> = {
   name: "toolHealth",
+  types: [
+    "ToolVersionRegistered",
+    "ToolReplicaStarted",
+    "ToolReplicaExited",
+    "ToolCircuitChanged",
+    "ToolTrafficShifted",
+    "ToolPoolSampled",
+    "ToolCallServed",
+  ],
   version: 1,
   initial: {},
   apply(state, envelope: Envelope) {
