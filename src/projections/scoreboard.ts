@@ -76,7 +76,11 @@ export interface OpenEpisode {
 
 export interface ScoreboardState {
   readonly runs: Readonly<Record<string, RunBoard>>
-  readonly open: Readonly<Record<string, OpenEpisode>>
+  /**
+   * Open episodes in 16 buckets by a hash of the episode id: an update copies one small bucket and
+   * the 16 bucket slots, not every open episode (that copy per event was most of a rebuild's fold).
+   */
+  readonly open: Readonly<Record<string, Readonly<Record<string, OpenEpisode>>>>
 }
 
 export const initialScoreboard: ScoreboardState = { runs: {}, open: {} }
@@ -182,13 +186,41 @@ const withoutKey = <V>(record: Readonly<Record<string, V>>, key: string): Record
   return out
 }
 
+const bucketOf = (episodeId: string): string => {
+  let h = 0
+  for (let i = 0; i < episodeId.length; i++) h = (h * 31 + episodeId.charCodeAt(i)) | 0
+  return String((h >>> 0) % 16)
+}
+
+const getOpen = (state: ScoreboardState, episodeId: string): OpenEpisode | undefined => {
+  const bucket = ownValue(state.open, bucketOf(episodeId))
+  return bucket === undefined ? undefined : ownValue(bucket, episodeId)
+}
+
+/** The open episodes with `episodeId` set to `value` (or removed, for undefined). */
+const withOpen = (
+  state: ScoreboardState,
+  episodeId: string,
+  value: OpenEpisode | undefined,
+): ScoreboardState["open"] => {
+  const key = bucketOf(episodeId)
+  const bucket = ownValue(state.open, key) ?? {}
+  const next = value === undefined ? withoutKey(bucket, episodeId) : { ...bucket, [episodeId]: value }
+  if (Object.keys(next).length === 0) return withoutKey(state.open, key)
+  return { ...state.open, [key]: next }
+}
+
+/** Every open episode. */
+export const openEpisodes = (state: ScoreboardState): ReadonlyArray<OpenEpisode> =>
+  Object.values(state.open).flatMap((bucket) => Object.values(bucket))
+
 const updateOpen = (
   state: ScoreboardState,
   episodeId: string,
   change: (open: OpenEpisode) => OpenEpisode,
 ): ScoreboardState => {
-  const open = ownValue(state.open, episodeId)
-  return open === undefined ? state : { ...state, open: { ...state.open, [episodeId]: change(open) } }
+  const open = getOpen(state, episodeId)
+  return open === undefined ? state : { ...state, open: withOpen(state, episodeId, change(open)) }
 }
 
 const applyScoreboard = (state: ScoreboardState, envelope: Envelope): ScoreboardState => {
@@ -236,20 +268,17 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
       const runId = event.runId
       // Only episodes of known evaluation runs are tracked; RL and ad-hoc episodes pass by.
       if (runId === undefined || ownValue(state.runs, runId) === undefined) return state
-      if (ownValue(state.open, event.episodeId) !== undefined) return state
+      if (getOpen(state, event.episodeId) !== undefined) return state
       return {
         ...state,
-        open: {
-          ...state.open,
-          [event.episodeId]: {
-            runId,
-            taskId: event.taskId,
-            sample: event.sampleIndex,
-            toolCalls: 0,
-            promptTokens: 0,
-            completionTokens: 0,
-          },
-        },
+        open: withOpen(state, event.episodeId, {
+          runId,
+          taskId: event.taskId,
+          sample: event.sampleIndex,
+          toolCalls: 0,
+          promptTokens: 0,
+          completionTokens: 0,
+        }),
       }
     }
     case "ModelResponded":
@@ -261,10 +290,10 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
     case "ToolCallRequested":
       return updateOpen(state, event.episodeId, (o) => ({ ...o, toolCalls: o.toolCalls + 1 }))
     case "EpisodeFinished": {
-      const open = ownValue(state.open, event.episodeId)
+      const open = getOpen(state, event.episodeId)
       if (open === undefined) return state
       const run = ownValue(state.runs, open.runId)
-      const rest = withoutKey(state.open, event.episodeId)
+      const rest = withOpen(state, event.episodeId, undefined)
       if (run === undefined) return { ...state, open: rest }
       const finished = withRow(run, open.taskId, open.sample, position, (row) => ({
         ...(row ?? emptyRow(event.episodeId)),
@@ -303,7 +332,7 @@ export const scoreboard: Projection<ScoreboardState> = {
     "EpisodeFinished",
     "SampleScored",
   ],
-  version: 2,
+  version: 3,
   initial: initialScoreboard,
   apply: applyScoreboard,
 }

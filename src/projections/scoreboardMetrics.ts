@@ -12,7 +12,13 @@ import {
   type SampleStatus,
 } from "../actors/evaluator/metrics.ts"
 import type { EpisodeOutcome } from "../events/schema.ts"
-import type { RunBoard, RunBoardStatus, SampleRow, ScoreboardState } from "./scoreboard.ts"
+import {
+  openEpisodes,
+  type RunBoard,
+  type RunBoardStatus,
+  type SampleRow,
+  type ScoreboardState,
+} from "./scoreboard.ts"
 
 /** Endings that say nothing about the agent's answer: the sample counts as wrong and is listed. */
 export const crashedOutcomes: ReadonlySet<EpisodeOutcome> = new Set([
@@ -52,7 +58,7 @@ export const runK = (run: RunBoard): number => {
 /** Samples started and not finished, by task and sample (`open` episodes of the run). */
 const openSamples = (state: ScoreboardState, runId: string): ReadonlySet<string> => {
   const out = new Set<string>()
-  for (const open of Object.values(state.open))
+  for (const open of openEpisodes(state))
     if (open.runId === runId) out.add(JSON.stringify([open.taskId, open.sample]))
   return out
 }

@@ -10,7 +10,7 @@ import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
 import type { DomainEvent, Envelope, EventOf } from "../../src/events/schema.ts"
 import { advance, encodeState, foldAll, initialFolded } from "../../src/projections/projection.ts"
-import { type ScoreboardState, scoreboard } from "../../src/projections/scoreboard.ts"
+import { openEpisodes, type ScoreboardState, scoreboard } from "../../src/projections/scoreboard.ts"
 import { boardMetrics, boardSamples, leaderboard } from "../../src/projections/scoreboardMetrics.ts"
 
 const NS = "t"
@@ -238,7 +238,7 @@ describe("scoreboard", () => {
     ]
     const state = foldAll(scoreboard, envelopes(events))
     expect(Object.keys(state.runs)).toEqual(["__proto__"])
-    expect(Object.keys(state.open)).toEqual([])
+    expect(openEpisodes(state)).toEqual([])
     const m = boardMetrics(state, board(state, "__proto__"))
     expect(m.correct).toBe(1)
     expect(encodeState(scoreboard, state)._tag).toBe("Success")
