@@ -32,7 +32,7 @@ import { makeJetStreamLog } from "../src/events/log/jetStreamLog.ts"
 import { connectNats } from "../src/events/log/natsConnection.ts"
 import type { Envelope, LogRecord } from "../src/events/schema.ts"
 import { type AnyProjection, foldAll } from "../src/projections/projection.ts"
-import { rebuildProjection } from "../src/projections/runner.ts"
+import { rebuildProjection, rebuildProjections } from "../src/projections/runner.ts"
 import { runs } from "../src/projections/runs.ts"
 import { type ScoreboardState, scoreboard } from "../src/projections/scoreboard.ts"
 import {
@@ -69,7 +69,7 @@ interface EvalMeasured {
 interface RebuildMeasured {
   readonly backend: Exclude<Backend, "memory">
   /** `rebuild-all`: every score projection, one after the other (events: the log's, once). */
-  readonly kind: "rebuild" | "rebuild-all" | "baseline"
+  readonly kind: "rebuild" | "rebuild-all" | "rebuild-one-read" | "baseline"
   readonly phase: string
   /** Events consumed by one pass (the log's events for a read; folded events for a fold). */
   readonly events: number
@@ -498,7 +498,7 @@ const rebuildOn = async (
       rebuildSeconds.push(t.runs)
       results.push(measured(backend, "rebuild", `rebuild ${projection.name} (runner, log.read)`, t))
     }
-    // All score projections, one after the other as `rollout projections rebuild` runs them.
+    // All score projections, one after the other.
     const all = rebuildSeconds[0]!.map((_, r) => rebuildSeconds.reduce((sum, xs) => sum + xs[r]!, 0))
     results.push(
       measured(backend, "rebuild-all", "rebuild all score projections (sum)", {
@@ -507,6 +507,15 @@ const rebuildOn = async (
         runs: all,
       }),
     )
+    // All score projections with one read of the log (`rollout projections rebuild --all`).
+    const together = await timed(repeats, async () => {
+      const done = await run(rebuildProjections(log, store, projections), signal)
+      for (const d of done)
+        if (d.position !== stats.lastPosition)
+          throw new Error(`eval benchmark: rebuilding ${d.name} together ended at ${d.position}`)
+      return stats.events
+    })
+    results.push(measured(backend, "rebuild-one-read", "rebuild all score projections (one read)", together))
     // What was rebuilt must be the run that was scored.
     const board = (states.get("scoreboard") as ScoreboardState | undefined)?.runs[expected.runId]
     let correct = 0
@@ -692,14 +701,14 @@ const runEval = async (args: ReadonlyArray<string>): Promise<number> => {
     )
 
     const base = evals[0]!
-    const jsRebuilds = rebuilds.filter((r) => r.backend === "jetstream" && r.kind === "rebuild")
-    const slowest = jsRebuilds.reduce((a, b) => (b.eventsPerSecond < a.eventsPerSecond ? b : a))
+    // The target: every score projection rebuilt from the log (one read), in events of the log per second.
+    const allAtOnce = rebuilds.find((r) => r.backend === "jetstream" && r.kind === "rebuild-one-read")!
     const targets = [
       {
-        name: `JetStream rebuild events/s (slowest projection: ${slowest.phase.split(" ")[1]})`,
+        name: "JetStream rebuild of all score projections, events/s",
         goal: `≥ ${rate(TARGET_REBUILD_EVENTS_PER_SECOND)}`,
-        actual: rate(slowest.eventsPerSecond),
-        pass: slowest.eventsPerSecond >= TARGET_REBUILD_EVENTS_PER_SECOND,
+        actual: rate(allAtOnce.eventsPerSecond),
+        pass: allAtOnce.eventsPerSecond >= TARGET_REBUILD_EVENTS_PER_SECOND,
       },
       ...evals.map((e) => ({
         name: `${e.backend} correct samples as scripted`,

@@ -125,7 +125,9 @@ projections
   )
 projections
   .command("rebuild <name>")
-  .description("fold the projection again from position 0 and save its checkpoint")
+  .description(
+    "fold the projection again from position 0 and save its checkpoint (`all`: every projection, one read)",
+  )
   .option("--json", "print one JSON object")
   .action(async (name: string, options) =>
     run((await import("./projectionCommands.ts")).projectionsRebuildCommand(globals(), name, options)),

@@ -5,7 +5,12 @@
  */
 import * as Effect from "effect/Effect"
 import { projectionRegistry } from "../projections/registry.ts"
-import { findProjection, listProjections, rebuildProjection } from "../projections/runner.ts"
+import {
+  findProjection,
+  listProjections,
+  rebuildProjection,
+  rebuildProjections,
+} from "../projections/runner.ts"
 import { configFrom, type GlobalOptions, printJson, progressLine, table, withRuntime } from "./invocation.ts"
 
 export const projectionsListCommand = (global: GlobalOptions, options: { json?: boolean }) =>
@@ -28,6 +33,27 @@ export const projectionsListCommand = (global: GlobalOptions, options: { json?: 
 export const projectionsRebuildCommand = (global: GlobalOptions, name: string, options: { json?: boolean }) =>
   Effect.gen(function* () {
     const config = yield* configFrom(global)
+    if (name === "all") {
+      // Every projection with one read of the log.
+      return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
+        Effect.gen(function* () {
+          const t0 = performance.now()
+          const done = yield* rebuildProjections(runtime.log, runtime.checkpoints, projectionRegistry.all)
+          const seconds = (performance.now() - t0) / 1000
+          const events = (yield* runtime.log.stats).events
+          const summary = {
+            projections: done,
+            events,
+            seconds: Number(seconds.toFixed(3)),
+            eventsPerSecond: seconds > 0 ? Math.round(events / seconds) : events,
+          }
+          if (options.json === true) return printJson(summary)
+          process.stdout.write(
+            `rebuilt ${done.map((d) => d.name).join(", ")} from one read: ${events} events in ${seconds.toFixed(2)} s (${summary.eventsPerSecond}/s)\n`,
+          )
+        }),
+      )
+    }
     const projection = yield* findProjection(projectionRegistry, name)
     return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
       Effect.gen(function* () {

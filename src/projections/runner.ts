@@ -8,13 +8,24 @@ import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { decodeEvent, UndecodableEvent } from "../events/codec.ts"
 import type { EventLogShape, LogEntry, LogUnavailable } from "../events/log/eventLog.ts"
+import type { Envelope } from "../events/schema.ts"
 import type {
   CheckpointStoreShape,
   CheckpointStoreUnavailable,
   CheckpointUnreadable,
 } from "../runtime/checkpointStore.ts"
-import { decodeState, type Folded, initialFolded, type Json, type Projection } from "./projection.ts"
+import {
+  type AnyProjection,
+  advance,
+  decodeState,
+  encodeState,
+  type Folded,
+  initialFolded,
+  type Json,
+  type Projection,
+} from "./projection.ts"
 import {
   type ProjectionResult,
   type ProjectionRunError,
@@ -152,6 +163,65 @@ export const rebuildProjection = <S>(
       false,
     ),
   )
+
+/**
+ * Rebuilds several projections from position 0 with ONE read of the log: each entry is decoded
+ * once (when any of them folds its type) and handed to every projection, and each projection's
+ * checkpoint is saved at the end (`rollout projections rebuild all`); one projection alone is
+ * `rebuildProjection`.
+ */
+export const rebuildProjections = (
+  log: EventLogShape,
+  store: CheckpointStoreShape,
+  projections: ReadonlyArray<AnyProjection>,
+): Effect.Effect<
+  ReadonlyArray<{ readonly name: string; readonly position: number; readonly events: number }>,
+  ProjectionRunError
+> =>
+  Effect.gen(function* () {
+    for (const p of projections) yield* store.remove(p.name)
+    const folds = projections.map((p) => initialFolded(p))
+    const applied = projections.map(() => 0)
+    // Decode only what some projection folds (undefined: one of them wants every type).
+    const wanted = projections.some((p) => p.types === undefined)
+      ? undefined
+      : new Set<string>(projections.flatMap((p) => p.types ?? []))
+    yield* Stream.runForEachArray(log.read(), (entries) =>
+      Effect.sync(() => {
+        const batch: Array<LogEntry | Envelope> = []
+        for (const entry of entries) {
+          if (entry instanceof UndecodableEvent || (wanted !== undefined && !wanted.has(entry.type))) {
+            batch.push(entry)
+            continue
+          }
+          const decoded = decodeEvent(entry)
+          batch.push(Result.isSuccess(decoded) ? decoded.success : decoded.failure)
+        }
+        projections.forEach((p, i) => {
+          const next = advance(p, folds[i]!, batch)
+          folds[i] = next.folded
+          applied[i]! += next.applied
+        })
+      }),
+    )
+    const savedAt = new Date().toISOString()
+    const out: Array<{ name: string; position: number; events: number }> = []
+    for (const [i, p] of projections.entries()) {
+      const folded = folds[i]!
+      const encoded = encodeState(p, folded.state)
+      if (Result.isFailure(encoded)) return yield* Effect.die(new Error(encoded.failure))
+      yield* store.save(p.name, {
+        projection: p.name,
+        version: p.version,
+        position: folded.position,
+        state: encoded.success,
+        undecodable: folded.undecodable,
+        savedAt,
+      })
+      out.push({ name: p.name, position: folded.position, events: applied[i]! })
+    }
+    return out
+  })
 
 /**
  * Starts `projection` live in the current scope and returns once its checkpoint is loaded; the

@@ -19,11 +19,12 @@ import { connectNats, type NatsHandle } from "../../src/events/log/natsConnectio
 import type { DomainEvent, NewEvent } from "../../src/events/schema.ts"
 import { entitySubject } from "../../src/events/subjects.ts"
 import { type EventCountsState, eventCounts } from "../../src/projections/eventCounts.ts"
-import type { Projection } from "../../src/projections/projection.ts"
+import type { AnyProjection, Projection } from "../../src/projections/projection.ts"
 import { projectionRegistry } from "../../src/projections/registry.ts"
 import {
   listProjections,
   rebuildProjection,
+  rebuildProjections,
   runProjection,
   startProjection,
 } from "../../src/projections/runner.ts"
@@ -268,6 +269,25 @@ for (const backend of [embedded(), jetStream()]) {
       const rebuilt = await run(rebuildProjection(log, store, eventCounts))
       expect(rebuilt.start).toStrictEqual({ kind: "rebuilt", reason: "rebuild requested" })
       expect(rebuilt.state).toStrictEqual(second.state)
+      await close()
+    })
+
+    it("rebuilds several projections from one read, equal to rebuilding each alone", async () => {
+      const ns = freshNs()
+      const { log, store, close } = await backend.open(ns)
+      const last = await appendRun(log, "r1", 12)
+      const together = await run(rebuildProjections(log, store, [eventCounts, runs] as AnyProjection[]))
+      expect(together.map((t) => [t.name, t.position])).toStrictEqual([
+        ["eventCounts", last],
+        ["runs", last],
+      ])
+      const savedCounts = await run(store.load("eventCounts"))
+      const savedRuns = await run(store.load("runs"))
+      const alone = await run(rebuildProjection(log, store, eventCounts))
+      const aloneRuns = await run(rebuildProjection(log, store, runs))
+      expect(savedCounts?.state).toStrictEqual(alone.state)
+      expect(JSON.stringify(savedRuns?.state)).toBe(JSON.stringify(aloneRuns.state))
+      expect(savedRuns?.position).toBe(last)
       await close()
     })
 
