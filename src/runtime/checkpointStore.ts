@@ -11,6 +11,7 @@ import * as path from "node:path"
 import type { JetStreamClient } from "@nats-io/jetstream"
 import { StorageType } from "@nats-io/jetstream"
 import { type KV, Kvm } from "@nats-io/kv"
+import { type ObjectStore, Objm } from "@nats-io/obj"
 import type { NatsConnection } from "@nats-io/transport-node"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -224,9 +225,14 @@ export interface KvCheckpointStoreOptions {
 /** Anything that reaches JetStream: a connection, a JetStream client, or a handle holding one. */
 export type JetStreamAccess = NatsConnection | JetStreamClient | { readonly js: JetStreamClient }
 
+/** Checkpoints above this size go to the Object Store (a KV value must fit one message, 1 MB). */
+const KV_VALUE_LIMIT = 256 * 1024
+
 /**
  * Checkpoints as values of a NATS KV bucket (file storage, one revision kept per key), created on
- * first use. A value larger than the server's `max_payload` (1 MB by default) fails the save.
+ * first use. A checkpoint too large for one message (a scoreboard of thousands of tasks) is kept in
+ * an Object Store bucket `<bucket>_LARGE` (created when first needed, chunked by the server's
+ * protocol), and the KV value points at it.
  */
 export const kvCheckpointStore = (
   access: JetStreamAccess,
@@ -257,14 +263,32 @@ export const kvCheckpointStore = (
     catch: unavailable("open bucket"),
   }).pipe(
     Effect.map((kv: KV): CheckpointStoreShape => {
+      let large: Promise<ObjectStore> | undefined
+      const largeStore = () => {
+        large ??= new Objm(client).create(`${options.bucket}_LARGE`, {
+          storage: StorageType.File,
+          replicas: options.replicas ?? 1,
+          description: "rollout projection checkpoints too large for one KV value",
+        })
+        return large
+      }
+      /** The checkpoint's text: the KV value, or the object it points at. */
+      const textOf = async (name: string, value: string): Promise<string | undefined> => {
+        if (!value.startsWith('{"largeCheckpoint":')) return value
+        const pointer = JSON.parse(value) as { largeCheckpoint: string }
+        const blob = await (await largeStore()).getBlob(pointer.largeCheckpoint)
+        if (blob === null)
+          throw new Error(`the large checkpoint ${pointer.largeCheckpoint} of ${name} is missing`)
+        return new TextDecoder("utf-8", { fatal: true }).decode(blob)
+      }
       const load = (name: string) =>
         Effect.andThen(checkName(name, location, "load"), () =>
           Effect.tryPromise({ try: () => kv.get(name), catch: unavailable("load") }).pipe(
             Effect.flatMap((entry) => {
               if (entry === null || entry.operation !== "PUT") return Effect.succeed(undefined)
-              let text: string
+              let value: string
               try {
-                text = entry.string()
+                value = entry.string()
               } catch (error) {
                 return Effect.fail(
                   new CheckpointUnreadable({
@@ -274,30 +298,71 @@ export const kvCheckpointStore = (
                   }),
                 )
               }
-              const parsed = parseCheckpoint(text, name)
-              return Result.isSuccess(parsed)
-                ? Effect.succeed(parsed.success)
-                : Effect.fail(
-                    new CheckpointUnreadable({
-                      projection: name,
-                      location: `${location}/${name}`,
-                      reason: parsed.failure,
-                    }),
-                  )
+              return Effect.tryPromise({
+                try: () => textOf(name, value),
+                catch: (error) =>
+                  new CheckpointUnreadable({
+                    projection: name,
+                    location: `${location}/${name}`,
+                    reason: messageOf(error),
+                  }),
+              }).pipe(
+                Effect.flatMap((text) => {
+                  if (text === undefined) return Effect.succeed(undefined)
+                  const parsed = parseCheckpoint(text, name)
+                  return Result.isSuccess(parsed)
+                    ? Effect.succeed(parsed.success)
+                    : Effect.fail(
+                        new CheckpointUnreadable({
+                          projection: name,
+                          location: `${location}/${name}`,
+                          reason: parsed.failure,
+                        }),
+                      )
+                }),
+              )
             }),
           ),
         )
       const save = (name: string, checkpoint: Checkpoint) =>
         Effect.andThen(checkName(name, location, "save"), () => {
           const text = JSON.stringify(checkpoint)
+          const bytes = Buffer.byteLength(text)
           return Effect.tryPromise({
-            try: () => kv.put(name, text),
-            catch: unavailable("save", ` (checkpoint of ${name} is ${Buffer.byteLength(text)} bytes)`),
+            try: async () => {
+              if (bytes <= KV_VALUE_LIMIT) {
+                await kv.put(name, text)
+                return
+              }
+              // The object first, then the pointer: a crash in between leaves the old checkpoint valid.
+              const object = `${name}-${checkpoint.position}`
+              const store = await largeStore()
+              await store.putBlob({ name: object }, new TextEncoder().encode(text))
+              const previous = await kv.get(name)
+              await kv.put(name, JSON.stringify({ largeCheckpoint: object, bytes }))
+              const old = previous?.operation === "PUT" ? previous.string() : ""
+              if (old.startsWith('{"largeCheckpoint":')) {
+                const stale = (JSON.parse(old) as { largeCheckpoint: string }).largeCheckpoint
+                if (stale !== object) await store.delete(stale).catch(() => undefined)
+              }
+            },
+            catch: unavailable("save", ` (checkpoint of ${name} is ${bytes} bytes)`),
           }).pipe(Effect.asVoid)
         })
       const remove = (name: string) =>
         Effect.andThen(checkName(name, location, "remove"), () =>
-          Effect.tryPromise({ try: () => kv.purge(name), catch: unavailable("remove") }),
+          Effect.tryPromise({
+            try: async () => {
+              const entry = await kv.get(name)
+              const value = entry?.operation === "PUT" ? entry.string() : ""
+              await kv.purge(name)
+              if (value.startsWith('{"largeCheckpoint":')) {
+                const object = (JSON.parse(value) as { largeCheckpoint: string }).largeCheckpoint
+                await (await largeStore()).delete(object).catch(() => undefined)
+              }
+            },
+            catch: unavailable("remove"),
+          }),
         )
       return { backend: "nats", location, load, save, remove }
     }),

@@ -459,6 +459,27 @@ const storeContract = (
       await run(store.remove("alpha"))
     })
 
+    it("keeps a checkpoint larger than one NATS message (3 MB), then a small one replacing it", async () => {
+      const { store } = await make()
+      const rows = Array.from({ length: 30_000 }, (_, i) => ({
+        task: `t${i}`,
+        verdict: i % 2 === 0,
+        pad: "x".repeat(80),
+      }))
+      const big = { projection: "gamma", version: 1, position: 99, state: { rows }, undecodable: 0 }
+      await run(store.save("gamma", big))
+      expect(await run(store.load("gamma"))).toStrictEqual(big)
+      await run(store.save("gamma", { ...big, position: 100, state: { rows: rows.slice(0, 2) } }))
+      expect(await run(store.load("gamma"))).toMatchObject({
+        position: 100,
+        state: { rows: rows.slice(0, 2) },
+      })
+      await run(store.save("gamma", { ...big, position: 101 }))
+      expect(await run(store.load("gamma"))).toStrictEqual({ ...big, position: 101 })
+      await run(store.remove("gamma"))
+      expect(await run(store.load("gamma"))).toBeUndefined()
+    })
+
     it("reports a corrupt or foreign checkpoint as unreadable, with its location", async () => {
       const { store, corrupt } = await make()
       await corrupt("beta", "{ torn")
