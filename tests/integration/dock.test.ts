@@ -215,7 +215,7 @@ describe("AgentDock: backpressure, health checks and remote servers", () => {
     }
     expect(dock.status()[0]!.replicas[0]!.circuit).toBe("open")
     // Half-open after the reset time: the next call waits for it, succeeds and closes the circuit.
-    const after = await dock.call("everything.echo", { message: "half-open" })
+    const after = await dock.call("everything.echo", { message: "half-open" }, { timeoutMs: 10_000 })
     expect(after.outcome).toBe("ok")
     await dock.close()
     const changes = (await events(log)).flatMap((e) => (e.type === "ToolCircuitChanged" ? [e.state] : []))
