@@ -100,6 +100,8 @@ class AckInbox {
     const batch = this.outbox
     this.outbox = []
     for (const { subject, data, hdrs, token } of batch) {
+      // Already answered (a disconnect failed every waiting append): not published at all.
+      if (!this.waiters.has(token)) continue
       try {
         this.nc.publish(subject, data, { reply: `${this.prefix}.${token}`, headers: hdrs })
       } catch (error) {
