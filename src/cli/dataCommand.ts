@@ -5,16 +5,10 @@
  * Exit code 3 when some rows are bad (the rest loaded).
  */
 import * as Effect from "effect/Effect"
-import {
-  BENCHMARK_NAMES,
-  type CustomMapping,
-  isBenchmarkName,
-  parseCustomMapping,
-} from "../actors/evaluator/benchmarks.ts"
 import { loadBenchmark } from "../actors/evaluator/datasetLoader.ts"
-import { TABLE_FORMATS, type TableFormat } from "../actors/evaluator/tableFiles.ts"
 import { formatIssue, type Task } from "../actors/evaluator/task.ts"
-import { type GlobalOptions, printJson, UsageError } from "./invocation.ts"
+import { benchmarkFlags } from "./benchmarkFlags.ts"
+import { type GlobalOptions, printJson } from "./invocation.ts"
 
 export interface DataInspectOptions {
   readonly ids?: string
@@ -46,37 +40,16 @@ const counted = (counts: Record<string, number>): string =>
 
 export const dataInspectCommand = (
   _global: GlobalOptions,
-  benchmark: string,
+  benchmarkArg: string,
   path: string,
   options: DataInspectOptions,
 ) =>
   Effect.gen(function* () {
-    if (!isBenchmarkName(benchmark))
-      return yield* Effect.fail(
-        new UsageError(`unknown benchmark "${benchmark}"; known benchmarks: ${BENCHMARK_NAMES.join(", ")}`),
-      )
-    let mapping: CustomMapping | undefined
-    if (options.map !== undefined) {
-      if (benchmark !== "custom")
-        return yield* Effect.fail(
-          new UsageError(`--map applies to the custom benchmark only, not ${benchmark}`),
-        )
-      const parsed = parseCustomMapping(options.map)
-      if (typeof parsed === "string")
-        return yield* Effect.fail(
-          new UsageError(`--map ${parsed}; write it as question=<column>,answer=<column>[,id=<column>,…]`),
-        )
-      mapping = parsed
-    }
-    const format = options.format
-    if (format !== undefined && !(TABLE_FORMATS as ReadonlyArray<string>).includes(format))
-      return yield* Effect.fail(
-        new UsageError(`--format must be one of ${TABLE_FORMATS.join(", ")}, got "${format}"`),
-      )
+    const { benchmark, mapping, format } = yield* benchmarkFlags(benchmarkArg, options)
     const result = yield* loadBenchmark(benchmark, path, {
       ...(options.ids === undefined ? {} : { ids: options.ids }),
       ...(mapping === undefined ? {} : { mapping }),
-      ...(format === undefined ? {} : { format: format as TableFormat }),
+      ...(format === undefined ? {} : { format }),
       ...(options.plaintext === true ? { plaintext: true } : {}),
     })
     const errors = result.errors.map(formatIssue)

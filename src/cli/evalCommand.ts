@@ -9,24 +9,18 @@
 import * as path from "node:path"
 import cliProgress from "cli-progress"
 import * as Effect from "effect/Effect"
-import {
-  BENCHMARK_NAMES,
-  benchmarkSpec,
-  type CustomMapping,
-  isBenchmarkName,
-  parseCustomMapping,
-} from "../actors/evaluator/benchmarks.ts"
+import { benchmarkSpec } from "../actors/evaluator/benchmarks.ts"
 import { loadBenchmark } from "../actors/evaluator/datasetLoader.ts"
 import { evalReport, percent, writeReportFiles } from "../actors/evaluator/evalReport.ts"
 import { type EvalProgress, RUN_ID_PATTERN, runEvaluation } from "../actors/evaluator/evalRun.ts"
 import type { JudgeSettings } from "../actors/evaluator/judge.ts"
 import { poolJudgePort } from "../actors/evaluator/judgePort.ts"
 import { isScorerName, needsJudge, SCORER_NAMES, type ScorerName } from "../actors/evaluator/scorers.ts"
-import { TABLE_FORMATS, type TableFormat } from "../actors/evaluator/tableFiles.ts"
 import { formatIssue } from "../actors/evaluator/task.ts"
 import { loadModelsConfig, modelUrlVariable, unknownModelMessage } from "../actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../actors/inference/pool.ts"
 import { liveAgentPorts } from "../actors/registry.ts"
+import { benchmarkFlags } from "./benchmarkFlags.ts"
 import {
   configFrom,
   type GlobalOptions,
@@ -115,27 +109,7 @@ const defaultRunId = (bench: string, model: string): string => {
 
 export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
   Effect.gen(function* () {
-    const bench = options.bench
-    if (!isBenchmarkName(bench))
-      return yield* Effect.fail(
-        new UsageError(`unknown benchmark "${bench}"; known benchmarks: ${BENCHMARK_NAMES.join(", ")}`),
-      )
-    let mapping: CustomMapping | undefined
-    if (options.map !== undefined) {
-      if (bench !== "custom")
-        return yield* Effect.fail(new UsageError(`--map applies to the custom benchmark only, not ${bench}`))
-      const parsed = parseCustomMapping(options.map)
-      if (typeof parsed === "string")
-        return yield* Effect.fail(
-          new UsageError(`--map ${parsed}; write it as question=<column>,answer=<column>[,id=<column>,…]`),
-        )
-      mapping = parsed
-    }
-    const format = options.format
-    if (format !== undefined && !(TABLE_FORMATS as ReadonlyArray<string>).includes(format))
-      return yield* Effect.fail(
-        new UsageError(`--format must be one of ${TABLE_FORMATS.join(", ")}, got "${format}"`),
-      )
+    const { benchmark: bench, mapping, format } = yield* benchmarkFlags(options.bench, options)
     const scorerName = options.scorer ?? benchmarkSpec(bench, mapping).scorer
     if (!isScorerName(scorerName))
       return yield* Effect.fail(
@@ -180,7 +154,7 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
     const loaded = yield* loadBenchmark(bench, options.data, {
       ...(options.ids === undefined ? {} : { ids: options.ids }),
       ...(mapping === undefined ? {} : { mapping }),
-      ...(format === undefined ? {} : { format: format as TableFormat }),
+      ...(format === undefined ? {} : { format }),
       ...(options.plaintext === true ? { plaintext: true } : {}),
     })
     if (loaded.errors.length > 0) {

@@ -9,7 +9,7 @@ import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import { forkEpisode } from "../actors/agent/fork.ts"
 import { parseForEpisode } from "../actors/agent/index.ts"
-import { describeEvent, toChat, verify } from "../actors/agent/replay.ts"
+import { describeEvent, openAiMessage, toChat, verify } from "../actors/agent/replay.ts"
 import { runEpisode } from "../actors/agent/shell.ts"
 import { liveAgentPorts } from "../actors/registry.ts"
 import { decodeEvent, UndecodableEvent } from "../events/codec.ts"
@@ -90,23 +90,7 @@ export const replayCommand = (global: GlobalOptions, episodeId: string, options:
             ...(verification === undefined ? {} : { verification }),
           })
         } else if (format === "openai") {
-          for (const m of toChat(envelopes)) {
-            const message =
-              m.role === "tool"
-                ? { role: "tool", tool_call_id: m.toolCallId, content: m.content }
-                : m.toolCalls === undefined
-                  ? { role: m.role, content: m.content }
-                  : {
-                      role: m.role,
-                      content: m.content,
-                      tool_calls: m.toolCalls.map((c) => ({
-                        id: c.callId,
-                        type: "function",
-                        function: { name: c.tool, arguments: JSON.stringify(c.arguments) },
-                      })),
-                    }
-            process.stdout.write(`${JSON.stringify(message)}\n`)
-          }
+          for (const m of toChat(envelopes)) process.stdout.write(`${JSON.stringify(openAiMessage(m))}\n`)
         } else {
           for (const e of envelopes)
             process.stdout.write(`${String(e.position).padStart(8)}  ${describeEvent(e.event)}\n`)

@@ -148,3 +148,19 @@ export const describeEvent = (e: DomainEvent): string => {
       return e.type
   }
 }
+
+/** A message in OpenAI's chat format, as `rollout replay --format openai` prints it. */
+export const openAiMessage = (m: ChatMessage): Record<string, unknown> =>
+  m.role === "tool"
+    ? { role: "tool", tool_call_id: m.toolCallId, content: m.content }
+    : m.toolCalls === undefined
+      ? { role: m.role, content: m.content }
+      : {
+          role: m.role,
+          content: m.content,
+          tool_calls: m.toolCalls.map((c) => ({
+            id: c.callId,
+            type: "function",
+            function: { name: c.tool, arguments: JSON.stringify(c.arguments) },
+          })),
+        }

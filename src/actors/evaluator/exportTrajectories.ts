@@ -23,8 +23,7 @@ import type { Envelope } from "../../events/schema.ts"
 import { entitySubject } from "../../events/subjects.ts"
 import type { RunBoard, ScoreboardState } from "../../projections/scoreboard.ts"
 import { type BoardSample, boardSamples } from "../../projections/scoreboardMetrics.ts"
-import type { ChatMessage } from "../agent/context.ts"
-import { toChat } from "../agent/replay.ts"
+import { openAiMessage, toChat } from "../agent/replay.ts"
 
 export const EXPORT_FORMATS = ["sft", "agenttoleap"] as const
 export type ExportFormat = (typeof EXPORT_FORMATS)[number]
@@ -43,22 +42,6 @@ export interface ExportSummary {
   readonly skipped: number
   readonly files: ReadonlyArray<string>
 }
-
-/** A message in OpenAI's chat format, as `rollout replay --format openai` prints it. */
-export const openAiMessage = (m: ChatMessage): Record<string, unknown> =>
-  m.role === "tool"
-    ? { role: "tool", tool_call_id: m.toolCallId, content: m.content }
-    : m.toolCalls === undefined
-      ? { role: m.role, content: m.content }
-      : {
-          role: m.role,
-          content: m.content,
-          tool_calls: m.toolCalls.map((c) => ({
-            id: c.callId,
-            type: "function",
-            function: { name: c.tool, arguments: JSON.stringify(c.arguments) },
-          })),
-        }
 
 const readEpisode = (
   log: EventLogShape,
