@@ -137,7 +137,7 @@ describe("episode decider", () => {
     const events = start()
     expect(types(events)).toEqual(["EpisodeStarted"])
     const state = fold(events)
-    expect(state.messages).toEqual([
+    expect(state.messages.toArray()).toEqual([
       { role: "user", content: "Your task is to answer the user's question: What is 2+2?." },
     ])
     expect(nextIntent(state)).toEqual({ kind: "prepare" })
@@ -211,7 +211,7 @@ describe("episode decider", () => {
       ],
       s,
     )
-    expect(s.messages.slice(-2)).toEqual([
+    expect(s.messages.toArray().slice(-2)).toEqual([
       { role: "tool", content: '{"page":1}', toolCallId: "call-1" },
       { role: "tool", content: "hits", toolCallId: "call-0" },
     ])

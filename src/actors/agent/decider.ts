@@ -71,11 +71,16 @@ export const nextIntent = (state: EpisodeState): Intent => {
         ? {
             kind: "summarize_context",
             requestId: `${state.episodeId}/summary/${state.turn}`,
-            messages: contextSummaryRequest(state.messages),
+            messages: contextSummaryRequest(state.messages.toArray()),
           }
         : { kind: "prepare" }
     case "awaiting_model":
-      return { kind: "call_model", requestId: state.requestId!, turn: state.turn, messages: state.messages }
+      return {
+        kind: "call_model",
+        requestId: state.requestId!,
+        turn: state.turn,
+        messages: state.messages.toArray(),
+      }
     case "awaiting_tools":
       return state.pending.length > 0
         ? { kind: "call_tools", pending: state.pending }
@@ -204,7 +209,7 @@ export const decide = (
       return Result.fail({ reason: "no context summary was asked for" })
     }
     if (input.summary === undefined) return Result.succeed([finish(state, "context_limit", state.turn)])
-    const reduced = summarizeReset(state.messages, input.summary)
+    const reduced = summarizeReset(state.messages.toArray(), input.summary)
     return Result.succeed([
       {
         type: "ContextReset",
@@ -263,7 +268,7 @@ const prepare = (state: EpisodeState): DomainEvent[] => {
   const estimated = state.contextTokens
   if (estimated > limit) {
     if (policy.contextReset !== "discard_all_tools") return [finish(state, "context_limit", done)]
-    const reduced = discardAllTools(state.messages)
+    const reduced = discardAllTools(state.messages.toArray())
     if (estimateTokens(reduced) > limit) return [finish(state, "context_limit", done)]
     events.push({
       type: "ContextReset",

@@ -13,6 +13,7 @@ import {
   messageTokens,
   summarizeReset,
 } from "./context.ts"
+import { MessageList } from "./messageList.ts"
 import { needsRefinement, purposeOf } from "./refinement.ts"
 
 /** AgentToLeaP's evaluation defaults. */
@@ -71,7 +72,7 @@ export interface EpisodeState {
   /** Model calls requested so far; the turn in progress when awaiting the model. */
   readonly turn: number
   readonly requestId: string | undefined
-  readonly messages: ReadonlyArray<ChatMessage>
+  readonly messages: MessageList
   /** `estimateTokens(messages)`, kept as messages come and go so a turn does not re-count the context. */
   readonly contextTokens: number
   readonly pending: ReadonlyArray<string>
@@ -102,7 +103,7 @@ export const initial: EpisodeState = {
   policy: defaultPolicy,
   turn: 0,
   requestId: undefined,
-  messages: [],
+  messages: MessageList.empty,
   contextTokens: 0,
   pending: [],
   idleTurns: 0,
@@ -128,58 +129,66 @@ export const evolve = (state: EpisodeState, envelope: Envelope): EpisodeState =>
     case "EpisodeStarted": {
       const system: ChatMessage[] =
         e.systemPrompt === undefined ? [] : [{ role: "system", content: e.systemPrompt }]
-      const messages: ReadonlyArray<ChatMessage> = [
-        ...system,
-        { role: "user", content: taskPrompt(e.question) },
-      ]
-      return {
-        ...initial,
-        status: "ready",
-        episodeId: e.episodeId,
-        model: e.model,
-        policy: e.policy ?? { ...defaultPolicy, maxTurns: e.maxTurns },
-        messages,
-        contextTokens: estimateTokens(messages),
-      }
+      const d = draft(initial)
+      d.status = "ready"
+      d.episodeId = e.episodeId
+      d.model = e.model
+      d.policy = e.policy ?? { ...defaultPolicy, maxTurns: e.maxTurns }
+      setContext(d, [...system, { role: "user", content: taskPrompt(e.question) }])
+      return d
     }
-    case "ContextReset":
-      return e.policy === "summarize"
-        ? { ...withContext(state, summarizeReset(state.messages, e.summary ?? "")), summarizedAt: state.turn }
-        : withContext(state, discardAllTools(state.messages))
-    case "ModelNudged":
-      return {
-        ...withMessage(state, { role: "user", content: e.text }),
-        ...(e.reason === "final_answer" ? { finalNudged: true } : { idleNudgedAt: state.idleTurns }),
-      }
-    case "ModelRequested":
-      return { ...state, status: "awaiting_model", turn: e.turn, requestId: e.requestId }
+    case "ContextReset": {
+      const d = draft(state)
+      if (e.policy === "summarize") {
+        setContext(d, summarizeReset(state.messages.toArray(), e.summary ?? ""))
+        d.summarizedAt = state.turn
+      } else setContext(d, discardAllTools(state.messages.toArray()))
+      return d
+    }
+    case "ModelNudged": {
+      const d = draft(state)
+      addMessage(d, { role: "user", content: e.text })
+      if (e.reason === "final_answer") d.finalNudged = true
+      else d.idleNudgedAt = state.idleTurns
+      return d
+    }
+    case "ModelRequested": {
+      const d = draft(state)
+      d.status = "awaiting_model"
+      d.turn = e.turn
+      d.requestId = e.requestId
+      return d
+    }
     case "ModelResponded": {
       const calls = e.toolCalls?.map((c) => ({ callId: c.callId, tool: c.tool, arguments: c.arguments }))
-      const message: ChatMessage =
+      const d = draft(state)
+      addMessage(
+        d,
         calls === undefined || calls.length === 0
           ? { role: "assistant", content: e.content }
-          : { role: "assistant", content: e.content, toolCalls: calls }
-      const { seen } = countRepeats(state.repeats, repeatText(e.content, e.toolCalls))
+          : { role: "assistant", content: e.content, toolCalls: calls },
+      )
+      d.status = "ready"
+      d.repeats = countRepeats(state.repeats, repeatText(e.content, e.toolCalls)).seen
       // Provisionally idle; a tool call requested in the same turn resets it.
-      return {
-        ...withMessage(state, message),
-        status: "ready",
-        repeats: seen,
-        idleTurns: state.idleTurns + 1,
-      }
+      d.idleTurns = state.idleTurns + 1
+      return d
     }
-    case "TurnAssessed":
-      return e.feedback === undefined ? state : withMessage(state, { role: "user", content: e.feedback })
+    case "TurnAssessed": {
+      if (e.feedback === undefined) return state
+      const d = draft(state)
+      addMessage(d, { role: "user", content: e.feedback })
+      return d
+    }
     case "ToolCallRequested": {
       const purpose = purposeOf(e.arguments)
-      return {
-        ...state,
-        ...(purpose === undefined ? {} : { purposes: { ...state.purposes, [e.callId]: purpose } }),
-        status: "awaiting_tools",
-        pending: [...state.pending, e.callId],
-        idleTurns: 0,
-        idleNudgedAt: 0,
-      }
+      const d = draft(state)
+      if (purpose !== undefined) d.purposes = { ...state.purposes, [e.callId]: purpose }
+      d.status = "awaiting_tools"
+      d.pending = [...state.pending, e.callId]
+      d.idleTurns = 0
+      d.idleNudgedAt = 0
+      return d
     }
     case "ToolCallCompleted":
     case "ToolCallFailed": {
@@ -190,53 +199,80 @@ export const evolve = (state: EpisodeState, envelope: Envelope): EpisodeState =>
           ? toolContent(e.content)
           : `Error (${e.kind}) calling ${e.tool}: ${e.message}`
       const purpose = ownPurpose(state, e.callId)
+      const d = draft(state)
+      d.pending = pending
       if (e.type === "ToolCallCompleted" && needsRefinement(state.policy, content, purpose)) {
         // Held back until refined: only the summaries enter the context.
-        return {
-          ...state,
-          status: "awaiting_tools",
-          pending,
-          refining: [
-            ...state.refining,
-            { callId: e.callId, content, ...(purpose === undefined ? {} : { purpose }) },
-          ],
-        }
+        d.status = "awaiting_tools"
+        d.refining = [
+          ...state.refining,
+          { callId: e.callId, content, ...(purpose === undefined ? {} : { purpose }) },
+        ]
+        return d
       }
-      return {
-        ...withMessage(state, { role: "tool", content, toolCallId: e.callId }),
-        status: pending.length === 0 && state.refining.length === 0 ? "ready" : "awaiting_tools",
-        pending,
-        infrastructureFailure:
-          state.infrastructureFailure || (e.type === "ToolCallFailed" && e.kind === "infrastructure"),
-      }
+      addMessage(d, { role: "tool", content, toolCallId: e.callId })
+      d.status = pending.length === 0 && state.refining.length === 0 ? "ready" : "awaiting_tools"
+      if (e.type === "ToolCallFailed" && e.kind === "infrastructure") d.infrastructureFailure = true
+      return d
     }
     case "ToolResultRefined": {
       if (!state.refining.some((r) => r.callId === e.callId)) return state
-      const refining = state.refining.filter((r) => r.callId !== e.callId)
-      return {
-        ...withMessage(state, { role: "tool", content: e.content, toolCallId: e.callId }),
-        status: state.pending.length === 0 && refining.length === 0 ? "ready" : "awaiting_tools",
-        refining,
-      }
+      const d = draft(state)
+      d.refining = state.refining.filter((r) => r.callId !== e.callId)
+      addMessage(d, { role: "tool", content: e.content, toolCallId: e.callId })
+      d.status = state.pending.length === 0 && d.refining.length === 0 ? "ready" : "awaiting_tools"
+      return d
     }
-    case "EpisodeFinished":
-      return { ...state, status: "finished", outcome: e.outcome, answer: e.answer }
+    case "EpisodeFinished": {
+      const d = draft(state)
+      d.status = "finished"
+      d.outcome = e.outcome
+      d.answer = e.answer
+      return d
+    }
     default:
       return state
   }
 }
 
-const withMessage = (state: EpisodeState, message: ChatMessage): EpisodeState => ({
-  ...state,
-  messages: [...state.messages, message],
-  contextTokens: state.contextTokens + messageTokens(message),
+type Draft = { -readonly [K in keyof EpisodeState]: EpisodeState[K] }
+
+/**
+ * A copy of `s` for `evolve` to change before returning it: every event makes a new state and no
+ * state changes once returned. Listing every field in one order gives all states one shape; object
+ * spreads of differently shaped literals did not, and were most of `evolve`'s time.
+ */
+const draft = (s: EpisodeState): Draft => ({
+  status: s.status,
+  episodeId: s.episodeId,
+  model: s.model,
+  policy: s.policy,
+  turn: s.turn,
+  requestId: s.requestId,
+  messages: s.messages,
+  contextTokens: s.contextTokens,
+  pending: s.pending,
+  idleTurns: s.idleTurns,
+  idleNudgedAt: s.idleNudgedAt,
+  finalNudged: s.finalNudged,
+  repeats: s.repeats,
+  infrastructureFailure: s.infrastructureFailure,
+  summarizedAt: s.summarizedAt,
+  purposes: s.purposes,
+  refining: s.refining,
+  outcome: s.outcome,
+  answer: s.answer,
 })
 
-const withContext = (state: EpisodeState, messages: ReadonlyArray<ChatMessage>): EpisodeState => ({
-  ...state,
-  messages,
-  contextTokens: estimateTokens(messages),
-})
+const addMessage = (d: Draft, message: ChatMessage): void => {
+  d.messages = d.messages.append(message)
+  d.contextTokens += messageTokens(message)
+}
+
+const setContext = (d: Draft, messages: ReadonlyArray<ChatMessage>): void => {
+  d.messages = MessageList.from(messages)
+  d.contextTokens = estimateTokens(messages)
+}
 
 const ownPurpose = (state: EpisodeState, callId: string): string | undefined =>
   Object.hasOwn(state.purposes, callId) ? state.purposes[callId] : undefined

@@ -114,7 +114,10 @@ export const verify = (envelopes: ReadonlyArray<Envelope>, parse: ParseAssistant
  * including those a context reset later dropped from the live context.
  */
 export const toChat = (envelopes: ReadonlyArray<Envelope>): ReadonlyArray<ChatMessage> =>
-  envelopes.filter((e) => e.event.type !== "ContextReset").reduce(evolve, initial).messages
+  envelopes
+    .filter((e) => e.event.type !== "ContextReset")
+    .reduce(evolve, initial)
+    .messages.toArray()
 
 /** A short text line per event, for the terminal view. */
 export const describeEvent = (e: DomainEvent): string => {

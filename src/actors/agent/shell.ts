@@ -51,13 +51,11 @@ interface Folded {
   /** When the episode started (its EpisodeStarted's recordedAt), for the deadline. */
   startedAt: number | undefined
   last: LastDecision | undefined
-  readonly ids: Set<string>
   /** Requested tool calls by id: the decider's state keeps only which are pending. */
   readonly requests: Map<string, EventOf<"ToolCallRequested">>
 }
 
-const remember = (folded: Folded, eventId: string, event: DomainEvent, recordedAt: string) => {
-  folded.ids.add(eventId)
+const remember = (folded: Folded, event: DomainEvent, recordedAt: string) => {
   if (event.type === "EpisodeStarted") folded.startedAt = Date.parse(recordedAt)
   if (event.type === "ToolCallRequested") folded.requests.set(event.callId, event)
 }
@@ -73,7 +71,6 @@ const load = (log: EventLogShape, subject: string): Effect.Effect<Folded, LogUna
       state: initial,
       position: 0,
       last: undefined,
-      ids: new Set(),
       requests: new Map(),
     }
     const entries = yield* Stream.runCollect(log.read({ filter: subject }))
@@ -86,7 +83,7 @@ const load = (log: EventLogShape, subject: string): Effect.Effect<Folded, LogUna
       else folded.last = { key, before: folded.state, first: decoded.success.event, written: 1 }
       folded.state = evolve(folded.state, decoded.success)
       folded.position = decoded.success.position
-      remember(folded, decoded.success.eventId, decoded.success.event, decoded.success.recordedAt)
+      remember(folded, decoded.success.event, decoded.success.recordedAt)
     }
     return folded
   })
@@ -132,11 +129,12 @@ export const runEpisode = (
       return Effect.map(log.append(subject, batch, { expectedLastPosition: folded.position }), (appended) => {
         for (let i = 0; i < batch.length; i++) {
           const e = batch[i]!
-          if (folded.ids.has(e.eventId)) continue
           const position = appended.positions[i]!
+          // A duplicate answers with its original position, one this worker has folded already.
+          if (position <= folded.position) continue
           folded.state = evolve(folded.state, { ...e, position, subject, schemaVersion: 1 })
-          if (position > folded.position) folded.position = position
-          remember(folded, e.eventId, e.event, e.recordedAt)
+          folded.position = position
+          remember(folded, e.event, e.recordedAt)
         }
       })
     }
