@@ -142,7 +142,8 @@ export const ToolCallRequested = Schema.Struct({
 
 /** Content larger than the inline limit lives in the blob store; the event keeps its hash and size. */
 export const BlobRef = Schema.Struct({
-  sha256: Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/)),
+  // With the `u` flag, Effect puts the pattern into the JSON Schema the fast payload checks use.
+  sha256: Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/u)),
   bytes: Count,
 })
 
