@@ -25,6 +25,33 @@ interface Waiter {
 }
 
 const textDecoder = new TextDecoder()
+
+const SEQ = Buffer.from('"seq":')
+const DUPLICATE = Buffer.from('"duplicate":true')
+const ERROR = Buffer.from('"error"')
+
+/**
+ * The common ack, `{"stream":…,"seq":N}` (maybe `"duplicate":true`), read without decoding and
+ * parsing the JSON — an ack per event made that a visible share of an append. Anything else (an
+ * error, an unexpected shape) is undefined and goes through `JSON.parse`.
+ */
+export const storedAck = (data: Uint8Array): { seq: number; duplicate: boolean } | undefined => {
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  if (bytes.indexOf(ERROR) !== -1) return undefined
+  const at = bytes.indexOf(SEQ)
+  if (at === -1) return undefined
+  let i = at + SEQ.length
+  let seq = 0
+  let digits = 0
+  for (; i < bytes.length; i++) {
+    const c = bytes[i]!
+    if (c < 48 || c > 57) break
+    seq = seq * 10 + (c - 48)
+    digits++
+  }
+  if (digits === 0 || digits > 15 || (bytes[i] !== 44 && bytes[i] !== 125)) return undefined
+  return { seq, duplicate: bytes.indexOf(DUPLICATE) !== -1 }
+}
 const noop = () => undefined
 
 const disconnected = (what: string) =>
@@ -126,6 +153,11 @@ class AckInbox {
       waiter.done({
         unavailable: new LogUnavailable({ backend: "nats", operation: "append", code: String(code), reason }),
       })
+      return
+    }
+    const fast = storedAck(msg.data)
+    if (fast !== undefined) {
+      waiter.done(fast)
       return
     }
     try {
