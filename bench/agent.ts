@@ -20,7 +20,7 @@ import type { NewEvent } from "../src/events/schema.ts"
 import { entitySubject } from "../src/events/subjects.ts"
 import { startNatsServer } from "../src/runtime/natsServerProcess.ts"
 import type { Benchmark } from "./main.ts"
-import { Resources } from "./resources.ts"
+import { measureCpu, Resources } from "./resources.ts"
 
 interface Measured {
   readonly backend: "memory" | "embedded" | "jetstream"
@@ -31,6 +31,8 @@ interface Measured {
   readonly stepsPerSecond: number
   readonly eventsPerSecond: number
   readonly rssPerEpisodeMB?: number
+  /** CPU per event of this process and of the nats-server it started (JetStream phases). */
+  readonly cpuMicrosPerEvent?: { readonly client: number; readonly server: number | undefined }
 }
 
 const usage = { promptTokens: 10, completionTokens: 5 }
@@ -197,8 +199,19 @@ const onJetStream = async (resources: Resources, episodes: number, turns: number
   resources.add(() => server.stop())
   const handle = await resources.scoped(connectNats({ servers: server.url, name: "rollout-bench-agent" }))
   const jetStream = await Effect.runPromise(makeJetStreamLog(handle, { namespace: "agent" }))
-  const raw = await rawAppend(jetStream, 200_000)
-  return { raw, episodes: await episodesOn("jetstream", jetStream, episodes, turns) }
+  const withCpu = async (work: () => Promise<Measured>): Promise<Measured> => {
+    const { result, clientCpu, serverCpu } = await measureCpu(server.pid(), work)
+    const per = (seconds: number) => (seconds * 1e6) / result.events
+    return {
+      ...result,
+      cpuMicrosPerEvent: {
+        client: per(clientCpu),
+        server: serverCpu === undefined ? undefined : per(serverCpu),
+      },
+    }
+  }
+  const raw = await withCpu(() => rawAppend(jetStream, 200_000))
+  return { raw, episodes: await withCpu(() => episodesOn("jetstream", jetStream, episodes, turns)) }
 }
 
 const rate = (x: number) => Math.round(x).toLocaleString("en")
@@ -286,6 +299,9 @@ const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
           r.steps > 0 ? `${(r.stepsPerSecond / base).toFixed(3)}×`.padStart(8) : "".padStart(8),
           r.events > 0 ? `${rate(r.eventsPerSecond)} events/s`.padStart(18) : "".padStart(18),
           r.rssPerEpisodeMB === undefined ? "" : `${r.rssPerEpisodeMB.toFixed(3)} MB/episode`,
+          r.cpuMicrosPerEvent === undefined
+            ? ""
+            : `CPU/event: client ${r.cpuMicrosPerEvent.client.toFixed(1)} µs, nats-server ${r.cpuMicrosPerEvent.server?.toFixed(1) ?? "?"} µs`,
         ].join("  "),
       )
       process.stdout.write(`${rows.join("\n")}\n\n`)

@@ -43,3 +43,33 @@ export class Resources {
     return this.running
   }
 }
+
+/** CPU seconds (user + system) a process has used so far, from /proc; undefined where unreadable. */
+export const processCpuSeconds = (pid: number | undefined): number | undefined => {
+  if (pid === undefined) return undefined
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return undefined
+  }
+}
+
+/** CPU used by this process and by `serverPid` while `work` runs, in seconds. */
+export const measureCpu = async <A>(
+  serverPid: number | undefined,
+  work: () => Promise<A>,
+): Promise<{ readonly result: A; readonly clientCpu: number; readonly serverCpu: number | undefined }> => {
+  const server0 = processCpuSeconds(serverPid)
+  const client0 = process.cpuUsage()
+  const result = await work()
+  const client = process.cpuUsage(client0)
+  const server1 = processCpuSeconds(serverPid)
+  return {
+    result,
+    clientCpu: (client.user + client.system) / 1e6,
+    serverCpu: server0 === undefined || server1 === undefined ? undefined : server1 - server0,
+  }
+}
