@@ -27,13 +27,16 @@ interface Waiter {
 const textDecoder = new TextDecoder()
 
 const SEQ = Buffer.from('"seq":')
-const DUPLICATE = Buffer.from('"duplicate":true')
+const DUPLICATE = Buffer.from('"duplicate":')
 const ERROR = Buffer.from('"error"')
 
+const isSpace = (c: number | undefined) => c === 32 || c === 9 || c === 10 || c === 13
+
 /**
- * The common ack, `{"stream":…,"seq":N}` (maybe `"duplicate":true`), read without decoding and
- * parsing the JSON — an ack per event made that a visible share of an append. Anything else (an
- * error, an unexpected shape) is undefined and goes through `JSON.parse`.
+ * The common ack, `{"stream":…, "seq":N}` or `{"stream":…, "seq":N,"duplicate": true}` (nats-server
+ * writes them with those spaces), read without decoding and parsing the JSON — an ack per event
+ * made that a visible share of an append. Anything else (an error, an unexpected shape) is
+ * undefined and goes through `JSON.parse`.
  */
 export const storedAck = (data: Uint8Array): { seq: number; duplicate: boolean } | undefined => {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
@@ -41,6 +44,7 @@ export const storedAck = (data: Uint8Array): { seq: number; duplicate: boolean }
   const at = bytes.indexOf(SEQ)
   if (at === -1) return undefined
   let i = at + SEQ.length
+  while (isSpace(bytes[i])) i++
   let seq = 0
   let digits = 0
   for (; i < bytes.length; i++) {
@@ -49,8 +53,16 @@ export const storedAck = (data: Uint8Array): { seq: number; duplicate: boolean }
     seq = seq * 10 + (c - 48)
     digits++
   }
+  while (isSpace(bytes[i])) i++
   if (digits === 0 || digits > 15 || (bytes[i] !== 44 && bytes[i] !== 125)) return undefined
-  return { seq, duplicate: bytes.indexOf(DUPLICATE) !== -1 }
+  const flag = bytes.indexOf(DUPLICATE)
+  if (flag === -1) return { seq, duplicate: false }
+  let j = flag + DUPLICATE.length
+  while (isSpace(bytes[j])) j++
+  // true, false, or a shape this reader does not know (JSON.parse decides).
+  if (bytes.toString("latin1", j, j + 4) === "true") return { seq, duplicate: true }
+  if (bytes.toString("latin1", j, j + 5) === "false") return { seq, duplicate: false }
+  return undefined
 }
 const noop = () => undefined
 
