@@ -6,6 +6,7 @@
  * belongs to and forgets it when the episode finishes; the state stays as small as the concurrency.
  */
 import type { Envelope, EpisodeOutcome, EventOf } from "../events/schema.ts"
+import { type Buckets, bucketGet, bucketSet } from "./buckets.ts"
 import { ownValue, type Projection } from "./projection.ts"
 
 export type RunStatus = "running" | "completed" | "failed" | "cancelled" | "unknown"
@@ -40,7 +41,7 @@ export interface RunSummary {
 export interface RunsState {
   readonly runs: Readonly<Record<string, RunSummary>>
   /** Episodes started in a run and not yet finished: episodeId → runId. */
-  readonly openEpisodes: Readonly<Record<string, string>>
+  readonly openEpisodes: Buckets<string>
 }
 
 export const initialRuns: RunsState = { runs: {}, openEpisodes: {} }
@@ -70,12 +71,6 @@ const withRun = (
   ...state.runs,
   [runId]: { ...change(ownValue(state.runs, runId) ?? emptyRun(runId, position)), lastPosition: position },
 })
-
-const without = (record: Readonly<Record<string, string>>, key: string): Record<string, string> => {
-  const out: Record<string, string> = {}
-  for (const k of Object.keys(record)) if (k !== key) out[k] = record[k]!
-  return out
-}
 
 const isTerminal = (status: RunStatus): boolean =>
   status === "completed" || status === "failed" || status === "cancelled"
@@ -111,17 +106,17 @@ const applyRuns = (state: RunsState, envelope: Envelope): RunsState => {
     case "EpisodeStarted": {
       const runId = event.runId
       // Ad-hoc episodes belong to no run; a second start of an open episode is not a new episode.
-      if (runId === undefined || ownValue(state.openEpisodes, event.episodeId) !== undefined) return state
+      if (runId === undefined || bucketGet(state.openEpisodes, event.episodeId) !== undefined) return state
       return {
         runs: withRun(state, runId, position, (run) => ({
           ...run,
           episodes: { ...run.episodes, started: run.episodes.started + 1 },
         })),
-        openEpisodes: { ...state.openEpisodes, [event.episodeId]: runId },
+        openEpisodes: bucketSet(state.openEpisodes, event.episodeId, runId),
       }
     }
     case "EpisodeFinished": {
-      const runId = ownValue(state.openEpisodes, event.episodeId)
+      const runId = bucketGet(state.openEpisodes, event.episodeId)
       if (runId === undefined) return state
       return {
         runs: withRun(state, runId, position, (run) => ({
@@ -135,7 +130,7 @@ const applyRuns = (state: RunsState, envelope: Envelope): RunsState => {
             },
           },
         })),
-        openEpisodes: without(state.openEpisodes, event.episodeId),
+        openEpisodes: bucketSet(state.openEpisodes, event.episodeId, undefined),
       }
     }
     case "SampleScored":
@@ -161,7 +156,8 @@ const applyRuns = (state: RunsState, envelope: Envelope): RunsState => {
 export const runs: Projection<RunsState> = {
   name: "runs",
   types: ["RunStarted", "RunFinished", "EpisodeStarted", "EpisodeFinished", "SampleScored"],
-  version: 1,
+  // 2: open episodes in hashed buckets.
+  version: 2,
   initial: initialRuns,
   apply: applyRuns,
 }

@@ -12,6 +12,7 @@
  * with a key per task, whose copy would make a large run's fold quadratic.
  */
 import type { Envelope, EpisodeOutcome, EventOf } from "../events/schema.ts"
+import { type Buckets, bucketGet, bucketSet, bucketValues } from "./buckets.ts"
 import { ownValue, type Projection } from "./projection.ts"
 
 export type Verdict = EventOf<"SampleScored">["verdict"]
@@ -80,7 +81,7 @@ export interface ScoreboardState {
    * Open episodes in 16 buckets by a hash of the episode id: an update copies one small bucket and
    * the 16 bucket slots, not every open episode (that copy per event was most of a rebuild's fold).
    */
-  readonly open: Readonly<Record<string, Readonly<Record<string, OpenEpisode>>>>
+  readonly open: Buckets<OpenEpisode>
 }
 
 export const initialScoreboard: ScoreboardState = { runs: {}, open: {} }
@@ -180,39 +181,18 @@ const relist = (previous: RunBoard | undefined, given: ReadonlyArray<TaskMeta>) 
   return { tasks, listed, taskIndex, rows }
 }
 
-const withoutKey = <V>(record: Readonly<Record<string, V>>, key: string): Record<string, V> => {
-  const out: Record<string, V> = {}
-  for (const k of Object.keys(record)) if (k !== key) out[k] = record[k]!
-  return out
-}
-
-const bucketOf = (episodeId: string): string => {
-  let h = 0
-  for (let i = 0; i < episodeId.length; i++) h = (h * 31 + episodeId.charCodeAt(i)) | 0
-  return String((h >>> 0) % 16)
-}
-
-const getOpen = (state: ScoreboardState, episodeId: string): OpenEpisode | undefined => {
-  const bucket = ownValue(state.open, bucketOf(episodeId))
-  return bucket === undefined ? undefined : ownValue(bucket, episodeId)
-}
+const getOpen = (state: ScoreboardState, episodeId: string): OpenEpisode | undefined =>
+  bucketGet(state.open, episodeId)
 
 /** The open episodes with `episodeId` set to `value` (or removed, for undefined). */
 const withOpen = (
   state: ScoreboardState,
   episodeId: string,
   value: OpenEpisode | undefined,
-): ScoreboardState["open"] => {
-  const key = bucketOf(episodeId)
-  const bucket = ownValue(state.open, key) ?? {}
-  const next = value === undefined ? withoutKey(bucket, episodeId) : { ...bucket, [episodeId]: value }
-  if (Object.keys(next).length === 0) return withoutKey(state.open, key)
-  return { ...state.open, [key]: next }
-}
+): ScoreboardState["open"] => bucketSet(state.open, episodeId, value)
 
 /** Every open episode. */
-export const openEpisodes = (state: ScoreboardState): ReadonlyArray<OpenEpisode> =>
-  Object.values(state.open).flatMap((bucket) => Object.values(bucket))
+export const openEpisodes = (state: ScoreboardState): ReadonlyArray<OpenEpisode> => bucketValues(state.open)
 
 const updateOpen = (
   state: ScoreboardState,
