@@ -9,9 +9,12 @@
 import * as os from "node:os"
 import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
+import * as Stream from "effect/Stream"
 import { defaultPolicy, type ModelResponse } from "../src/actors/agent/decider.ts"
 import { parseForEpisode } from "../src/actors/agent/index.ts"
 import { type EpisodePorts, runEpisode } from "../src/actors/agent/shell.ts"
+import { decodeEvent, UndecodableEvent } from "../src/events/codec.ts"
 import { makeEmbeddedLog } from "../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../src/events/log/eventLog.ts"
 import { makeJetStreamLog } from "../src/events/log/jetStreamLog.ts"
@@ -193,6 +196,66 @@ const rawAppend = async (log: EventLogShape, n: number): Promise<Measured> => {
   }
 }
 
+/**
+ * The episodes' own writes without the agent: the events of recorded episodes appended again to
+ * fresh subjects as the shell appends them (one event per append, each expecting the subject's
+ * last position), every subject concurrently. What is left of the runtime's cost when the agent's
+ * decisions, the model and the tools cost nothing: the ceiling of the episodes phase on this log.
+ */
+const agentWritesAlone = async (
+  log: EventLogShape,
+  episodes: number,
+  perEpisode: number,
+): Promise<Measured> => {
+  const recorded: NewEvent[] = []
+  await Effect.runPromise(
+    Stream.runForEachArray(
+      log.read({ filter: entitySubject(log.namespace, "episode", "bench-jetstream-0") }),
+      (entries) =>
+        Effect.sync(() => {
+          for (const entry of entries) {
+            if (entry instanceof UndecodableEvent) throw new Error(`bench agent: ${entry.message}`)
+            if (recorded.length >= perEpisode) continue
+            const decoded = decodeEvent(entry)
+            if (Result.isFailure(decoded)) throw new Error(`bench agent: ${decoded.failure.message}`)
+            const { eventId, recordedAt, correlationId, causationId, actor, event } = decoded.success
+            recorded.push({ eventId, recordedAt, correlationId, causationId, actor, event })
+          }
+        }),
+    ),
+  )
+  if (recorded.length === 0) throw new Error("bench agent: no recorded episode to append again")
+  const started = performance.now()
+  await Effect.runPromise(
+    Effect.forEach(
+      Array.from({ length: episodes }, (_, i) => i),
+      (i) =>
+        Effect.gen(function* () {
+          const subject = entitySubject(log.namespace, "episode", `alone-${i}`)
+          let last = 0
+          for (const e of recorded) {
+            const appended = yield* log.append(subject, [{ ...e, eventId: `alone-${i}/${e.eventId}` }], {
+              expectedLastPosition: last,
+            })
+            last = appended.positions[0]!
+          }
+        }),
+      { concurrency: "unbounded", discard: true },
+    ),
+  )
+  const seconds = (performance.now() - started) / 1000
+  const events = episodes * recorded.length
+  return {
+    backend: "jetstream",
+    phase: "the episodes' writes alone (ceiling)",
+    seconds,
+    steps: 0,
+    events,
+    stepsPerSecond: 0,
+    eventsPerSecond: events / seconds,
+  }
+}
+
 /** The JetStream phases: a private nats-server, the raw append reference, then the episodes. */
 const onJetStream = async (resources: Resources, episodes: number, turns: number) => {
   const server = await startNatsServer({ storeDir: resources.tempDir("rollout-bench-agent-nats-") })
@@ -211,7 +274,12 @@ const onJetStream = async (resources: Resources, episodes: number, turns: number
     }
   }
   const raw = await withCpu(() => rawAppend(jetStream, 200_000))
-  return { raw, episodes: await withCpu(() => episodesOn("jetstream", jetStream, episodes, turns)) }
+  const run = await withCpu(() => episodesOn("jetstream", jetStream, episodes, turns))
+  // A quarter of each episode's events (at least 40) keeps this phase short.
+  const alone = await withCpu(() =>
+    agentWritesAlone(jetStream, episodes, Math.max(40, Math.ceil(run.events / episodes / 4))),
+  )
+  return { raw, episodes: run, alone }
 }
 
 const rate = (x: number) => Math.round(x).toLocaleString("en")
@@ -255,7 +323,7 @@ const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
       results.push(await episodesOn("embedded", embedded, episodes, turns))
     }
     const js = backends.has("jetstream") ? await onJetStream(resources, episodes, turns) : undefined
-    if (js !== undefined) results.push(js.raw, js.episodes)
+    if (js !== undefined) results.push(js.raw, js.episodes, js.alone)
     const base = results[0]!.stepsPerSecond
     const targets = [
       ...(js === undefined
@@ -282,9 +350,17 @@ const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
       cpus: os.cpus().length,
       loadAverage: os.loadavg().map((l) => Number(l.toFixed(2))),
     }
+    // Where the episodes stand between the raw reference and their own writes alone.
+    const ceiling =
+      js === undefined
+        ? undefined
+        : {
+            writesAloneOfRaw: js.alone.eventsPerSecond / js.raw.eventsPerSecond,
+            episodesOfWritesAlone: js.episodes.eventsPerSecond / js.alone.eventsPerSecond,
+          }
     if (values.json) {
       process.stdout.write(
-        `${JSON.stringify({ benchmark: "agent", episodes, turns, environment, results: results.map((r) => ({ ...r, ofBaselineSteps: r.steps > 0 ? r.stepsPerSecond / base : undefined })), targets })}\n`,
+        `${JSON.stringify({ benchmark: "agent", episodes, turns, environment, results: results.map((r) => ({ ...r, ofBaselineSteps: r.steps > 0 ? r.stepsPerSecond / base : undefined })), targets, ceiling })}\n`,
       )
     } else {
       process.stdout.write(
@@ -310,6 +386,11 @@ const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
           `${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.actual.toFixed(3)} (goal ${t.goal})\n`,
         )
       }
+      if (ceiling !== undefined)
+        process.stdout.write(
+          `\nthe episodes' writes alone reach ${ceiling.writesAloneOfRaw.toFixed(3)} of the raw append rate; ` +
+            `the episodes reach ${ceiling.episodesOfWritesAlone.toFixed(3)} of their writes alone\n`,
+        )
     }
     return values.check && targets.some((t) => !t.pass) ? 1 : 0
   } finally {
