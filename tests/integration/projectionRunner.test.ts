@@ -296,8 +296,9 @@ for (const backend of [embedded(), jetStream()]) {
       const { log, store, close } = await backend.open(ns)
       await appendRun(log, "r1", 4)
       const v1 = await run(runProjection(log, store, runs, { live: false }))
-      const v2 = await run(runProjection(log, store, { ...runs, version: 2 }, { live: false }))
-      expect(v2.start).toStrictEqual({ kind: "rebuilt", reason: "version changed 1→2" })
+      const next = runs.version + 1
+      const v2 = await run(runProjection(log, store, { ...runs, version: next }, { live: false }))
+      expect(v2.start).toStrictEqual({ kind: "rebuilt", reason: `version changed ${runs.version}→${next}` })
       expect(v2.applied).toBe(v1.applied)
       expect(v2.state).toStrictEqual(v1.state)
       expect(v2.state.runs.r1).toMatchObject({
@@ -305,7 +306,7 @@ for (const backend of [embedded(), jetStream()]) {
         episodes: { started: 4, finished: 4, byOutcome: { turns_limit: 2, answered: 2 } },
         samples: { scored: 4, byVerdict: { correct: 2, incorrect: 2, judge_failed: 0 } },
       })
-      expect((await run(store.load("runs")))?.version).toBe(2)
+      expect((await run(store.load("runs")))?.version).toBe(next)
       await close()
     })
 
