@@ -197,13 +197,16 @@ const rawAppend = async (log: EventLogShape, n: number): Promise<Measured> => {
 }
 
 /**
- * The episodes' own writes without the agent: the events of recorded episodes appended again to
- * fresh subjects as the shell appends them (one event per append, each expecting the subject's
- * last position), every subject concurrently. What is left of the runtime's cost when the agent's
- * decisions, the model and the tools cost nothing: the ceiling of the episodes phase on this log.
+ * The episodes' own writes without the agent: a recorded episode's events appended again, as the
+ * shell appends them (one event per append, each expecting the subject's last position), for as
+ * many episodes at once, under ids and subjects of the same length, into a fresh stream on the same
+ * server (`target`; the episodes started on a stream holding only the reference's events, so a
+ * fresh one gives the writes the easier start). What is left of the runtime's cost when the
+ * agent's decisions, the model and the tools cost nothing: the ceiling of the episodes phase.
  */
 const agentWritesAlone = async (
   log: EventLogShape,
+  target: EventLogShape,
   episodes: number,
   perEpisode: number,
 ): Promise<Measured> => {
@@ -231,10 +234,13 @@ const agentWritesAlone = async (
       Array.from({ length: episodes }, (_, i) => i),
       (i) =>
         Effect.gen(function* () {
-          const subject = entitySubject(log.namespace, "episode", `alone-${i}`)
+          const episodeId = `bench-jetstream-${i}`
+          const subject = entitySubject(target.namespace, "episode", episodeId)
           let last = 0
           for (const e of recorded) {
-            const appended = yield* log.append(subject, [{ ...e, eventId: `alone-${i}/${e.eventId}` }], {
+            const own = (text: string) => text.replaceAll("bench-jetstream-0", episodeId)
+            const event = { ...e, eventId: own(e.eventId), correlationId: own(e.correlationId) }
+            const appended = yield* target.append(subject, [{ ...event, causationId: own(e.causationId) }], {
               expectedLastPosition: last,
             })
             last = appended.positions[0]!
@@ -276,8 +282,9 @@ const onJetStream = async (resources: Resources, episodes: number, turns: number
   const raw = await withCpu(() => rawAppend(jetStream, 200_000))
   const run = await withCpu(() => episodesOn("jetstream", jetStream, episodes, turns))
   // A quarter of each episode's events (at least 40) keeps this phase short.
+  const fresh = await Effect.runPromise(makeJetStreamLog(handle, { namespace: "alone" }))
   const alone = await withCpu(() =>
-    agentWritesAlone(jetStream, episodes, Math.max(40, Math.ceil(run.events / episodes / 4))),
+    agentWritesAlone(jetStream, fresh, episodes, Math.max(40, Math.ceil(run.events / episodes / 4))),
   )
   return { raw, episodes: run, alone }
 }
