@@ -187,6 +187,52 @@ export const decodeBody = (
   return recordFromParsed(parsed.value, position, subject)
 }
 
+const BODY_START = Buffer.from('{"eventId":"')
+const LINE_BODY = Buffer.from(',"body":{"eventId":"')
+const TYPE_MARK = Buffer.from(',"event":{"type":"')
+
+/** The type name starting at `at` up to its closing quote: letters and digits only, else undefined. */
+const typeNameAt = (bytes: Buffer, at: number, end: number): string | undefined => {
+  let i = at
+  for (; i < end && i - at <= 64; i++) {
+    const c = bytes[i]!
+    if (c === 34) break
+    const alphanumeric = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122)
+    if (!alphanumeric) return undefined
+  }
+  return i > at && i < end && bytes[i] === 34 ? bytes.toString("latin1", at, i) : undefined
+}
+
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+/**
+ * The event type of a stored body, read from its bytes without parsing them, when the body has the
+ * layout `encodeBodyJson` writes (`{"eventId":"…", …,"event":{"type":"X", …}}`); otherwise
+ * undefined, and the caller decodes it in full. Every quote inside a JSON string is escaped, so
+ * the first `,"event":{"type":"` of such a body is the envelope's own. A body that merely looks
+ * right can still be broken further on: only readers that leave entries of other types alone use
+ * this (`EventLog.scan`).
+ */
+export const peekBodyType = (bytes: Uint8Array): string | undefined => {
+  const buf = asBuffer(bytes)
+  if (
+    buf.length < BODY_START.length ||
+    buf.compare(BODY_START, 0, BODY_START.length, 0, BODY_START.length) !== 0
+  )
+    return undefined
+  const mark = buf.indexOf(TYPE_MARK, BODY_START.length)
+  return mark === -1 ? undefined : typeNameAt(buf, mark + TYPE_MARK.length, buf.length)
+}
+
+/** `peekBodyType` for an embedded-log line (`{"position":…,"subject":…,"body":{…}}`) in `buf[start, end)`. */
+export const peekLineType = (buf: Buffer, start: number, end: number): string | undefined => {
+  const body = buf.indexOf(LINE_BODY, start)
+  if (body === -1 || body >= end) return undefined
+  const mark = buf.indexOf(TYPE_MARK, body + LINE_BODY.length)
+  return mark === -1 || mark >= end ? undefined : typeNameAt(buf, mark + TYPE_MARK.length, end)
+}
+
 /** One line of the embedded log: the body plus the position and subject the log assigned. */
 export const encodeStoredLine = (position: number, subject: string, bodyJson: string): string =>
   `{"position":${position},"subject":${JSON.stringify(subject)},"body":${bodyJson}}\n`

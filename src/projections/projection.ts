@@ -8,7 +8,7 @@ import * as Result from "effect/Result"
 import type * as Schema from "effect/Schema"
 import { decodeEvent, UndecodableEvent } from "../events/codec.ts"
 import type { UpcasterTable } from "../events/legacy.ts"
-import type { LogEntry } from "../events/log/eventLog.ts"
+import { type LogEntry, PassedOver } from "../events/log/eventLog.ts"
 import type { Envelope, EventType } from "../events/schema.ts"
 import { subjectMatches } from "../events/subjects.ts"
 
@@ -120,6 +120,15 @@ const typesFor = <S>(projection: Projection<S>): ReadonlySet<string> | undefined
   return set
 }
 
+/**
+ * The event types to scan the log for on behalf of `projections` (`EventLog.scan`), or undefined
+ * when one of them folds every type (then the log must be read in full).
+ */
+export const scanTypesFor = (projections: ReadonlyArray<AnyProjection>): ReadonlySet<string> | undefined =>
+  projections.some((p) => p.types === undefined)
+    ? undefined
+    : new Set<string>(projections.flatMap((p) => p.types ?? []))
+
 /** The absolute subject filter to read `projection`'s events from the log of `namespace`. */
 export const logFilterFor = <S>(projection: Projection<S>, namespace: string): string | undefined =>
   projection.filter === undefined ? undefined : `${namespace}.${projection.filter}`
@@ -132,7 +141,7 @@ export const logFilterFor = <S>(projection: Projection<S>, namespace: string): s
 export const advance = <S>(
   projection: Projection<S>,
   folded: Folded<S>,
-  entries: Iterable<LogEntry | Envelope>,
+  entries: Iterable<LogEntry | PassedOver | Envelope>,
   options?: AdvanceOptions,
 ): Advanced<S> => {
   const match = matcherFor(projection)
@@ -167,6 +176,8 @@ export const advance = <S>(
       skip(entry)
       continue
     }
+    // A scan passed it over: not a type this projection folds (see `scanTypesFor`).
+    if (entry instanceof PassedOver) continue
     let envelope: Envelope
     if ("event" in entry) envelope = entry
     else if (wanted !== undefined && !wanted.has(entry.type)) continue
@@ -193,7 +204,7 @@ export const advance = <S>(
 /** The reference fold: every entry from position 0, in order. */
 export const foldAll = <S>(
   projection: Projection<S>,
-  entries: Iterable<LogEntry | Envelope>,
+  entries: Iterable<LogEntry | PassedOver | Envelope>,
   options?: AdvanceOptions,
 ): S => advance(projection, initialFolded(projection), entries, options).folded.state
 

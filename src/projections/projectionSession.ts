@@ -14,7 +14,13 @@ import type * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import type { UndecodableEvent } from "../events/codec.ts"
 import type { UpcasterTable } from "../events/legacy.ts"
-import type { EventLogShape, LogEntry, LogUnavailable, ReadOptions } from "../events/log/eventLog.ts"
+import type {
+  EventLogShape,
+  LogEntry,
+  LogUnavailable,
+  PassedOver,
+  ReadOptions,
+} from "../events/log/eventLog.ts"
 import type { CheckpointStoreShape, CheckpointStoreUnavailable } from "../runtime/checkpointStore.ts"
 import { advance, encodeState, type Folded, logFilterFor, type Projection } from "./projection.ts"
 
@@ -176,7 +182,7 @@ export class ProjectionSession<S> {
   })
 
   /** Folds one array from the log, splitting it where a checkpoint is due. */
-  consume(entries: ReadonlyArray<LogEntry>): Effect.Effect<void, CheckpointStoreUnavailable> {
+  consume(entries: ReadonlyArray<LogEntry | PassedOver>): Effect.Effect<void, CheckpointStoreUnavailable> {
     let i = 0
     const loop: Effect.Effect<void, CheckpointStoreUnavailable> = Effect.suspend(() => {
       const reports: UndecodableEvent[] = []

@@ -9,7 +9,7 @@ import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { decodeEvent, UndecodableEvent } from "../events/codec.ts"
-import type { EventLogShape, LogEntry, LogUnavailable } from "../events/log/eventLog.ts"
+import { type EventLogShape, type LogEntry, type LogUnavailable, PassedOver } from "../events/log/eventLog.ts"
 import type { Envelope } from "../events/schema.ts"
 import type {
   CheckpointStoreShape,
@@ -25,6 +25,7 @@ import {
   initialFolded,
   type Json,
   type Projection,
+  scanTypesFor,
 } from "./projection.ts"
 import {
   type ProjectionResult,
@@ -109,9 +110,12 @@ const drive = <S>(
   live: boolean,
 ): Effect.Effect<ProjectionResult<S>, ProjectionRunError> =>
   Effect.gen(function* () {
-    const fold = (stream: Stream.Stream<LogEntry, LogUnavailable>) =>
+    const fold = (stream: Stream.Stream<LogEntry | PassedOver, LogUnavailable>) =>
       Stream.runForEachArray(stream, (entries) => session.consume(entries))
-    yield* fold(session.log.read(session.readOptions()))
+    // Catching up, entries of types the projection does not fold need not be decoded.
+    const types = scanTypesFor([session.projection as AnyProjection])
+    const options = session.readOptions()
+    yield* fold(types === undefined ? session.log.read(options) : session.log.scan({ ...options, types }))
     session.caughtUp = true
     yield* session.save
     session.progressed()
@@ -183,14 +187,17 @@ export const rebuildProjections = (
     const folds = projections.map((p) => initialFolded(p))
     const applied = projections.map(() => 0)
     // Decode only what some projection folds (undefined: one of them wants every type).
-    const wanted = projections.some((p) => p.types === undefined)
-      ? undefined
-      : new Set<string>(projections.flatMap((p) => p.types ?? []))
-    yield* Stream.runForEachArray(log.read(), (entries) =>
+    const wanted = scanTypesFor(projections)
+    const entriesOfLog = wanted === undefined ? log.read() : log.scan({ types: wanted })
+    yield* Stream.runForEachArray(entriesOfLog, (entries) =>
       Effect.sync(() => {
-        const batch: Array<LogEntry | Envelope> = []
+        const batch: Array<LogEntry | PassedOver | Envelope> = []
         for (const entry of entries) {
-          if (entry instanceof UndecodableEvent || (wanted !== undefined && !wanted.has(entry.type))) {
+          if (
+            entry instanceof UndecodableEvent ||
+            entry instanceof PassedOver ||
+            (wanted !== undefined && !wanted.has(entry.type))
+          ) {
             batch.push(entry)
             continue
           }

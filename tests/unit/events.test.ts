@@ -14,6 +14,8 @@ import {
   encodeBody,
   encodeBodyJson,
   encodeStoredLine,
+  peekBodyType,
+  peekLineType,
 } from "../../src/events/codec.ts"
 import type { UpcasterTable } from "../../src/events/legacy.ts"
 import { currentVersions, type EventType, eventSchemas, type NewEvent } from "../../src/events/schema.ts"
@@ -71,6 +73,10 @@ describe("every event type round-trips through the stored bytes", () => {
       // The embedded log's line form carries the same body.
       const line = encodeStoredLine(position, "ns.ev.kind.id", Result.getOrThrow(encodeBodyJson(e)))
       expect(Result.getOrThrow(decodeStoredLine(line.trimEnd(), 0, "file"))).toEqual(record)
+      // A scan reads the type from the bytes without parsing them, whatever the ids contain.
+      expect(peekBodyType(bytes)).toBe(type)
+      const lineBytes = Buffer.from(line)
+      expect(peekLineType(lineBytes, 0, lineBytes.length)).toBe(type)
     })
   }
 })
@@ -94,6 +100,21 @@ describe("decoding never throws and reports where", () => {
       expect(failure.value.position).toBe(position)
       expect(failure.value.message).toContain(`position ${position}`)
     }
+  })
+
+  test.prop([fc.uint8Array({ maxLength: 300 })])("the type peeks, on arbitrary bytes", (bytes) => {
+    const body = peekBodyType(bytes)
+    if (body !== undefined) expect(body).toMatch(/^[A-Za-z0-9]+$/)
+    const buf = Buffer.from(bytes)
+    const line = peekLineType(buf, 0, buf.length)
+    if (line !== undefined) expect(line).toMatch(/^[A-Za-z0-9]+$/)
+  })
+
+  it("peeks only at bodies in the codec's layout", () => {
+    expect(peekBodyType(Buffer.from('{"event":{"type":"RunStarted"},"eventId":"e"}'))).toBeUndefined()
+    expect(peekBodyType(Buffer.from('{"eventId":"e","event":{"type":"Run Started"}}'))).toBeUndefined()
+    expect(peekBodyType(Buffer.from('{"eventId":"e","event":{"type":"RunStarted'))).toBeUndefined()
+    expect(peekBodyType(Buffer.from('{"eventId":"e","event":{"type":"RunStarted"}}'))).toBe("RunStarted")
   })
 
   test.prop([fc.string(), fc.integer({ min: 1 })])("arbitrary lines", (line, fallback) => {

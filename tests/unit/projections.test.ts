@@ -9,7 +9,12 @@ import { fc, test } from "@fast-check/vitest"
 import { Effect, Result, Schema, Stream } from "effect"
 import { describe, expect, it } from "vitest"
 import { UndecodableEvent } from "../../src/events/codec.ts"
-import type { EventLogShape, LogEntry, ReadOptions } from "../../src/events/log/eventLog.ts"
+import {
+  type EventLogShape,
+  type LogEntry,
+  PassedOver,
+  type ReadOptions,
+} from "../../src/events/log/eventLog.ts"
 import { DomainEvent, type Envelope, type LogRecord } from "../../src/events/schema.ts"
 import { subjectMatches } from "../../src/events/subjects.ts"
 import { eventCounts } from "../../src/projections/eventCounts.ts"
@@ -371,6 +376,19 @@ const memoryLog = (entries: LogEntry[], arraySize: number): EventLogShape => {
     namespace: NS,
     append: () => Effect.die("read-only"),
     read: (options) => Stream.suspend(() => Stream.fromArrays(...arrays(select(options)))),
+    // Passes over every record of another type, as a real log may.
+    scan: (options) =>
+      Stream.suspend(() =>
+        Stream.fromArrays(
+          ...arrays(select(options)).map((xs) =>
+            xs.map((e) =>
+              e instanceof UndecodableEvent || options.types.has(e.type)
+                ? e
+                : new PassedOver(e.position, e.subject, e.type),
+            ),
+          ),
+        ),
+      ),
     tail: (options) =>
       Stream.concat(
         Stream.suspend(() => Stream.fromArrays(...arrays(select(options)))),

@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
-import type { EventLogShape, LogEntry } from "../../events/log/eventLog.ts"
+import { type EventLogShape, type LogEntry, PassedOver } from "../../events/log/eventLog.ts"
 import { currentVersions, type Envelope } from "../../events/schema.ts"
 import { type ScoreboardState, scoreboard } from "../../projections/scoreboard.ts"
 
@@ -39,6 +39,11 @@ export const makeLiveBoard = (log: EventLogShape): LiveBoard => {
       read: (options) =>
         Stream.mapArray(log.read(options), (entries) => {
           for (const entry of entries) foldEntry(entry)
+          return entries
+        }),
+      scan: (options) =>
+        Stream.mapArray(log.scan(options), (entries) => {
+          for (const entry of entries) if (!(entry instanceof PassedOver)) foldEntry(entry)
           return entries
         }),
       append: (subject, events, options) =>

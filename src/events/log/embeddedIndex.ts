@@ -8,10 +8,10 @@
  */
 import * as fs from "node:fs"
 import * as Result from "effect/Result"
-import { decodeStoredLine, UndecodableEvent } from "../codec.ts"
+import { decodeStoredLine, peekLineType, UndecodableEvent } from "../codec.ts"
 import { subjectMatches } from "../subjects.ts"
 import { DedupeWindow } from "./dedupeWindow.ts"
-import type { LogEntry } from "./eventLog.ts"
+import { type LogEntry, PassedOver } from "./eventLog.ts"
 
 /** The most positions one read returns. */
 export const MAX_BATCH = 4096
@@ -166,7 +166,19 @@ export class EmbeddedIndex {
     return out
   }
 
-  private decodeAt(buf: Buffer, start: number, end: number, position: number): LogEntry {
+  private decodeAt(
+    buf: Buffer,
+    start: number,
+    end: number,
+    position: number,
+    types: ReadonlySet<string> | undefined,
+  ): LogEntry | PassedOver {
+    if (types !== undefined) {
+      // A line the index could read has a subject; broken ones (no subject) are always decoded.
+      const subject = this.subjects[position - 1]
+      const type = subject === undefined ? undefined : peekLineType(buf, start, end)
+      if (type !== undefined && !types.has(type)) return new PassedOver(position, subject!, type)
+    }
     const decoded = decodeStoredLine(buf.toString("utf8", start, end), position, this.where(position))
     if (Result.isFailure(decoded)) return decoded.failure
     const record = decoded.success
@@ -181,29 +193,36 @@ export class EmbeddedIndex {
     return record
   }
 
-  /** Reads a contiguous run of positions (at most `MAX_BATCH`) with one large read. */
-  readRange(fd: number, from: number, to: number): LogEntry[] {
+  /**
+   * Reads a contiguous run of positions (at most `MAX_BATCH`) with one large read; with `types`,
+   * entries of other types are passed over undecoded.
+   */
+  readRange(fd: number, from: number, to: number, types?: ReadonlySet<string>): Array<LogEntry | PassedOver> {
     const start = this.offsets[from - 1]!
     const endPos = Math.min(to, from + MAX_BATCH - 1)
     const end = this.offsets[endPos - 1]! + this.lengths[endPos - 1]! + 1
     const buf = Buffer.allocUnsafe(end - start)
     fs.readSync(fd, buf, 0, end - start, start)
-    const out: LogEntry[] = []
+    const out: Array<LogEntry | PassedOver> = []
     for (let p = from; p <= endPos; p++) {
       const s = this.offsets[p - 1]! - start
-      out.push(this.decodeAt(buf, s, s + this.lengths[p - 1]!, p))
+      out.push(this.decodeAt(buf, s, s + this.lengths[p - 1]!, p, types))
     }
     return out
   }
 
-  readPositions(fd: number, positions: ReadonlyArray<number>): LogEntry[] {
-    const out: LogEntry[] = []
+  readPositions(
+    fd: number,
+    positions: ReadonlyArray<number>,
+    types?: ReadonlySet<string>,
+  ): Array<LogEntry | PassedOver> {
+    const out: Array<LogEntry | PassedOver> = []
     let i = 0
     while (i < positions.length) {
       // Coalesce runs of adjacent positions into one read.
       let j = i
       while (j + 1 < positions.length && positions[j + 1] === positions[j]! + 1 && j - i < MAX_BATCH - 1) j++
-      for (const entry of this.readRange(fd, positions[i]!, positions[j]!)) out.push(entry)
+      for (const entry of this.readRange(fd, positions[i]!, positions[j]!, types)) out.push(entry)
       i = j + 1
     }
     return out

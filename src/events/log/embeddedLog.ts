@@ -28,7 +28,9 @@ import {
   type LogEntry,
   type LogStats,
   LogUnavailable,
+  type PassedOver,
   type ReadOptions,
+  type ScanOptions,
 } from "./eventLog.ts"
 
 export interface EmbeddedLogOptions {
@@ -205,7 +207,11 @@ class EmbeddedLog implements EventLogShape {
   }
 
   /** Builds a pull over `[from, limit()]`; `wait` decides what happens at the end (end or follow). */
-  private stream(options: ReadOptions | undefined, follow: boolean): Stream.Stream<LogEntry, LogUnavailable> {
+  private stream(
+    options: ReadOptions | ScanOptions | undefined,
+    follow: boolean,
+  ): Stream.Stream<LogEntry | PassedOver, LogUnavailable> {
+    const types = options !== undefined && "types" in options ? options.types : undefined
     const allEvents = `${this.namespace}.ev.>`
     const filter = options?.filter ?? allEvents
     return Stream.fromPull(
@@ -213,32 +219,36 @@ class EmbeddedLog implements EventLogShape {
         if (this.options.mode === "reader" && !this.closed) this.refresh()
         let next = Math.max(1, options?.from ?? 1)
         const upTo = follow ? Number.POSITIVE_INFINITY : this.lastPositionNow
-        const pull: Effect.Effect<ReadonlyArray<LogEntry>, LogUnavailable | Cause.Done> = Effect.suspend(
-          () => {
-            if (this.closed)
-              return follow ? Cause.done() : Effect.fail(unavailable("read", "the log is closed"))
-            if (this.options.mode === "reader") this.refresh()
-            const last = Math.min(upTo, this.lastPositionNow)
-            if (next > last) {
-              if (!follow) return Cause.done()
-              return Effect.andThen(this.waitForMore(), pull)
-            }
-            try {
-              const batchEnd = Math.min(last, next + MAX_BATCH - 1)
-              // Every position for the whole namespace: no need to look at subjects.
-              const picked = filter === allEvents ? undefined : this.index.candidates(filter, next, batchEnd)
-              const entries =
-                picked === undefined
-                  ? this.index.readRange(this.fd, next, batchEnd)
-                  : this.index.readPositions(this.fd, picked)
-              next = picked === undefined ? next + entries.length : batchEnd + 1
-              return entries.length === 0 ? pull : Effect.succeed(entries)
-            } catch (error) {
-              return Effect.fail(unavailable("read", error, (error as NodeJS.ErrnoException).code))
-            }
-          },
-        )
-        return pull as Effect.Effect<readonly [LogEntry, ...LogEntry[]], LogUnavailable | Cause.Done>
+        const pull: Effect.Effect<
+          ReadonlyArray<LogEntry | PassedOver>,
+          LogUnavailable | Cause.Done
+        > = Effect.suspend(() => {
+          if (this.closed)
+            return follow ? Cause.done() : Effect.fail(unavailable("read", "the log is closed"))
+          if (this.options.mode === "reader") this.refresh()
+          const last = Math.min(upTo, this.lastPositionNow)
+          if (next > last) {
+            if (!follow) return Cause.done()
+            return Effect.andThen(this.waitForMore(), pull)
+          }
+          try {
+            const batchEnd = Math.min(last, next + MAX_BATCH - 1)
+            // Every position for the whole namespace: no need to look at subjects.
+            const picked = filter === allEvents ? undefined : this.index.candidates(filter, next, batchEnd)
+            const entries =
+              picked === undefined
+                ? this.index.readRange(this.fd, next, batchEnd, types)
+                : this.index.readPositions(this.fd, picked, types)
+            next = picked === undefined ? next + entries.length : batchEnd + 1
+            return entries.length === 0 ? pull : Effect.succeed(entries)
+          } catch (error) {
+            return Effect.fail(unavailable("read", error, (error as NodeJS.ErrnoException).code))
+          }
+        })
+        return pull as Effect.Effect<
+          readonly [LogEntry | PassedOver, ...Array<LogEntry | PassedOver>],
+          LogUnavailable | Cause.Done
+        >
       }),
     )
   }
@@ -257,8 +267,12 @@ class EmbeddedLog implements EventLogShape {
     if (fs.fstatSync(this.fd).size > this.index.size) this.index.scan(this.fd, false)
   }
 
-  readonly read = (options?: ReadOptions) => this.stream(options, false)
-  readonly tail = (options?: ReadOptions) => this.stream(options, true)
+  // Without `types` nothing is passed over: read and tail yield log entries only.
+  readonly read = (options?: ReadOptions) =>
+    this.stream(options, false) as Stream.Stream<LogEntry, LogUnavailable>
+  readonly scan = (options: ScanOptions) => this.stream(options, false)
+  readonly tail = (options?: ReadOptions) =>
+    this.stream(options, true) as Stream.Stream<LogEntry, LogUnavailable>
 
   readonly lastPosition = (subject: string) =>
     Effect.sync(() => {

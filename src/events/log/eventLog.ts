@@ -64,6 +64,26 @@ export interface ReadOptions {
   readonly from?: number
 }
 
+/** A read for folds that look at some event types only (see `EventLogShape.scan`). */
+export interface ScanOptions extends ReadOptions {
+  /** The event types the caller folds; entries of other types may come back as `PassedOver`. */
+  readonly types: ReadonlySet<string>
+}
+
+/**
+ * An entry a scan did not decode because its event type is not among those asked for: its
+ * position, its subject (from the log) and its type (read from the stored bytes). Nothing else of
+ * it was looked at, so a body broken past its type goes unnoticed here; `read` reports it.
+ */
+export class PassedOver {
+  readonly _tag = "PassedOver"
+  constructor(
+    readonly position: number,
+    readonly subject: string,
+    readonly type: string,
+  ) {}
+}
+
 export interface LogStats {
   readonly backend: "embedded" | "nats"
   readonly stream: string
@@ -92,6 +112,12 @@ export interface EventLogShape {
   ) => Effect.Effect<Appended, AppendError>
   /** Reads matching entries from `from` up to the last position at the time of the call, then ends. */
   readonly read: (options?: ReadOptions) => Stream.Stream<LogEntry, LogUnavailable>
+  /**
+   * Like `read`, for a fold over some event types: an entry of another type may come back as
+   * `PassedOver` instead of being decoded (JSON parsing was most of a rebuild's cost). Every
+   * position `read` would yield is yielded, in the same order.
+   */
+  readonly scan: (options: ScanOptions) => Stream.Stream<LogEntry | PassedOver, LogUnavailable>
   /** Like `read`, then keeps following new entries until interrupted. */
   readonly tail: (options?: ReadOptions) => Stream.Stream<LogEntry, LogUnavailable>
   /** The position of the last event on `subject`, or 0 when it has none. */

@@ -33,7 +33,9 @@ import {
   type LogEntry,
   type LogStats,
   LogUnavailable,
+  type PassedOver,
   type ReadOptions,
+  type ScanOptions,
 } from "./eventLog.ts"
 import { type AppendOutcome, appendChained, appendPipelined } from "./jetStreamAppend.ts"
 import { JetStreamReplay } from "./jetStreamReplay.ts"
@@ -180,9 +182,9 @@ export const makeJetStreamLog = (
       })
 
     const replay = (
-      readOptions: ReadOptions | undefined,
+      readOptions: ReadOptions | ScanOptions | undefined,
       follow: boolean,
-    ): Stream.Stream<LogEntry, LogUnavailable> =>
+    ): Stream.Stream<LogEntry | PassedOver, LogUnavailable> =>
       Stream.unwrap(
         Effect.gen(function* () {
           const filter = readOptions?.filter ?? allEvents
@@ -209,6 +211,7 @@ export const makeJetStreamLog = (
                 from,
                 upTo,
                 options.readBuffer ?? READ_BUFFER,
+                readOptions !== undefined && "types" in readOptions ? readOptions.types : undefined,
               )
               r.start()
               return r
@@ -240,8 +243,12 @@ export const makeJetStreamLog = (
       backend: "nats",
       namespace,
       append,
-      read: (readOptions?: ReadOptions) => replay(readOptions, false),
-      tail: (readOptions?: ReadOptions) => replay(readOptions, true),
+      // Without `types` the reader decodes every entry: nothing is passed over.
+      read: (readOptions?: ReadOptions) =>
+        replay(readOptions, false) as Stream.Stream<LogEntry, LogUnavailable>,
+      scan: (scanOptions: ScanOptions) => replay(scanOptions, false),
+      tail: (readOptions?: ReadOptions) =>
+        replay(readOptions, true) as Stream.Stream<LogEntry, LogUnavailable>,
       lastPosition,
       stats,
     } satisfies EventLogShape

@@ -16,8 +16,8 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
-import { decodeBody } from "../codec.ts"
-import type { LogEntry, LogUnavailable } from "./eventLog.ts"
+import { decodeBody, peekBodyType } from "../codec.ts"
+import { type LogEntry, type LogUnavailable, PassedOver } from "./eventLog.ts"
 import { type NatsHandle, natsFailure } from "./natsConnection.ts"
 
 /** Messages per pull request; two may be outstanding, so the server never waits on a round trip. */
@@ -75,7 +75,7 @@ export const deliveryOf = (
 
 /** One read (ends at `upTo`) or tail (follows); `start()` it, `pull` its arrays, `close()` it. */
 export class JetStreamReplay {
-  private chunk: LogEntry[] = []
+  private chunk: Array<LogEntry | PassedOver> = []
   private waker: (() => void) | undefined
   private failure: LogUnavailable | undefined
   private ended = false
@@ -105,6 +105,8 @@ export class JetStreamReplay {
     /** The last sequence to read (a read), or undefined (a tail). */
     private readonly upTo: number | undefined,
     private readonly highWater: number,
+    /** A scan's event types: entries of other types are passed over undecoded. */
+    private readonly types?: ReadonlySet<string>,
   ) {
     this.cursor = from - 1
   }
@@ -237,8 +239,12 @@ export class JetStreamReplay {
       this.end()
       return
     }
-    const decoded = decodeBody(msg.data, seq, msg.subject)
-    this.chunk.push(Result.isSuccess(decoded) ? decoded.success : decoded.failure)
+    const type = this.types === undefined ? undefined : peekBodyType(msg.data)
+    if (type !== undefined && !this.types!.has(type)) this.chunk.push(new PassedOver(seq, msg.subject, type))
+    else {
+      const decoded = decodeBody(msg.data, seq, msg.subject)
+      this.chunk.push(Result.isSuccess(decoded) ? decoded.success : decoded.failure)
+    }
     this.cursor = seq
     // `pending` counts matching messages after this one; none left means we are at the end.
     if (this.upTo !== undefined && (seq >= this.upTo || delivery.pending === 0)) this.end()
@@ -334,10 +340,10 @@ export class JetStreamReplay {
     }
   }
 
-  readonly pull: Effect.Effect<NonEmptyReadonlyArray<LogEntry>, LogUnavailable | Cause.Done> = Effect.suspend(
-    () => {
+  readonly pull: Effect.Effect<NonEmptyReadonlyArray<LogEntry | PassedOver>, LogUnavailable | Cause.Done> =
+    Effect.suspend(() => {
       if (this.chunk.length > 0) {
-        const out = this.chunk as unknown as NonEmptyReadonlyArray<LogEntry>
+        const out = this.chunk as unknown as NonEmptyReadonlyArray<LogEntry | PassedOver>
         this.chunk = []
         // The reader made room: ask for more (a no-op while enough is on its way).
         this.pullMore()
@@ -345,14 +351,15 @@ export class JetStreamReplay {
       }
       if (this.failure !== undefined) return Effect.fail(this.failure)
       if (this.ended) return Cause.done()
-      return Effect.callback<NonEmptyReadonlyArray<LogEntry>, LogUnavailable | Cause.Done>((resume) => {
-        this.waker = () => resume(this.pull)
-        return Effect.sync(() => {
-          this.waker = undefined
-        })
-      })
-    },
-  )
+      return Effect.callback<NonEmptyReadonlyArray<LogEntry | PassedOver>, LogUnavailable | Cause.Done>(
+        (resume) => {
+          this.waker = () => resume(this.pull)
+          return Effect.sync(() => {
+            this.waker = undefined
+          })
+        },
+      )
+    })
 
   /** Stops delivery and deletes the server-side consumer (bounded: it also expires on its own). */
   async close(): Promise<void> {
