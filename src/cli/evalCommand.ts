@@ -5,12 +5,14 @@
  * times with a live progress bar on stderr (done/total, accuracy so far, failures, ETA), scores
  * each sample as it ends, prints the report and writes `report.md`, `report.json` and
  * `samples.csv` under `<data-dir>/runs/<run>/`. Running it again with the same `--run` resumes.
+ * With `--dispatch` (NATS) the episodes run on the agent workers instead (`episodeRunner.ts`).
  */
 import * as path from "node:path"
 import cliProgress from "cli-progress"
 import * as Effect from "effect/Effect"
 import { benchmarkSpec } from "../actors/evaluator/benchmarks.ts"
 import { loadBenchmark } from "../actors/evaluator/datasetLoader.ts"
+import { type EpisodeRunner, runHere, runOnWorkers } from "../actors/evaluator/episodeRunner.ts"
 import { evalReport, percent, writeReportFiles } from "../actors/evaluator/evalReport.ts"
 import { type EvalProgress, RUN_ID_PATTERN, runEvaluation } from "../actors/evaluator/evalRun.ts"
 import type { JudgeSettings } from "../actors/evaluator/judge.ts"
@@ -51,6 +53,8 @@ export interface EvalOptions {
   readonly maxTurns?: string
   /** tools.yaml servers the agent gets (default: all of them). */
   readonly tools?: string
+  /** Episodes go to `rollout worker --roles agent` processes instead of running here. */
+  readonly dispatch?: boolean
   readonly json?: boolean
 }
 
@@ -122,6 +126,13 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
           `the ${scorer} scorer needs a judge model: pass --judge-model <name> (a model in models.yaml, or with --judge-base-url), or --scorer gaia for exact match`,
         ),
       )
+    const dispatch = options.dispatch === true
+    if (dispatch && (options.baseUrl !== undefined || options.tools !== undefined))
+      return yield* Effect.fail(
+        new UsageError(
+          "--dispatch runs the episodes on the agent workers, with their models.yaml and tools.yaml: --base-url and --tools do not apply (set ROLLOUT_MODEL_<NAME>_URL or the config on the workers)",
+        ),
+      )
     const k = (yield* integerFlag("-k", options.k)) ?? 8
     const concurrency = (yield* integerFlag("--concurrency", options.concurrency)) ?? 16
     const limit = yield* integerFlag("--limit", options.limit)
@@ -139,7 +150,11 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
       process.env[modelUrlVariable(options.judgeModel)] = options.judgeBaseUrl
     const configDir = global.config ?? "config"
     const models = yield* loadModelsConfig({ dir: configDir })
-    for (const name of [options.model, ...(needsJudge(scorer) ? [options.judgeModel!] : [])])
+    const localModels = [
+      ...(dispatch ? [] : [options.model]),
+      ...(needsJudge(scorer) ? [options.judgeModel!] : []),
+    ]
+    for (const name of localModels)
       if (models.models[name] === undefined)
         return yield* Effect.fail(
           new UsageError(
@@ -165,6 +180,12 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
       return yield* Effect.fail(new UsageError(`${options.data}: no tasks to evaluate`))
 
     const config = yield* configFrom(global)
+    if (dispatch && config.log.backend !== "nats")
+      return yield* Effect.fail(
+        new UsageError(
+          "--dispatch needs the NATS log (--log nats --nats <url>, or log.backend: nats in rollout.yaml): on the embedded log no other process can take the episodes",
+        ),
+      )
     const json = options.json === true
     return yield* withRuntime(config, {}, (runtime) =>
       Effect.gen(function* () {
@@ -172,11 +193,15 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
           ?.split(",")
           .map((t) => t.trim())
           .filter((t) => t !== "")
-        const ports = yield* liveAgentPorts({
-          log: runtime.log,
-          configDir,
-          ...(tools === undefined ? {} : { servers: tools }),
-        })
+        const runner: EpisodeRunner = dispatch
+          ? yield* runOnWorkers(runtime.log, { bus: runtime.bus, invocation: String(Date.now()) })
+          : runHere(
+              yield* liveAgentPorts({
+                log: runtime.log,
+                configDir,
+                ...(tools === undefined ? {} : { servers: tools }),
+              }),
+            )
         let judge: JudgeSettings | undefined
         if (needsJudge(scorer) && options.judgeModel !== undefined) {
           const pool = yield* makeInferencePool(models, { log: runtime.log, namespace: config.log.namespace })
@@ -185,11 +210,12 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
         const display = json ? undefined : progressDisplay()
         if (!json)
           process.stderr.write(
-            `eval ${runId}: ${bench} (${loaded.tasks.length} tasks${limit === undefined ? "" : `, first ${limit}`}) × k = ${k}, model ${options.model}, scorer ${scorer}, concurrency ${concurrency}\n`,
+            `eval ${runId}: ${bench} (${loaded.tasks.length} tasks${limit === undefined ? "" : `, first ${limit}`}) × k = ${k}, model ${options.model}, scorer ${scorer}, concurrency ${concurrency}` +
+              `${dispatch ? `; episodes on ${runner.where} (start them with: rollout worker --roles agent)` : ""}\n`,
           )
         const result = yield* runEvaluation({
           log: runtime.log,
-          ports,
+          runner,
           tasks: loaded.tasks,
           benchmark: bench,
           scorer,

@@ -55,6 +55,10 @@ export const registerRunCommands = (
     )
     .option("--plaintext", "the file of an encrypted benchmark is already decrypted")
     .option("--max-turns <n>", "turn limit per episode (default 200)")
+    .option(
+      "--dispatch",
+      "run the episodes on `rollout worker --roles agent` processes (NATS log): each takes a share; models and tools are theirs",
+    )
     .option("--json", "print one JSON object (no progress bar)")
     .action(async (options) => run((await import("./evalCommand.ts")).evalCommand(globals(), options)))
 

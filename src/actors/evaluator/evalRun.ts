@@ -6,9 +6,10 @@
  * `<runId>/<taskId>/<sample>` with the `runId` in `EpisodeStarted`.
  *
  * Running again with the same run id resumes: the run's stream says which samples are scored (they
- * are never run again); every other sample goes through `runEpisode`, which starts it, continues it
- * from its log (no recorded model or tool call is made again) or, when it already finished, just
- * returns its ending — and then it is scored. Ground truths stay in memory: the log sees them only
+ * are never run again); every other sample goes to the episode runner — in this process through
+ * the episode shell, or as a command to the agent workers (`episodeRunner.ts`) — which starts it,
+ * continues it from its log (no recorded model or tool call is made again) or, when it already
+ * finished, just returns its ending; and then it is scored here. Ground truths stay in memory: the log sees them only
  * as the content hash of a judge cache key.
  */
 import * as Effect from "effect/Effect"
@@ -22,7 +23,8 @@ import { boardRow, type RunBoard, type ScoreboardState } from "../../projections
 import { boardMetrics, crashedOutcomes } from "../../projections/scoreboardMetrics.ts"
 import { defaultPolicy, type StartEpisode } from "../agent/decider.ts"
 import type { EpisodePorts } from "../agent/ports.ts"
-import { type EpisodeError, runEpisode } from "../agent/shell.ts"
+import type { EpisodeError } from "../agent/shell.ts"
+import { type EpisodeRunner, runHere } from "./episodeRunner.ts"
 import { makeLiveBoard } from "./evalRunBoard.ts"
 import { type JudgeCacheStats, makeCachedJudge } from "./evalRunJudge.ts"
 import {
@@ -70,7 +72,10 @@ export interface EvalProgress {
 
 export interface EvalRunOptions {
   readonly log: EventLogShape
-  readonly ports: EpisodePorts
+  /** The agent's ports, to run episodes in this process (unless `runner` says otherwise). */
+  readonly ports?: EpisodePorts
+  /** Where episodes run; default `runHere(ports)`. */
+  readonly runner?: EpisodeRunner
   /** The benchmark's tasks, ground truths in memory. */
   readonly tasks: ReadonlyArray<Task>
   readonly benchmark: string
@@ -130,6 +135,8 @@ export const runEvaluation = (
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1)
       return yield* reject(`concurrency must be a positive integer, got ${options.concurrency}`)
     if (needsJudge(scorer) && options.judge === undefined) return yield* new JudgeRequired({ scorer })
+    const runner = options.runner ?? (options.ports === undefined ? undefined : runHere(options.ports))
+    if (runner === undefined) return yield* reject("neither agent ports nor an episode runner was given")
     const tasks = options.limit === undefined ? options.tasks : options.tasks.slice(0, options.limit)
     if (tasks.length === 0) return yield* reject("there are no tasks to run")
     const ids = new Set<string>()
@@ -281,8 +288,8 @@ export const runEvaluation = (
           policy,
           ...(options.systemPrompt === undefined ? {} : { systemPrompt: options.systemPrompt }),
         }
-        const ended = yield* runEpisode(log, options.ports, episodeId, start).pipe(
-          Effect.map((state) => ({ ok: true as const, state })),
+        const ended = yield* runner.run(log, start).pipe(
+          Effect.map((ending) => ({ ok: true as const, ending })),
           // A log outage stops the run; a stuck episode or a refused append loses only this sample.
           Effect.catch((error: EpisodeError) =>
             error._tag === "LogUnavailable"
@@ -297,7 +304,7 @@ export const runEvaluation = (
           report()
           return
         }
-        const result = yield* score(task, ended.state.answer)
+        const result = yield* score(task, ended.ending.answer)
         const verdict: EventOf<"SampleScored">["verdict"] =
           result.status === "judge_failed" ? "judge_failed" : result.correct ? "correct" : "incorrect"
         yield* append(`${runId}/scored/${task.taskId}/${sample}`, {
@@ -313,7 +320,7 @@ export const runEvaluation = (
         scoredNow++
         finishedCount++
         if (verdict === "correct") correct++
-        const outcome = ended.state.outcome
+        const outcome = ended.ending.outcome
         if (
           verdict === "judge_failed" ||
           outcome === "timeout" ||

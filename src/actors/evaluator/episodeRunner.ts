@@ -1,0 +1,207 @@
+/**
+ * Where an evaluation's episodes run. `runHere` drives each one through the episode shell in this
+ * process: one `rollout eval` is a complete agent on its own. `runOnWorkers` sends each episode as
+ * a `RunEpisode` command to the agent work queue instead, so every `rollout worker --roles agent`
+ * process on the same NATS takes a share, and learns each episode's end from the log: a tail of
+ * episode events that starts before the first command, plus a read of the episode's own stream for
+ * one that had ended already. A command a worker dead-letters ends that sample with its reason.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
+import { type EventLogShape, type LogEntry, LogUnavailable } from "../../events/log/eventLog.ts"
+import type { EpisodeOutcome, EventOf } from "../../events/schema.ts"
+import { entitySubject, eventsFilter } from "../../events/subjects.ts"
+import type { Command } from "../../runtime/command.ts"
+import type { CommandBusShape } from "../../runtime/commandBus.ts"
+import type { StartEpisode } from "../agent/decider.ts"
+import type { EpisodePorts } from "../agent/ports.ts"
+import { type EpisodeError, EpisodeStuck, runEpisode } from "../agent/shell.ts"
+
+/** How an episode ended: what scoring needs. */
+export interface EpisodeEnding {
+  readonly outcome: EpisodeOutcome
+  readonly answer: string | undefined
+}
+
+export interface EpisodeRunner {
+  /** Where the episodes run, for messages. */
+  readonly where: string
+  /**
+   * Runs, resumes, or only reports the episode `start` describes, once it has ended. Reads and
+   * appends go through `log` (the caller may watch them there).
+   */
+  readonly run: (log: EventLogShape, start: StartEpisode) => Effect.Effect<EpisodeEnding, EpisodeError>
+}
+
+/** Episodes run in this process through the episode shell, with these ports. */
+export const runHere = (ports: EpisodePorts): EpisodeRunner => ({
+  where: "this process",
+  run: (log, start) =>
+    Effect.flatMap(runEpisode(log, ports, start.episodeId, start), (state) =>
+      state.outcome === undefined
+        ? Effect.die(new Error(`episode ${start.episodeId} returned without an ending`))
+        : Effect.succeed({ outcome: state.outcome, answer: state.answer }),
+    ),
+})
+
+export interface WorkersOptions {
+  readonly bus: CommandBusShape
+  /**
+   * Tells this invocation's commands from an earlier one's: a resumed run sends its unfinished
+   * episodes again, and the queue drops a command id it has seen recently.
+   */
+  readonly invocation: string
+  /** How often the dead-letter stream is looked at; default 2 s. */
+  readonly deadLetterPollMs?: number
+  /** Clock readings for the commands; default the wall clock. */
+  readonly now?: () => string
+}
+
+const endingOf = (finished: EventOf<"EpisodeFinished">): EpisodeEnding => ({
+  outcome: finished.outcome,
+  answer: finished.answer,
+})
+
+/** The ending recorded among `entries`, if any. */
+const endingIn = (entries: Iterable<LogEntry>): { episodeId: string; ending: EpisodeEnding } | undefined => {
+  let found: { episodeId: string; ending: EpisodeEnding } | undefined
+  for (const entry of entries) {
+    if (entry instanceof UndecodableEvent || entry.type !== "EpisodeFinished") continue
+    const decoded = decodeEvent(entry)
+    if (Result.isFailure(decoded) || decoded.success.event.type !== "EpisodeFinished") continue
+    found = { episodeId: decoded.success.event.episodeId, ending: endingOf(decoded.success.event) }
+  }
+  return found
+}
+
+/**
+ * Episodes run by `rollout worker --roles agent` processes: started here in the current scope (the
+ * tail of episode endings and the dead-letter watch stop with it). Needs a bus that other processes
+ * consume, i.e. NATS; on the embedded log nothing else would take the commands.
+ */
+export const runOnWorkers = (
+  log: EventLogShape,
+  options: WorkersOptions,
+): Effect.Effect<EpisodeRunner, LogUnavailable, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { bus } = options
+    const now = options.now ?? (() => new Date().toISOString())
+    /** Endings the tail saw, by episode id, until a waiting `run` takes them. */
+    const seen = new Map<string, EpisodeEnding>()
+    const waiting = new Map<string, Deferred.Deferred<EpisodeEnding, EpisodeError>>()
+    /** This invocation's command ids → their episodes, for dead letters. */
+    const sent = new Map<string, string>()
+
+    const settle = (episodeId: string, ending: EpisodeEnding) => {
+      const deferred = waiting.get(episodeId)
+      if (deferred === undefined) seen.set(episodeId, ending)
+      else Deferred.doneUnsafe(deferred, Exit.succeed(ending))
+    }
+    const failAll = (error: EpisodeError) => {
+      for (const deferred of waiting.values()) Deferred.doneUnsafe(deferred, Exit.fail(error))
+    }
+
+    // Every ending after this point arrives through the tail; anything earlier is in the episode's
+    // own stream, which `run` reads first.
+    const from = (yield* log.stats).lastPosition + 1
+    yield* log.tail({ filter: eventsFilter(log.namespace, "episode"), from }).pipe(
+      Stream.runForEachArray((entries) =>
+        Effect.sync(() => {
+          for (const entry of entries) {
+            const found = endingIn([entry])
+            if (found !== undefined) settle(found.episodeId, found.ending)
+          }
+        }),
+      ),
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          if (Exit.isFailure(exit) && !Exit.hasInterrupts(exit))
+            failAll(
+              new LogUnavailable({
+                backend: log.backend,
+                operation: "tail",
+                reason: `the watch on episode endings stopped; samples in flight cannot be scored (${exit.cause})`,
+              }),
+            )
+        }),
+      ),
+      Effect.forkScoped,
+    )
+
+    // Dead letters: a worker gave up on a command of ours (a broken episode stream, say).
+    const watchDeadLetters = Effect.gen(function* () {
+      if (sent.size === 0) return
+      const letters = yield* Effect.orElseSucceed(bus.deadLetters("agent"), () => [])
+      for (const letter of letters) {
+        const episodeId = sent.get(letter.commandId)
+        const deferred = episodeId === undefined ? undefined : waiting.get(episodeId)
+        if (deferred !== undefined)
+          Deferred.doneUnsafe(
+            deferred,
+            Exit.fail(new EpisodeStuck(`a worker gave up on episode ${episodeId}: ${letter.reason}`)),
+          )
+      }
+    })
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.andThen(Effect.sleep(options.deadLetterPollMs ?? 2_000), watchDeadLetters)),
+    )
+
+    const run = (runLog: EventLogShape, start: StartEpisode): Effect.Effect<EpisodeEnding, EpisodeError> =>
+      Effect.gen(function* () {
+        const { episodeId } = start
+        const subject = entitySubject(runLog.namespace, "episode", episodeId)
+        const readEpisode = Stream.runCollect(runLog.read({ filter: subject }))
+        // Ended before this invocation (or by another process): report it as it is.
+        const before = endingIn(yield* readEpisode)
+        if (before !== undefined) return before.ending
+        const deferred = yield* Deferred.make<EpisodeEnding, EpisodeError>()
+        waiting.set(episodeId, deferred)
+        const early = seen.get(episodeId)
+        if (early !== undefined) Deferred.doneUnsafe(deferred, Exit.succeed(early))
+        const commandId = `${episodeId}/run/${options.invocation}`
+        sent.set(commandId, episodeId)
+        const command: Command = {
+          commandId,
+          actorKind: "agent",
+          entityId: episodeId,
+          type: "RunEpisode",
+          payload: {
+            taskId: start.taskId,
+            sampleIndex: start.sampleIndex,
+            question: start.question,
+            model: start.model,
+            ...(start.runId === undefined ? {} : { runId: start.runId }),
+            ...(start.systemPrompt === undefined ? {} : { systemPrompt: start.systemPrompt }),
+            ...(start.policy === undefined ? {} : { policy: { ...start.policy } }),
+          },
+          issuedAt: now(),
+          correlationId: start.runId ?? episodeId,
+        }
+        yield* bus
+          .send([command])
+          .pipe(
+            Effect.mapError(
+              (e) =>
+                new LogUnavailable({ backend: log.backend, operation: "send RunEpisode", reason: e.message }),
+            ),
+          )
+        const ending = yield* Deferred.await(deferred)
+        // Read the episode through the caller's log, which may be watching (the live scoreboard).
+        yield* Stream.runDrain(runLog.read({ filter: subject }))
+        return ending
+      }).pipe(
+        Effect.ensuring(
+          Effect.sync(() => {
+            waiting.delete(start.episodeId)
+            seen.delete(start.episodeId)
+          }),
+        ),
+      )
+
+    return { where: `rollout worker --roles agent processes (${log.backend})`, run }
+  })
