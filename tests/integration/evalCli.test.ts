@@ -1,6 +1,6 @@
 /**
  * The evaluation commands as a user runs them (the compiled binary, a temp working directory):
- * `data inspect` on the public datasets (skipped where `../shared/datasets` is absent) and on
+ * `data inspect` on the public datasets (`$ROLLOUT_DATASETS` or `../shared/datasets`; skipped where absent) and on
  * synthetic files, `score` with values that are empty or start with `-`, a judge scorer without a
  * judge (exit 2) and with one (the scripted test-double model server standing in for a judge
  * model), and `judge parse` reading a verdict from stdin.
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { scripts, startScriptedModelServer } from "../../src/actors/inference/scriptedModelServer.ts"
 
 const cli = path.resolve("bin/rollout.js")
-const datasets = path.resolve("../shared/datasets")
+const datasets = path.resolve(process.env.ROLLOUT_DATASETS ?? "../shared/datasets")
 const run = promisify(execFile)
 let cwd: string
 

@@ -1,8 +1,9 @@
 /**
  * The real public benchmark files in `../shared/datasets/` (beside the project, never copied into
  * it) load completely and decrypt to valid UTF-8: xbench-DeepSearch 2505 and 2510 (100 rows each),
- * BrowseComp-ZH (289 rows, and its one-row plaintext sample), WebWalkerQA (680 rows). Skipped, with
- * a message saying so, where that folder is absent.
+ * BrowseComp-ZH (289 rows, and its one-row plaintext sample), WebWalkerQA (680 rows). The folder is
+ * `$ROLLOUT_DATASETS` when set (CI sets it for a clone made elsewhere), else `../shared/datasets`.
+ * Skipped, with a message saying so, where that folder is absent.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -14,7 +15,7 @@ import { type LoadOptions, loadBenchmark } from "../../src/actors/evaluator/data
 import { formatIssue, type LoadResult } from "../../src/actors/evaluator/task.ts"
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
-const datasets = path.resolve(repoRoot, "../shared/datasets")
+const datasets = path.resolve(repoRoot, process.env.ROLLOUT_DATASETS ?? "../shared/datasets")
 const present = fs.existsSync(datasets)
 if (!present) console.warn(`evaluatorDatasets: skipped — no public datasets folder at ${datasets}`)
 

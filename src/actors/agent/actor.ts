@@ -7,6 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { EpisodePolicy } from "../../events/schema.ts"
 import { InvalidCommand, type ProcessActor } from "../../runtime/actor.ts"
+import type { StartEpisode } from "./decider.ts"
 import { type EpisodePorts, runEpisode } from "./shell.ts"
 
 export const RunEpisode = Schema.Struct({
@@ -20,6 +21,17 @@ export const RunEpisode = Schema.Struct({
   policy: Schema.optionalKey(EpisodePolicy),
 })
 export type RunEpisode = typeof RunEpisode.Type
+
+/** The `RunEpisode` payload that starts the episode `start` describes (its id is the command's entity). */
+export const runEpisodePayload = (start: StartEpisode): Omit<RunEpisode, "type"> => ({
+  taskId: start.taskId,
+  sampleIndex: start.sampleIndex,
+  question: start.question,
+  model: start.model,
+  ...(start.runId === undefined ? {} : { runId: start.runId }),
+  ...(start.systemPrompt === undefined ? {} : { systemPrompt: start.systemPrompt }),
+  ...(start.policy === undefined ? {} : { policy: start.policy }),
+})
 
 export const agentActor = (ports: EpisodePorts): ProcessActor<RunEpisode> => ({
   kind: "agent",

@@ -18,6 +18,7 @@ import type { EpisodeOutcome, EventOf } from "../../events/schema.ts"
 import { entitySubject, eventsFilter } from "../../events/subjects.ts"
 import type { Command } from "../../runtime/command.ts"
 import type { CommandBusShape } from "../../runtime/commandBus.ts"
+import { runEpisodePayload } from "../agent/actor.ts"
 import type { StartEpisode } from "../agent/decider.ts"
 import type { EpisodePorts } from "../agent/ports.ts"
 import { type EpisodeError, EpisodeStuck, runEpisode } from "../agent/shell.ts"
@@ -170,15 +171,7 @@ export const runOnWorkers = (
           actorKind: "agent",
           entityId: episodeId,
           type: "RunEpisode",
-          payload: {
-            taskId: start.taskId,
-            sampleIndex: start.sampleIndex,
-            question: start.question,
-            model: start.model,
-            ...(start.runId === undefined ? {} : { runId: start.runId }),
-            ...(start.systemPrompt === undefined ? {} : { systemPrompt: start.systemPrompt }),
-            ...(start.policy === undefined ? {} : { policy: { ...start.policy } }),
-          },
+          payload: { ...runEpisodePayload(start) },
           issuedAt: now(),
           correlationId: start.runId ?? episodeId,
         }
