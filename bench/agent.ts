@@ -22,7 +22,7 @@ import { connectNats } from "../src/events/log/natsConnection.ts"
 import type { NewEvent } from "../src/events/schema.ts"
 import { entitySubject } from "../src/events/subjects.ts"
 import { startNatsServer } from "../src/runtime/natsServerProcess.ts"
-import type { Benchmark } from "./main.ts"
+import type { Benchmark } from "./benchmark.ts"
 import { measureCpu, Resources } from "./resources.ts"
 
 interface Measured {
@@ -409,6 +409,6 @@ const runAgent = async (args: ReadonlyArray<string>): Promise<number> => {
 export const agentBenchmark: Benchmark = {
   name: "agent",
   summary:
-    "concurrent episodes through the episode shell on both logs vs a plain loop (--episodes, --turns, --json, --check)",
+    "concurrent episodes through the episode shell on both logs vs a plain loop, with the JetStream ceiling (--episodes, --turns, --backends, --json, --check)",
   run: runAgent,
 }

@@ -43,7 +43,7 @@ import {
   kvCheckpointStore,
 } from "../src/runtime/checkpointStore.ts"
 import { startNatsServer } from "../src/runtime/natsServerProcess.ts"
-import type { Benchmark } from "./main.ts"
+import type { Benchmark } from "./benchmark.ts"
 import { Resources } from "./resources.ts"
 
 const PHASE_LIMIT_MS = 300_000

@@ -9,7 +9,7 @@ import { connectNats } from "../src/events/log/natsConnection.ts"
 import type { NewEvent } from "../src/events/schema.ts"
 import { entitySubject } from "../src/events/subjects.ts"
 import { startNatsServer } from "../src/runtime/natsServerProcess.ts"
-import type { Benchmark } from "./main.ts"
+import type { Benchmark } from "./benchmark.ts"
 import { Resources } from "./resources.ts"
 
 const NAMESPACE = "bench"

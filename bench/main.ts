@@ -4,16 +4,10 @@
  * it lists the benchmarks and exits with 2.
  */
 import { agentBenchmark } from "./agent.ts"
+import type { Benchmark } from "./benchmark.ts"
 import { evalBenchmark } from "./eval.ts"
 import { logBenchmark } from "./log.ts"
 import { toolsBenchmark } from "./tools.ts"
-
-export interface Benchmark {
-  readonly name: string
-  readonly summary: string
-  /** Runs with the flags after the name; resolves to the process exit code. */
-  readonly run: (args: ReadonlyArray<string>) => Promise<number>
-}
 
 const benchmarks: ReadonlyArray<Benchmark> = [logBenchmark, agentBenchmark, toolsBenchmark, evalBenchmark]
 

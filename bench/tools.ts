@@ -26,7 +26,7 @@ import type { EventLogShape } from "../src/events/log/eventLog.ts"
 import { makeJetStreamLog } from "../src/events/log/jetStreamLog.ts"
 import { connectNats } from "../src/events/log/natsConnection.ts"
 import { startNatsServer } from "../src/runtime/natsServerProcess.ts"
-import type { Benchmark } from "./main.ts"
+import type { Benchmark } from "./benchmark.ts"
 import { Resources } from "./resources.ts"
 
 const SERVER = "everything"
