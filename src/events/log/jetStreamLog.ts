@@ -2,8 +2,8 @@
  * The JetStream adapter of the `EventLog` port: one file-storage stream per namespace holding
  * `<ns>.ev.>`. `Nats-Msg-Id = eventId` makes appends idempotent within the stream's duplicate
  * window; `Nats-Expected-Last-Subject-Sequence` gives single-writer optimistic concurrency (error
- * 10071 becomes `ConcurrencyConflict`); reads and tails use ordered consumers with one filter
- * subject (nats-server 2.9 has no multi-filter). Semantics match `embeddedLog` through one
+ * 10071 becomes `ConcurrencyConflict`); reads, scans and tails use an ephemeral pull consumer with
+ * one filter subject (nats-server 2.9 has no multi-filter). Semantics match `embeddedLog` through one
  * contract suite. This module assembles the adapter from the append path (`jetStreamAppend`, whose
  * acks arrive on `ackInbox`: see there for why appends bypass `js.publish`) and the reader
  * (`jetStreamReplay`).
