@@ -28,7 +28,7 @@ const PULL_EXPIRES_MS = 30_000
 const HEARTBEAT_MS = 1_000
 /** A consumer the reader stopped pulling from (paused, crashed) is removed by the server after this. */
 const INACTIVE_MS = 60_000
-/** How often a lost consumer is re-created before the read fails. */
+/** How often a read re-creates a lost consumer before it fails (a tail never gives up). */
 const REOPEN_ATTEMPTS = 8
 
 const noop = () => undefined
@@ -120,12 +120,18 @@ export class JetStreamReplay {
     const generation = ++this.generation
     this.open(generation).catch((error) => {
       if (generation !== this.generation || this.closed) return
-      if (++this.reopenAttempts > REOPEN_ATTEMPTS) this.fail(natsFailure(this.operation, error))
+      // A read gives up after a few tries; a tail follows until stopped, so it keeps trying (the
+      // connection itself reconnects for as long as it takes).
+      if (++this.reopenAttempts > REOPEN_ATTEMPTS && this.upTo !== undefined)
+        this.fail(natsFailure(this.operation, error))
       else {
         // The server may be restarting: try again shortly, from the same cursor.
-        const retry = setTimeout(() => {
-          if (generation === this.generation && !this.closed) this.start()
-        }, 250 * this.reopenAttempts)
+        const retry = setTimeout(
+          () => {
+            if (generation === this.generation && !this.closed) this.start()
+          },
+          Math.min(5_000, 250 * this.reopenAttempts),
+        )
         retry.unref()
       }
     })
