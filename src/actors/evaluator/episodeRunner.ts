@@ -92,16 +92,15 @@ export const runOnWorkers = (
   Effect.gen(function* () {
     const { bus } = options
     const now = options.now ?? (() => new Date().toISOString())
-    /** Endings the tail saw, by episode id, until a waiting `run` takes them. */
-    const seen = new Map<string, EpisodeEnding>()
     const waiting = new Map<string, Deferred.Deferred<EpisodeEnding, EpisodeError>>()
     /** This invocation's command ids → their episodes, for dead letters. */
     const sent = new Map<string, string>()
 
+    // Endings of episodes nobody waits for (other runs', or ours before `run` asked) are let go:
+    // `run` registers before it reads the episode's stream, so it finds those there.
     const settle = (episodeId: string, ending: EpisodeEnding) => {
       const deferred = waiting.get(episodeId)
-      if (deferred === undefined) seen.set(episodeId, ending)
-      else Deferred.doneUnsafe(deferred, Exit.succeed(ending))
+      if (deferred !== undefined) Deferred.doneUnsafe(deferred, Exit.succeed(ending))
     }
     const failAll = (error: EpisodeError) => {
       for (const deferred of waiting.values()) Deferred.doneUnsafe(deferred, Exit.fail(error))
@@ -152,22 +151,20 @@ export const runOnWorkers = (
       Effect.forever(Effect.andThen(Effect.sleep(options.deadLetterPollMs ?? 2_000), watchDeadLetters)),
     )
 
+    const commandIdOf = (episodeId: string) => `${episodeId}/run/${options.invocation}`
+
     const run = (runLog: EventLogShape, start: StartEpisode): Effect.Effect<EpisodeEnding, EpisodeError> =>
       Effect.gen(function* () {
         const { episodeId } = start
         const subject = entitySubject(runLog.namespace, "episode", episodeId)
-        const readEpisode = Stream.runCollect(runLog.read({ filter: subject }))
-        // Ended before this invocation (or by another process): report it as it is.
-        const before = endingIn(yield* readEpisode)
-        if (before !== undefined) return before.ending
         const deferred = yield* Deferred.make<EpisodeEnding, EpisodeError>()
         waiting.set(episodeId, deferred)
-        const early = seen.get(episodeId)
-        if (early !== undefined) Deferred.doneUnsafe(deferred, Exit.succeed(early))
-        const commandId = `${episodeId}/run/${options.invocation}`
-        sent.set(commandId, episodeId)
+        // Ended before this invocation, or by another process: report it as it is.
+        const before = endingIn(yield* Stream.runCollect(runLog.read({ filter: subject })))
+        if (before !== undefined) return before.ending
+        sent.set(commandIdOf(episodeId), episodeId)
         const command: Command = {
-          commandId,
+          commandId: commandIdOf(episodeId),
           actorKind: "agent",
           entityId: episodeId,
           type: "RunEpisode",
@@ -191,7 +188,7 @@ export const runOnWorkers = (
         Effect.ensuring(
           Effect.sync(() => {
             waiting.delete(start.episodeId)
-            seen.delete(start.episodeId)
+            sent.delete(commandIdOf(start.episodeId))
           }),
         ),
       )
