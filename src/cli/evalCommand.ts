@@ -106,6 +106,9 @@ const progressDisplay = () => {
   }
 }
 
+/** How long `--dispatch` waits for a first ended episode before asking whether workers run. */
+const DISPATCH_HINT_MS = 30_000
+
 const defaultRunId = (bench: string, model: string): string => {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "")
   return `${bench}-${model}-${stamp}`.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 128)
@@ -208,6 +211,21 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
           judge = { model: options.judgeModel, port: poolJudgePort(pool, options.judgeModel), temperature: 0 }
         }
         const display = json ? undefined : progressDisplay()
+        // Dispatched episodes need workers: if none has ended an episode after a while, say so once.
+        let ended = false
+        const nudge = dispatch
+          ? setTimeout(() => {
+              if (!ended)
+                process.stderr.write(
+                  `\nrollout: no dispatched episode has ended in ${DISPATCH_HINT_MS / 1000} s; are \`rollout worker --roles agent\` processes running on this NATS? (\`rollout status\` shows the agent queue)\n`,
+                )
+            }, DISPATCH_HINT_MS)
+          : undefined
+        nudge?.unref()
+        const onProgress = (p: EvalProgress) => {
+          if (p.done > p.resumedDone) ended = true
+          display?.update(p)
+        }
         if (!json)
           process.stderr.write(
             `eval ${runId}: ${bench} (${loaded.tasks.length} tasks${limit === undefined ? "" : `, first ${limit}`}) × k = ${k}, model ${options.model}, scorer ${scorer}, concurrency ${concurrency}` +
@@ -232,8 +250,15 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
               ? {}
               : { pricing: { ...models.models[options.model]!.pricing! } }),
           },
-          ...(display === undefined ? {} : { onProgress: display.update }),
-        }).pipe(Effect.ensuring(Effect.sync(() => display?.stop())))
+          onProgress,
+        }).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              clearTimeout(nudge)
+              display?.stop()
+            }),
+          ),
+        )
         const report = evalReport(result.state, result.board, result.metrics)
         const files = yield* writeReportFiles(path.resolve(config.log.dataDir, "runs", runId), report)
         const { samples: _samples, ...summary } = report
