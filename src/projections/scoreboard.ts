@@ -181,16 +181,6 @@ const relist = (previous: RunBoard | undefined, given: ReadonlyArray<TaskMeta>) 
   return { tasks, listed, taskIndex, rows }
 }
 
-const getOpen = (state: ScoreboardState, episodeId: string): OpenEpisode | undefined =>
-  bucketGet(state.open, episodeId)
-
-/** The open episodes with `episodeId` set to `value` (or removed, for undefined). */
-const withOpen = (
-  state: ScoreboardState,
-  episodeId: string,
-  value: OpenEpisode | undefined,
-): ScoreboardState["open"] => bucketSet(state.open, episodeId, value)
-
 /** Every open episode. */
 export const openEpisodes = (state: ScoreboardState): ReadonlyArray<OpenEpisode> => bucketValues(state.open)
 
@@ -199,8 +189,8 @@ const updateOpen = (
   episodeId: string,
   change: (open: OpenEpisode) => OpenEpisode,
 ): ScoreboardState => {
-  const open = getOpen(state, episodeId)
-  return open === undefined ? state : { ...state, open: withOpen(state, episodeId, change(open)) }
+  const open = bucketGet(state.open, episodeId)
+  return open === undefined ? state : { ...state, open: bucketSet(state.open, episodeId, change(open)) }
 }
 
 const applyScoreboard = (state: ScoreboardState, envelope: Envelope): ScoreboardState => {
@@ -248,10 +238,10 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
       const runId = event.runId
       // Only episodes of known evaluation runs are tracked; RL and ad-hoc episodes pass by.
       if (runId === undefined || ownValue(state.runs, runId) === undefined) return state
-      if (getOpen(state, event.episodeId) !== undefined) return state
+      if (bucketGet(state.open, event.episodeId) !== undefined) return state
       return {
         ...state,
-        open: withOpen(state, event.episodeId, {
+        open: bucketSet(state.open, event.episodeId, {
           runId,
           taskId: event.taskId,
           sample: event.sampleIndex,
@@ -270,10 +260,10 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
     case "ToolCallRequested":
       return updateOpen(state, event.episodeId, (o) => ({ ...o, toolCalls: o.toolCalls + 1 }))
     case "EpisodeFinished": {
-      const open = getOpen(state, event.episodeId)
+      const open = bucketGet(state.open, event.episodeId)
       if (open === undefined) return state
       const run = ownValue(state.runs, open.runId)
-      const rest = withOpen(state, event.episodeId, undefined)
+      const rest = bucketSet(state.open, event.episodeId, undefined)
       if (run === undefined) return { ...state, open: rest }
       const finished = withRow(run, open.taskId, open.sample, position, (row) => ({
         ...(row ?? emptyRow(event.episodeId)),

@@ -68,16 +68,12 @@ const endingOf = (finished: EventOf<"EpisodeFinished">): EpisodeEnding => ({
   answer: finished.answer,
 })
 
-/** The ending recorded among `entries`, if any. */
-const endingIn = (entries: Iterable<LogEntry>): { episodeId: string; ending: EpisodeEnding } | undefined => {
-  let found: { episodeId: string; ending: EpisodeEnding } | undefined
-  for (const entry of entries) {
-    if (entry instanceof UndecodableEvent || entry.type !== "EpisodeFinished") continue
-    const decoded = decodeEvent(entry)
-    if (Result.isFailure(decoded) || decoded.success.event.type !== "EpisodeFinished") continue
-    found = { episodeId: decoded.success.event.episodeId, ending: endingOf(decoded.success.event) }
-  }
-  return found
+/** The episode and ending an entry records, when it is an `EpisodeFinished`. */
+const endingAt = (entry: LogEntry): { episodeId: string; ending: EpisodeEnding } | undefined => {
+  if (entry instanceof UndecodableEvent || entry.type !== "EpisodeFinished") return undefined
+  const decoded = decodeEvent(entry)
+  if (Result.isFailure(decoded) || decoded.success.event.type !== "EpisodeFinished") return undefined
+  return { episodeId: decoded.success.event.episodeId, ending: endingOf(decoded.success.event) }
 }
 
 /**
@@ -113,7 +109,7 @@ export const runOnWorkers = (
       Stream.runForEachArray((entries) =>
         Effect.sync(() => {
           for (const entry of entries) {
-            const found = endingIn([entry])
+            const found = endingAt(entry)
             if (found !== undefined) settle(found.episodeId, found.ending)
           }
         }),
@@ -160,8 +156,10 @@ export const runOnWorkers = (
         const deferred = yield* Deferred.make<EpisodeEnding, EpisodeError>()
         waiting.set(episodeId, deferred)
         // Ended before this invocation, or by another process: report it as it is.
-        const before = endingIn(yield* Stream.runCollect(runLog.read({ filter: subject })))
-        if (before !== undefined) return before.ending
+        for (const entry of yield* Stream.runCollect(runLog.read({ filter: subject }))) {
+          const before = endingAt(entry)
+          if (before !== undefined) return before.ending
+        }
         sent.set(commandIdOf(episodeId), episodeId)
         const command: Command = {
           commandId: commandIdOf(episodeId),

@@ -9,8 +9,8 @@
  * are never run again); every other sample goes to the episode runner — in this process through
  * the episode shell, or as a command to the agent workers (`episodeRunner.ts`) — which starts it,
  * continues it from its log (no recorded model or tool call is made again) or, when it already
- * finished, just returns its ending; and then it is scored here. Ground truths stay in memory: the log sees them only
- * as the content hash of a judge cache key.
+ * finished, just returns its ending; and then it is scored here. Ground truths stay in memory: the
+ * log sees them only as the content hash of a judge cache key.
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
