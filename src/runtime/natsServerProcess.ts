@@ -40,7 +40,7 @@ export interface NatsServerProcess {
 }
 
 const INSTALL_HINT =
-  "nats-server is not installed or not on PATH: install it (`apt-get install -y nats-server`, as CI does) " +
+  "nats-server is not installed or not on PATH: install it (`apt-get install -y nats-server`; `npm test` does so through scripts/setup.sh) " +
   "or set NATS_SERVER_BIN to its path"
 
 /** Finds the server executable, failing with what to install when there is none. */

@@ -2,7 +2,7 @@
  * A real `nats-server -js` for a test file: a free loopback port, a fresh temp store directory,
  * ready once JetStream answers. `stop` ends the server and removes the store; `restart` and
  * `kill9` keep both so durability can be checked. Without nats-server on PATH it fails with how
- * to install it (CI does `apt-get install -y nats-server`).
+ * to install it (`npm test` installs it first through scripts/setup.sh).
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
