@@ -157,17 +157,20 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
       ...(dispatch ? [] : [options.model]),
       ...(needsJudge(scorer) ? [options.judgeModel!] : []),
     ]
-    for (const name of localModels)
+    for (const name of localModels) {
+      // The flag that gives this model an endpoint: the agent's, or the judge's.
+      const urlFlag = !dispatch && name === options.model ? "--base-url" : "--judge-base-url"
       if (models.models[name] === undefined)
         return yield* Effect.fail(
           new UsageError(
             unknownModelMessage(models, name) +
               // ROLLOUT_MODEL_<NAME>_URL defines a model the file lacks under its lower-case name.
               (name === name.toLowerCase().replace(/[^a-z0-9]/g, "_")
-                ? " (or pass --base-url)"
-                : `; --base-url defines only lower-case names without '-' or '.': add "${name}" to models.yaml`),
+                ? ` (or pass ${urlFlag})`
+                : `; ${urlFlag} defines only lower-case names without '-' or '.': add "${name}" to models.yaml`),
           ),
         )
+    }
 
     const loaded = yield* loadBenchmark(bench, options.data, {
       ...(options.ids === undefined ? {} : { ids: options.ids }),

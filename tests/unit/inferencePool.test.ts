@@ -107,8 +107,12 @@ describe("models.yaml", () => {
 
   test("the shipped config/models.yaml decodes", () => {
     const config = load(path.resolve("config"))
-    expect(Object.keys(config.models)).toEqual(["agent", "summarizer"])
+    expect(Object.keys(config.models)).toEqual(["agent", "summarizer", "judge"])
     expect(config.models.agent!.served).toBe("Qwen3-4B")
+    // The README's `--judge-model judge` examples run against the agent's local server.
+    expect(config.models.judge!.endpoints.map((e) => e.url)).toEqual(
+      config.models.agent!.endpoints.map((e) => e.url),
+    )
     // The shipped file names no key variable, so it works against servers started without one.
     expect(config.models.agent!.endpoints[0]!.apiKeyEnv).toBeUndefined()
   })
