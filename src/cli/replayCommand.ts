@@ -1,15 +1,16 @@
 /**
  * `rollout replay <episodeId>`: renders a trajectory from the log (a terminal view, OpenAI chat
- * messages as JSONL, or the raw events as JSON) and, with `--verify`, re-drives the agent's
- * decisions over the recorded model and tool results, exiting non-zero at the first divergence
- * with a diff. It never calls a model or a tool.
+ * messages as JSONL, or the raw events as JSON). With `--verify` it prints instead only the verdict
+ * of re-driving the agent's decisions over the recorded model and tool results — and at the first
+ * divergence the fields that differ, exiting 3 — as text or (`--json`) one object. It never calls
+ * a model or a tool; `--fork-at` does, from the turn it names on.
  */
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import { forkEpisode } from "../actors/agent/fork.ts"
 import { parseForEpisode } from "../actors/agent/index.ts"
-import { describeEvent, openAiMessage, toChat, verify } from "../actors/agent/replay.ts"
+import { describeEvent, openAiMessage, toChat, type Verification, verify } from "../actors/agent/replay.ts"
 import { runEpisode } from "../actors/agent/shell.ts"
 import { liveAgentPorts } from "../actors/registry.ts"
 import { decodeEvent, UndecodableEvent } from "../events/codec.ts"
@@ -32,12 +33,43 @@ export interface ReplayOptions {
   readonly json?: boolean
 }
 
+/** The exit code of a verification that diverged. */
+export const DIVERGED_EXIT_CODE = 3
+
+const showValue = (value: unknown): string => (value === undefined ? "(absent)" : JSON.stringify(value))
+
+/** The verdict of `--verify` as text: one line, and on a divergence the fields that differ. */
+const verdictText = (v: Verification): string => {
+  if (v.ok) return `verified: ${v.decisions} decisions over ${v.events} events reproduce the log\n`
+  const d = v.divergence
+  const lines = [
+    `DIVERGED at position ${d.position}${d.recorded === undefined ? "" : ` (${d.recorded.type})`}: ${d.reason}`,
+  ]
+  if (d.differences.length > 0)
+    for (const f of d.differences)
+      lines.push(
+        `  ${f.path === "" ? "(event)" : f.path}: recorded ${showValue(f.recorded)}, re-driven ${showValue(f.redriven)}`,
+      )
+  else {
+    // No field-by-field comparison (one side has no event): show what there is.
+    if (d.recorded !== undefined) lines.push(`  recorded: ${JSON.stringify(d.recorded)}`)
+    if (d.redriven !== undefined) lines.push(`  re-driven: ${JSON.stringify(d.redriven)}`)
+  }
+  return `${lines.join("\n")}\n`
+}
+
 export const replayCommand = (global: GlobalOptions, episodeId: string, options: ReplayOptions) =>
   Effect.gen(function* () {
     const format = options.json === true ? "json" : (options.format ?? "text")
     if (!["text", "openai", "json"].includes(format)) {
       return yield* Effect.fail(new UsageError(`--format must be text, openai or json, got "${format}"`))
     }
+    if (options.verify === true && format === "openai")
+      return yield* Effect.fail(
+        new UsageError(
+          "--verify prints a verdict, not the trajectory: drop --format openai (--json for JSON)",
+        ),
+      )
     const config = yield* configFrom(global)
     const forkAt = yield* integerFlag("--fork-at", options.forkAt)
     return yield* withRuntime(config, { mode: forkAt === undefined ? "reader" : "writer" }, (runtime) =>
@@ -81,13 +113,18 @@ export const replayCommand = (global: GlobalOptions, episodeId: string, options:
             )
           return
         }
-        const verification = options.verify === true ? verify(envelopes, parseForEpisode) : undefined
+        if (options.verify === true) {
+          const verification = verify(envelopes, parseForEpisode)
+          if (format === "json") printJson({ episodeId, subject, verification })
+          else process.stdout.write(verdictText(verification))
+          if (!verification.ok) process.exitCode = DIVERGED_EXIT_CODE
+          return
+        }
         if (format === "json") {
           printJson({
             episodeId,
             subject,
             events: envelopes.map((e) => ({ position: e.position, recordedAt: e.recordedAt, ...e.event })),
-            ...(verification === undefined ? {} : { verification }),
           })
         } else if (format === "openai") {
           for (const m of toChat(envelopes)) process.stdout.write(`${JSON.stringify(openAiMessage(m))}\n`)
@@ -95,16 +132,6 @@ export const replayCommand = (global: GlobalOptions, episodeId: string, options:
           for (const e of envelopes)
             process.stdout.write(`${String(e.position).padStart(8)}  ${describeEvent(e.event)}\n`)
         }
-        if (verification !== undefined && format !== "json") {
-          process.stderr.write(
-            verification.ok
-              ? `verified: ${verification.decisions} decisions over ${verification.events} events reproduce the log\n`
-              : `DIVERGED at position ${verification.divergence.position}: ${verification.divergence.reason}\n` +
-                  `  recorded: ${JSON.stringify(verification.divergence.recorded)}\n` +
-                  `  redriven: ${JSON.stringify(verification.divergence.redriven)}\n`,
-          )
-        }
-        if (verification !== undefined && !verification.ok) process.exitCode = 3
       }),
     )
   })

@@ -58,7 +58,7 @@ describe("rollout CLI on the embedded log", () => {
         [cli, "--data-dir", demoDir, "replay", `${out.runId}/q01/0`, "--verify"],
         { cwd },
       )
-      expect(verified.stderr).toContain("reproduce the log")
+      expect(verified.stdout).toContain("reproduce the log")
     } finally {
       fs.rmSync(demoDir, { recursive: true, force: true })
     }
@@ -84,7 +84,7 @@ describe("rollout CLI on the embedded log", () => {
         [cli, "--data-dir", demoDir, "replay", out.episodes[0].episode, "--verify"],
         { cwd },
       )
-      expect(verified.stderr).toContain("reproduce the log")
+      expect(verified.stdout).toContain("reproduce the log")
     } finally {
       fs.rmSync(demoDir, { recursive: true, force: true })
     }
@@ -181,10 +181,13 @@ describe("rollout replay", () => {
 
   it("renders, exports chat messages and verifies a recorded episode", async () => {
     const dir = withGolden()
-    const text = await replay(dir, "answered-openai", "--verify")
+    const text = await replay(dir, "answered-openai")
     expect(text.code).toBe(0)
     expect(text.stdout).toContain("finished: answered after 3 turns, answer: Paris")
-    expect(text.stderr).toContain("reproduce the log")
+    // --verify prints its verdict alone, not the trajectory first.
+    const verified = await replay(dir, "answered-openai", "--verify")
+    expect(verified.code).toBe(0)
+    expect(verified.stdout).toMatch(/^verified: \d+ decisions over \d+ events reproduce the log\n$/)
     const chat = (await replay(dir, "answered-openai", "--format", "openai")).stdout
       .trim()
       .split("\n")
@@ -192,8 +195,10 @@ describe("rollout replay", () => {
     expect(chat[1]).toMatchObject({ role: "assistant", tool_calls: [{ function: { name: "search" } }] })
     expect(chat[2]).toMatchObject({ role: "tool", tool_call_id: "answered-openai/model/1:c1" })
     const json = JSON.parse((await replay(dir, "answered-openai", "--json", "--verify")).stdout)
-    expect(json.verification).toMatchObject({ ok: true })
-    expect(json.events.at(-1)).toMatchObject({ type: "EpisodeFinished", answer: "Paris" })
+    expect(json).toMatchObject({ episodeId: "answered-openai", verification: { ok: true } })
+    expect(json.events).toBeUndefined()
+    const events = JSON.parse((await replay(dir, "answered-openai", "--json")).stdout).events
+    expect(events.at(-1)).toMatchObject({ type: "EpisodeFinished", answer: "Paris" })
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
@@ -201,8 +206,8 @@ describe("rollout replay", () => {
     const dir = withGolden((t) => t.replace('"answer":"Paris"', '"answer":"Lyon"'))
     const r = await replay(dir, "answered-openai", "--verify")
     expect(r.code).toBe(3)
-    expect(r.stderr).toMatch(/DIVERGED at position \d+: the re-driven event differs/)
-    expect(r.stderr).toContain('"answer":"Paris"')
+    expect(r.stdout).toMatch(/^DIVERGED at position \d+ \(EpisodeFinished\): the re-driven event differs\n/)
+    expect(r.stdout).toContain('  answer: recorded "Lyon", re-driven "Paris"\n')
     fs.rmSync(dir, { recursive: true, force: true })
   })
 

@@ -1,8 +1,9 @@
 /**
  * Replay of an episode from its recorded events, without calling any model or tool: `verify`
  * re-drives the decider over the recorded inputs (model responses and failures, tool results) and
- * reports the first event where the re-driven decision differs from what was recorded; `toChat`
- * renders the trajectory as OpenAI chat messages. Pure.
+ * reports the first event where the re-driven decision differs from what was recorded, with the
+ * fields that differ; `toChat` renders the trajectory as OpenAI chat messages; `describeEvent` is
+ * the terminal view's line per event. Pure.
  */
 import * as Result from "effect/Result"
 import type { DomainEvent, Envelope } from "../../events/schema.ts"
@@ -18,12 +19,22 @@ import {
   recordedInput,
 } from "./decider.ts"
 
+/** One field where the recorded and the re-driven event disagree (undefined: the side lacks it). */
+export interface Difference {
+  /** Where in the event, e.g. `answer` or `toolCalls[0].arguments.query`; empty for the whole event. */
+  readonly path: string
+  readonly recorded: unknown
+  readonly redriven: unknown
+}
+
 export interface Divergence {
   /** Position of the first recorded event that re-driving does not reproduce (or after which it wants more). */
   readonly position: number
   readonly recorded: DomainEvent | undefined
   readonly redriven: DomainEvent | undefined
   readonly reason: string
+  /** The fields that differ (the whole event when one side has none), in path order. */
+  readonly differences: ReadonlyArray<Difference>
 }
 
 export type Verification =
@@ -40,6 +51,33 @@ const canonical = (value: unknown): string =>
 
 const same = (a: unknown, b: unknown): boolean => canonical(a) === canonical(b)
 
+const isRecord = (v: unknown): v is Readonly<Record<string, unknown>> =>
+  typeof v === "object" && v !== null && !Array.isArray(v)
+
+/**
+ * The fields where two events (or any JSON values) differ, down to the leaves, so a divergence
+ * shows the one changed answer instead of two whole events to compare by eye. Values that are
+ * equal as canonical JSON have no differences.
+ */
+export const eventDifferences = (
+  recorded: unknown,
+  redriven: unknown,
+  at = "",
+): ReadonlyArray<Difference> => {
+  if (same(recorded, redriven)) return []
+  if (isRecord(recorded) && isRecord(redriven)) {
+    const keys = [...new Set([...Object.keys(recorded), ...Object.keys(redriven)])].sort()
+    return keys.flatMap((key) =>
+      eventDifferences(recorded[key], redriven[key], at === "" ? key : `${at}.${key}`),
+    )
+  }
+  if (Array.isArray(recorded) && Array.isArray(redriven)) {
+    const length = Math.max(recorded.length, redriven.length)
+    return Array.from({ length }, (_, i) => eventDifferences(recorded[i], redriven[i], `${at}[${i}]`)).flat()
+  }
+  return [{ path: at, recorded, redriven }]
+}
+
 /**
  * Walks the recorded events; wherever the decider made a decision, makes it again from the state
  * folded so far and compares. Tool results are recorded inputs and are folded as they are.
@@ -55,6 +93,7 @@ export const verify = (envelopes: ReadonlyArray<Envelope>, parse: ParseAssistant
       recorded: envelopes[i]?.event,
       redriven,
       reason,
+      differences: redriven === undefined ? [] : eventDifferences(envelopes[i]?.event, redriven),
     },
   })
   while (i < envelopes.length) {
@@ -119,6 +158,17 @@ export const toChat = (envelopes: ReadonlyArray<Envelope>): ReadonlyArray<ChatMe
     .reduce(evolve, initial)
     .messages.toArray()
 
+/**
+ * A duration for people: whole milliseconds from 10 ms up (latencies are measured with
+ * sub-millisecond noise that means nothing to a reader), one decimal below, seconds from 10 s.
+ */
+export const formatMs = (ms: number): string => {
+  if (!Number.isFinite(ms)) return `${ms} ms`
+  if (ms < 9.95) return `${ms.toFixed(1)} ms`
+  const whole = Math.round(ms)
+  return whole < 10_000 ? `${whole} ms` : `${(ms / 1000).toFixed(1)} s`
+}
+
 /** A short text line per event, for the terminal view. */
 export const describeEvent = (e: DomainEvent): string => {
   const clip = (s: string, n = 160) => (s.length > n ? `${s.slice(0, n)}…` : s).replace(/\s+/g, " ")
@@ -128,7 +178,7 @@ export const describeEvent = (e: DomainEvent): string => {
     case "ModelRequested":
       return `turn ${e.turn}: model requested (${e.messageCount} messages)`
     case "ModelResponded":
-      return `turn ${e.turn}: ${e.finishReason} from ${e.endpoint} in ${e.latencyMs} ms, ${e.usage.promptTokens}+${e.usage.completionTokens} tokens: ${clip(e.content)}`
+      return `turn ${e.turn}: ${e.finishReason} from ${e.endpoint} in ${formatMs(e.latencyMs)}, ${e.usage.promptTokens}+${e.usage.completionTokens} tokens: ${clip(e.content)}`
     case "ModelCallFailed":
       return `turn ${e.turn}: model failed [${e.code}] ${clip(e.message)}`
     case "ToolCallRequested":
