@@ -55,7 +55,7 @@ const start = (p: EpisodePolicy = policy()) =>
         episodeId: "ep",
         taskId: "t1",
         sampleIndex: 0,
-        question: "What is 2+2?",
+        question: "What is 2 + 2?",
         model: "m",
         policy: p,
       },
@@ -138,7 +138,7 @@ describe("episode decider", () => {
     expect(types(events)).toEqual(["EpisodeStarted"])
     const state = fold(events)
     expect(state.messages.toArray()).toEqual([
-      { role: "user", content: "Your task is to answer the user's question: What is 2+2?." },
+      { role: "user", content: "Your task is to answer the user's question: What is 2 + 2?" },
     ])
     expect(nextIntent(state)).toEqual({ kind: "prepare" })
     const again = decide(

@@ -29,8 +29,15 @@ export const defaultPolicy: EpisodePolicy = {
   toolCallFormat: "openai",
 }
 
-export const taskPrompt = (question: string): string =>
-  `Your task is to answer the user's question: ${question}.`
+/**
+ * The first user message, in AgentToLeaP's words. Their template closes the sentence with a period
+ * even after a question mark ("…capital of France?."); a question that already ends in a sentence
+ * mark keeps its own.
+ */
+export const taskPrompt = (question: string): string => {
+  const q = question.trimEnd()
+  return `Your task is to answer the user's question: ${q}${/[.?!。？！…]$/u.test(q) ? "" : "."}`
+}
 
 export const idleNudge = (turns: number): string =>
   `You have not called a tool or given an answer for ${turns} turns. ` +
