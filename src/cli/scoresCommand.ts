@@ -10,6 +10,7 @@ import {
   type EvalReport,
   evalReport,
   headline,
+  passAtColumns,
   percent,
 } from "../actors/evaluator/evalReport.ts"
 import { ownValue } from "../projections/projection.ts"
@@ -55,7 +56,7 @@ export const reportText = (r: EvalReport): string => {
       ],
     ),
   ]
-  const header = ["tasks", "correct", `Avg@${k}`, "pass@1", `pass@${k}`]
+  const header = ["tasks", "correct", `Avg@${k}`, ...passAtColumns(k).map((n) => `pass@${n}`)]
   if (Object.keys(m.byLevel).length > 0)
     lines.push("", table(["level", ...header], breakdownRows(m.byLevel, k)))
   if (Object.keys(m.byCategory).length > 0)

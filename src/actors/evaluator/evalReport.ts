@@ -56,7 +56,10 @@ const mdTable = (
     ...rows.map((r) => `| ${r.map((c) => String(c).replaceAll("|", "\\|")).join(" | ")} |`),
   ].join("\n")
 
-/** Rows of a breakdown (by level, by category …): tasks, correct runs, Avg@k, pass@1, pass@k. */
+/** The pass@ columns of a breakdown: pass@1 and pass@k, one column when k = 1 (they are the same). */
+export const passAtColumns = (k: number): ReadonlyArray<string> => (k === 1 ? ["1"] : ["1", String(k)])
+
+/** Rows of a breakdown (by level, by category …): tasks, correct runs, Avg@k, then `passAtColumns(k)`. */
 export const breakdownRows = (
   groups: { readonly [key: string]: GroupMetrics },
   k: number,
@@ -66,8 +69,7 @@ export const breakdownRows = (
     g.tasks,
     g.correct,
     percent(g.avgAtK),
-    percent(g.passAtK["1"]),
-    percent(g.passAtK[String(k)]),
+    ...passAtColumns(k).map((n) => percent(g.passAtK[n])),
   ])
 
 /** Avg@k ± std over runs, e.g. `62.50% ± 4.33`. */
@@ -77,7 +79,7 @@ export const headline = (m: Metrics): string =>
 export const reportMarkdown = (r: EvalReport): string => {
   const m = r.metrics
   const k = m.k
-  const breakdownHeader = ["tasks", "correct runs", `Avg@${k}`, "pass@1", `pass@${k}`]
+  const breakdownHeader = ["tasks", "correct runs", `Avg@${k}`, ...passAtColumns(k).map((n) => `pass@${n}`)]
   const usage = Object.entries(m.usage)
   const parts = [
     `# Evaluation ${r.runId}`,
