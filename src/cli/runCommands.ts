@@ -74,7 +74,7 @@ export const registerRunCommands = (
   program
     .command("export <run>")
     .description(
-      "write a run's trajectories: chat JSONL for SFT, or AgentToLeaP's dialog.json/result.json layout",
+      "write a run's trajectories: chat JSONL for SFT, or AgentToLeaP's traj_<i>/result.json layout",
     )
     .requiredOption("--format <format>", "sft or agenttoleap")
     .option("--out <dir>", "the output folder (default <data-dir>/runs/<run>/export-<format>)")
@@ -91,10 +91,16 @@ Formats (no ground truth in either: the log does not hold it):
                 "metadata": {"run_id", "task_id", "sample", "episode_id", "outcome", "verdict",
                              "correct", "turns"}}
                (the messages as \`rollout replay --format openai\` prints them)
-  agenttoleap  <out>/<task id, percent-encoded>/<sample>/dialog.json  the same messages, a JSON array
-               <out>/<task>/<sample>/result.json  {"task_id", "sample", "run_id", "episode_id", "model",
-                 "benchmark", "outcome", "final_answer", "verdict", "correct", "score", "turns",
-                 "tool_calls", "usage": {"prompt_tokens", "completion_tokens"}}`,
+  agenttoleap  the layout AgentCPM-Explore's AgentToLeaP report scripts read:
+               <out>/<task id>/traj_<i>/result.json, i = 0, 1, … over the task's exported samples
+                 {"task_id", "query", "success", "error"?, "conversation_history": [the messages],
+                  "tool_calls": [{"id", "type", "function", "response", "error"?, …}],
+                  "execution_time" (s), "interactions", "max_interactions_reached",
+                  and ours: "sample", "traj", "run_id", "episode_id", "model", "benchmark", "outcome",
+                  "final_answer", "verdict", "correct", "score", "turns", "tool_call_count", "usage"}
+               <out>/<task id>/traj_<i>/dialog.json  the user, assistant and tool messages (tool ones
+                 with "name"); <out>/rollout-export.json lists the folders. A task id that is not a
+                 safe folder name gets a percent-encoded folder, and the command prints which.`,
     )
     .action(async (runId: string, options) =>
       run((await import("./exportCommand.ts")).exportCommand(globals(), runId, options)),

@@ -260,11 +260,14 @@ describe("rollout eval / scores / export", () => {
     const atl = await rollout(["export", "cli-json", "--format", "agenttoleap"])
     expect(atl.code).toBe(0)
     expect(atl.stdout).toContain("exported 6 trajectories of cli-json as agenttoleap")
-    const folder = path.join(cwd, "data", "runs", "cli-json", "export-agenttoleap", "q2", "1")
+    // The layout AgentToLeaP reads (tests/integration/exportAgentToLeaP.test.ts holds it to that).
+    const folder = path.join(cwd, "data", "runs", "cli-json", "export-agenttoleap", "q2", "traj_1")
     expect(JSON.parse(fs.readFileSync(path.join(folder, "dialog.json"), "utf8"))).toHaveLength(4)
-    expect(JSON.parse(fs.readFileSync(path.join(folder, "result.json"), "utf8"))).toMatchObject({
+    const result = JSON.parse(fs.readFileSync(path.join(folder, "result.json"), "utf8"))
+    expect(result).toMatchObject({
       task_id: "q2",
       sample: 1,
+      traj: 1,
       run_id: "cli-json",
       outcome: "answered",
       final_answer: "Lyon",
@@ -272,7 +275,13 @@ describe("rollout eval / scores / export", () => {
       correct: false,
       score: 0,
       turns: 2,
-      tool_calls: 1,
+      interactions: 2,
+      tool_call_count: 1,
+    })
+    expect(result.tool_calls).toHaveLength(1)
+    expect(result.conversation_history.at(-1)).toEqual({
+      role: "assistant",
+      content: "<answer>Lyon</answer>",
     })
 
     const unknown = await rollout(["export", "nope", "--format", "sft"])
