@@ -11,6 +11,8 @@ import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import { startDock } from "../actors/tools/dock.ts"
 import type { DockCallResult, ServerStatus } from "../actors/tools/dockTypes.ts"
+import { argumentPath } from "../actors/tools/toolArguments.ts"
+import { serverOfToolName } from "../actors/tools/toolNames.ts"
 import { loadToolsConfig, type ToolsConfig } from "../actors/tools/toolsConfig.ts"
 import type { RolloutConfig } from "../runtime/config.ts"
 import { configFrom, type GlobalOptions, printJson, table, UsageError, withRuntime } from "./invocation.ts"
@@ -140,7 +142,7 @@ export const dockUpCommand = (
           process.stdout.write(
             `AgentDock up: ${summary.tools} tools from ${summary.servers.map((s) => `${s.server}@${s.version}×${s.replicas}`).join(", ")}\n` +
               `MCP gateway: ${gateway.url} (Authorization: Bearer <token>; token ${summary.tokenFrom})\n` +
-              "rollout dock status | rollout dock call <server.tool> --args '{...}' | Ctrl-C to stop\n",
+              `rollout dock status | rollout dock call <server>${tools.separator}<tool> --args '{...}' | Ctrl-C to stop\n`,
           )
         yield* Effect.promise(
           () =>
@@ -254,8 +256,12 @@ const printCall = (name: string, result: DockCallResult, json: boolean) => {
   }
   for (const c of result.content)
     process.stdout.write(`${c.type === "text" ? c.text : JSON.stringify(c.type === "json" ? c.value : c)}\n`)
+  const readAs =
+    result.coerced === undefined
+      ? ""
+      : `; read ${result.coerced.map((c) => `${argumentPath(c.path)} ${JSON.stringify(c.from)} as ${JSON.stringify(c.to)}`).join(", ")}`
   process.stderr.write(
-    `[${result.outcome}${result.replayed ? ", from the log" : ""}; ${result.replica || "no replica"}; ${result.attempts} attempt(s); ${fmt(result.latencyMs)} ms]\n`,
+    `[${result.outcome}${result.replayed ? ", from the log" : ""}; ${result.replica || "no replica"}; ${result.attempts} attempt(s); ${fmt(result.latencyMs)} ms${readAs}]\n`,
   )
   if (result.isError) process.exitCode = 1
 }
@@ -283,11 +289,11 @@ export const dockCallCommand = (
       return
     }
     const tools = yield* toolsConfig(global)
-    const server = name.split(".")[0] ?? ""
-    if (tools.servers[server] === undefined)
+    const server = serverOfToolName(name, tools.separator, Object.keys(tools.servers))?.server
+    if (server === undefined)
       return yield* Effect.fail(
         new UsageError(
-          `unknown server "${server}" in ${name}: ${tools.source} defines ${Object.keys(tools.servers).join(", ")}`,
+          `no server in "${name}": tools are named <server>${tools.separator}<tool> (or <server>.<tool>) and ${tools.source} defines ${Object.keys(tools.servers).join(", ") || "no servers"}`,
         ),
       )
     return yield* withRuntime(config, { clientName: "rollout-dock-call" }, (runtime) =>

@@ -405,6 +405,13 @@ export const ToolCallServed = Schema.Struct({
   content: Schema.Array(ToolContent),
   truncated: Schema.Boolean,
   error: Schema.optionalKey(Schema.String),
+  /**
+   * Arguments the tool's schema refused as written and accepted as read by it (`"2"` as 2, a
+   * single value as a one-item list): where (a JSON Pointer into the arguments), from, to.
+   */
+  coerced: Schema.optionalKey(
+    Schema.Array(Schema.Struct({ path: Schema.String, from: Schema.Json, to: Schema.Json })),
+  ),
 })
 
 /** A periodic look at a pool: in flight and queued per replica (for `rollout dock status`). */

@@ -115,9 +115,10 @@ const tools = {
   ],
 }
 
-// The suite calls fixed names, so this double breaks the pool's `server.tool` naming: each tool's
+// The suite calls fixed names, so this double breaks the pool's `server__tool` naming: each tool's
 // dock name is the bare name the suite expects (the gateway serves whatever names the dock gives).
 const dock = {
+  separator: "__",
   tools: () =>
     Object.entries(tools).map(([name, [description, inputSchema]]) => ({
       name,

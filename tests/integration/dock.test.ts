@@ -22,6 +22,9 @@ import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import type { DomainEvent } from "../../src/events/schema.ts"
 
+/** OpenAI's rule for function names, as its function-calling documentation states it. */
+const OPENAI_FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/
+
 const cleanup: Array<() => Promise<void> | void> = []
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c()
@@ -85,13 +88,14 @@ const load = (dock: Dock, workers: number, stop: () => boolean) =>
   ).then((all) => all.flat())
 
 describe("AgentDock with server-everything", () => {
-  it("lists tools as server.tool, calls them, parses lenient arguments and explains bad ones", async () => {
+  it("lists tools as server__tool, calls them, parses lenient arguments and explains bad ones", async () => {
     const log = await openLog()
     const dock = await dockOf(log, { everything: everything({ replicas: 2 }) })
     const names = dock.tools().map((t) => t.name)
-    expect(names).toContain("everything.echo")
-    expect(names).toContain("everything.get-sum")
-    const echo = await dock.call("everything.echo", { message: "hello" })
+    expect(names).toContain("everything__echo")
+    expect(names).toContain("everything__get-sum")
+    for (const name of names) expect(name).toMatch(OPENAI_FUNCTION_NAME)
+    const echo = await dock.call("everything__echo", { message: "hello" })
     expect(echo).toMatchObject({
       outcome: "ok",
       isError: false,
@@ -107,7 +111,32 @@ describe("AgentDock with server-everything", () => {
       /invalid arguments for everything\.get-sum: arguments.*(required|must be number)/,
     )
     await expect(dock.call("everything.nope", {})).rejects.toThrow(/unknown tool "everything.nope"/)
+    await expect(dock.call("everything__nope", {})).rejects.toThrow(
+      /unknown tool "everything__nope": everything offers .*everything__echo/,
+    )
     await expect(dock.call("nowhere.echo", {})).rejects.toThrow(/servers: everything/)
+    await expect(dock.call("nowhere__echo", {})).rejects.toThrow(/named <server>__<tool>/)
+  })
+
+  it('coerces {"a": "2"} by the tool\'s schema, says so in the result and the log, and refuses "2x"', async () => {
+    const log = await openLog()
+    const dock = await dockOf(log, { everything: everything() })
+    const sum = await dock.call("everything__get-sum", { a: "2", b: 40 })
+    expect(sum.outcome).toBe("ok")
+    expect(JSON.stringify(sum.content)).toContain("42")
+    expect(sum.coerced).toEqual([{ path: "/a", from: "2", to: 2 }])
+    const plain = await dock.call("everything__get-sum", { a: 2, b: 40 })
+    expect(plain.coerced).toBeUndefined()
+    const bad = await dock.call("everything__get-sum", { a: "2x", b: 40 })
+    expect(bad).toMatchObject({ outcome: "invalid_arguments" })
+    expect(bad.error).toMatch(/arguments\.a must be number/)
+    await dock.close()
+    const served = (await events(log)).filter((e) => e.type === "ToolCallServed")
+    expect(served.map((e) => [e.outcome, e.coerced])).toEqual([
+      ["ok", [{ path: "/a", from: "2", to: 2 }]],
+      ["ok", undefined],
+      ["invalid_arguments", undefined],
+    ])
   })
 
   it("survives SIGKILL of replicas under load: no failed idempotent call, each replica restarted", async () => {
@@ -265,12 +294,115 @@ describe("AgentDock: backpressure, health checks and remote servers", () => {
         idempotent: true,
       },
     })
-    expect(dock.tools().map((t) => t.name)).toContain("remote.everything.echo")
-    const r = await dock.call("remote.everything.echo", { message: "over http" })
+    expect(dock.tools().map((t) => t.name)).toContain("remote__everything__echo")
+    const r = await dock.call("remote__everything__echo", { message: "over http" })
     expect(r).toMatchObject({ outcome: "ok", content: [{ type: "text", text: "Echo: over http" }] })
+    // The old form names the remote tool by its own name.
+    const old = await dock.call("remote.everything__echo", { message: "old form" })
+    expect(old).toMatchObject({ outcome: "ok", content: [{ type: "text", text: "Echo: old form" }] })
     // The secret stays in the environment: nothing in the log carries it.
     const raw = JSON.stringify(await events(log))
     expect(raw).not.toContain("remote-token-123")
+  })
+})
+
+/** A stdio MCP server of this test, on the SDK: tools named by its arguments, echoing name and arguments. */
+const namedToolsServer = (): string => {
+  const file = path.join(tempDir("rollout-dock-named-"), "named-tools-server.mjs")
+  fs.writeFileSync(
+    file,
+    `import { pathToFileURL } from "node:url"
+const [sdk, ...names] = process.argv.slice(2)
+const load = (m) => import(pathToFileURL(sdk + m).href)
+const { Server } = await load("/server/index.js")
+const { StdioServerTransport } = await load("/server/stdio.js")
+const { ListToolsRequestSchema, CallToolRequestSchema } = await load("/types.js")
+const server = new Server({ name: "named-tools", version: "0" }, { capabilities: { tools: {} } })
+server.setRequestHandler(ListToolsRequestSchema, () => ({
+  tools: names.map((name) => ({ name, inputSchema: { type: "object", properties: { n: { type: "integer" } } } })),
+}))
+server.setRequestHandler(CallToolRequestSchema, (r) => ({
+  content: [{ type: "text", text: r.params.name + " " + JSON.stringify(r.params.arguments) }],
+}))
+await server.connect(new StdioServerTransport())
+`,
+  )
+  return file
+}
+const SDK_DIR = path.resolve("node_modules/@modelcontextprotocol/sdk/dist/esm")
+
+describe("AgentDock names and coerced arguments, over the gateway and with a server of our own", () => {
+  it("serves OpenAI-valid names to the MCP SDK client, says how they are made, and reports coercions", async () => {
+    const { startGateway } = await import("../../src/actors/tools/gateway.ts")
+    const { Client } = await import("@modelcontextprotocol/sdk/client/index.js")
+    const { StreamableHTTPClientTransport } = await import(
+      "@modelcontextprotocol/sdk/client/streamableHttp.js"
+    )
+    const dock = await dockOf(await openLog(), { everything: everything() })
+    const gateway = await startGateway(dock, { token: "names-token-123", port: 0 })
+    cleanup.push(() => gateway.close())
+    const client = new Client({ name: "dock-names-test", version: "0" })
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(gateway.url), {
+        requestInit: { headers: { authorization: "Bearer names-token-123" } },
+      }),
+    )
+    cleanup.push(() => client.close())
+    const listed = await client.listTools()
+    expect(listed.tools.length).toBeGreaterThan(5)
+    for (const t of listed.tools) {
+      expect(t.name).toMatch(OPENAI_FUNCTION_NAME)
+      expect(t.name.startsWith("everything__")).toBe(true)
+    }
+    expect(listed._meta?.["rollout/dock"]).toMatchObject({ naming: { separator: "__" } })
+    const sum = (await client.callTool({ name: "everything__get-sum", arguments: { a: "2", b: "40" } })) as {
+      content: Array<{ type: string; text?: string }>
+      _meta?: Record<string, { coerced?: unknown }>
+    }
+    expect(sum.content[0]?.text).toContain("42")
+    expect(sum._meta?.["rollout/dock"]?.coerced).toEqual([
+      { path: "/a", from: "2", to: 2 },
+      { path: "/b", from: "40", to: 40 },
+    ])
+    // The old form is still accepted in a call.
+    const old = (await client.callTool({ name: "everything.echo", arguments: { message: "old" } })) as {
+      content: Array<{ text?: string }>
+    }
+    expect(old.content[0]?.text).toBe("Echo: old")
+  })
+
+  it("passes coerced values to the tool, and refuses two tools under one name at start and on a swap", async () => {
+    const script = namedToolsServer()
+    const log = await openLog()
+    await expect(
+      dockOf(log, { clash: { command: process.execPath, args: [script, SDK_DIR, "get.item", "get_item"] } }),
+    ).rejects.toThrow(/tools clash\.get\.item and clash\.get_item would both be named "clash__get_item"/)
+
+    const dock = await dockOf(log, {
+      named: {
+        command: process.execPath,
+        args: [script, SDK_DIR, "look.up"],
+        versions: { v2: { args: [script, SDK_DIR, "look.up", "look_up"] } },
+      },
+    })
+    expect(dock.tools().map((t) => t.name)).toEqual(["named__look_up"])
+    const r = await dock.call("named__look_up", { n: "2" })
+    // The tool saw a number, and by its own name.
+    expect(r.content).toEqual([{ type: "text", text: 'look.up {"n":2}' }])
+    expect(r.coerced).toEqual([{ path: "/n", from: "2", to: 2 }])
+    await expect(dock.swap("named", "v2")).rejects.toThrow(
+      /swap to v2 refused: tools named\.look\.up and named\.look_up would both be named "named__look_up"/,
+    )
+    // v1 still serves, and the refused version's replica was stopped and recorded so.
+    expect(dock.status()[0]).toMatchObject({ version: "v1", swaps: 0 })
+    expect((await dock.call("named.look.up", { n: 3 })).content).toEqual([
+      { type: "text", text: 'look.up {"n":3}' },
+    ])
+    await dock.close()
+    const stopped = (await events(log)).filter(
+      (e) => e.type === "ToolReplicaExited" && e.reason === "stopped",
+    )
+    expect(stopped).toEqual([expect.objectContaining({ server: "named", version: "v2" })])
   })
 })
 

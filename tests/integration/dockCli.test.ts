@@ -90,6 +90,17 @@ describe("rollout dock", () => {
       { env },
     )
     expect(called.stdout).toContain("Echo: from the cli")
+    const summed = JSON.parse(
+      (
+        await run(
+          process.execPath,
+          [cli, ...globals, "dock", "call", "everything__get-sum", "--args", '{"a": "2", "b": 40}', "--json"],
+          { env },
+        )
+      ).stdout,
+    )
+    expect(summed).toMatchObject({ tool: "everything__get-sum", outcome: "ok" })
+    expect(summed.coerced).toEqual([{ path: "/a", from: "2", to: 2 }])
 
     const client = new Client({ name: "dock-cli-test", version: "1" })
     await client.connect(
@@ -98,9 +109,11 @@ describe("rollout dock", () => {
       }),
     )
     const listed = await client.listTools()
-    expect(listed.tools.map((t) => t.name)).toContain("everything.echo")
-    const viaGateway = await client.callTool({ name: "everything.echo", arguments: { message: "via mcp" } })
+    expect(listed.tools.map((t) => t.name)).toContain("everything__echo")
+    const viaGateway = await client.callTool({ name: "everything__echo", arguments: { message: "via mcp" } })
     expect(JSON.stringify(viaGateway.content)).toContain("Echo: via mcp")
+    const oldForm = await client.callTool({ name: "everything.echo", arguments: { message: "old form" } })
+    expect(JSON.stringify(oldForm.content)).toContain("Echo: old form")
     await client.close()
     const refused = await fetch(url, {
       method: "POST",
@@ -128,5 +141,14 @@ describe("rollout dock", () => {
     expect(fromLog.running).toBe(false)
     expect(fromLog.servers[0]).toMatchObject({ server: "everything", version: "v2", swaps: 1 })
     expect(fromLog.servers[0].calls).toBeGreaterThanOrEqual(2)
+
+    // No dock running: a one-off pool of the server the name starts with, which says what it coerced.
+    const oneOff = await run(
+      process.execPath,
+      [cli, ...globals, "dock", "call", "everything__get-sum", "--args", '{"a": 1, "b": "2"}'],
+      { env },
+    )
+    expect(oneOff.stdout).toContain("3")
+    expect(oneOff.stderr).toMatch(/\[ok; .*; read arguments\.b "2" as 2\]/)
   }, 90_000)
 })

@@ -1,16 +1,22 @@
 /**
  * The AgentDock MCP gateway against the official MCP SDK client over real loopback HTTP, with an
- * in-memory fake dock (a test double): tools/list and tools/call, tool errors and unservable calls
- * as `isError` results, idempotency keys from `_meta`, bearer auth (401), DNS-rebinding protection
+ * in-memory fake dock (a test double): tools/list (OpenAI-valid names, the naming in `_meta`) and
+ * tools/call, tool errors and unservable calls as `isError` results, idempotency keys from
+ * `_meta`, bearer auth (401) and no OAuth (404 on `/.well-known/…`), DNS-rebinding protection
  * (403), sessions (DELETE, unknown ids), the admin surface, stateless mode, 50 concurrent calls
  * from 5 clients, and a close() that frees the listener even with clients connected.
  */
 import * as http from "node:http"
+import {
+  discoverOAuthProtectedResourceMetadata,
+  discoverOAuthServerInfo,
+} from "@modelcontextprotocol/sdk/client/auth.js"
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js"
 import { afterEach, describe, expect, it } from "vitest"
 import { type Gateway, type GatewayOptions, startGateway } from "../../src/actors/tools/gateway.ts"
+import { OPENAI_TOOL_NAME } from "../../src/actors/tools/toolNames.ts"
 import { type FakeDock, fakeDock } from "../support/fakeDock.ts"
 
 const TOKEN = "test-token-0123456789"
@@ -88,19 +94,30 @@ afterEach(async () => {
 })
 
 describe("the MCP endpoint", () => {
-  it("lists every pooled tool as server.tool with its schema and description", async () => {
+  it("lists every pooled tool as server__tool with its schema and description, and says how names are made", async () => {
     const { gateway } = await start()
     expect(gateway.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/mcp$/)
     const client = await connect(gateway.url)
-    const { tools } = await client.listTools()
+    const listed = await client.listTools()
+    const { tools } = listed
     expect(tools.map((t) => t.name)).toEqual([
-      "fake.echo",
-      "fake.toolError",
-      "fake.throws",
-      "fake.unavailable",
-      "fake.slow",
+      "fake__echo",
+      "fake__toolError",
+      "fake__throws",
+      "fake__unavailable",
+      "fake__slow",
     ])
-    const echo = tools.find((t) => t.name === "fake.echo")
+    for (const t of tools) expect(t.name).toMatch(OPENAI_TOOL_NAME)
+    expect(listed._meta?.["rollout/dock"]).toMatchObject({
+      naming: {
+        separator: "__",
+        form: "<server>__<tool>",
+        accepted: ["<server>__<tool>", "<server>.<tool>"],
+      },
+    })
+    expect(tools[0]?._meta?.["rollout/dock"]).toEqual({ server: "fake", tool: "echo" })
+    expect(client.getInstructions()).toContain("<server>__<tool>")
+    const echo = tools.find((t) => t.name === "fake__echo")
     expect(echo?.description).toBe("Echoes its text argument (test double).")
     expect(echo?.inputSchema).toEqual({
       type: "object",
@@ -108,14 +125,14 @@ describe("the MCP endpoint", () => {
       additionalProperties: false,
     })
     // A tool without a description gets a stand-in naming the tool and its server.
-    expect(tools.find((t) => t.name === "fake.slow")?.description).toBe("slow (from the fake server)")
+    expect(tools.find((t) => t.name === "fake__slow")?.description).toBe("slow (from the fake server)")
     expect(client.getServerCapabilities()?.tools).toBeDefined()
   })
 
   it("forwards a call to the dock and answers its MCP content", async () => {
     const { gateway, dock } = await start()
     const client = await connect(gateway.url)
-    const result = await call(client, "fake.echo", { text: "hello dock" })
+    const result = await call(client, "fake__echo", { text: "hello dock" })
     expect(result.isError).toBe(false)
     expect(result.content).toEqual([{ type: "text", text: "hello dock" }])
     expect(result._meta?.["rollout/dock"]).toMatchObject({
@@ -123,19 +140,19 @@ describe("the MCP endpoint", () => {
       replica: "fake-0",
       replayed: false,
     })
-    expect(dock.calls).toEqual([{ name: "fake.echo", args: { text: "hello dock" }, options: {} }])
+    expect(dock.calls).toEqual([{ name: "fake__echo", args: { text: "hello dock" }, options: {} }])
   })
 
   it("passes an idempotency key from the request's _meta to the dock", async () => {
     const { gateway, dock } = await start()
     const client = await connect(gateway.url)
     const first = (await client.callTool({
-      name: "fake.echo",
+      name: "fake__echo",
       arguments: { text: "once" },
       _meta: { idempotencyKey: "key-1" },
     })) as CallToolResult
     const second = (await client.callTool({
-      name: "fake.echo",
+      name: "fake__echo",
       arguments: { text: "twice" },
       _meta: { idempotencyKey: "key-1" },
     })) as CallToolResult
@@ -152,7 +169,7 @@ describe("the MCP endpoint", () => {
     const { gateway } = await start()
     const client = await connect(gateway.url)
 
-    const toolError = await call(client, "fake.toolError")
+    const toolError = await call(client, "fake__toolError")
     expect(toolError.isError).toBe(true)
     expect(textOf(toolError)).toBe("the fake tool said no")
 
@@ -161,16 +178,16 @@ describe("the MCP endpoint", () => {
     expect(textOf(unknown)).toContain("nowhere.nothing")
     expect(textOf(unknown)).toContain("unknown_tool")
 
-    const unavailable = await call(client, "fake.unavailable")
+    const unavailable = await call(client, "fake__unavailable")
     expect(unavailable.isError).toBe(true)
-    expect(textOf(unavailable)).toMatch(/fake\.unavailable.*unavailable.*every replica is down/)
+    expect(textOf(unavailable)).toMatch(/fake__unavailable.*unavailable.*every replica is down/)
 
-    const thrown = await call(client, "fake.throws")
+    const thrown = await call(client, "fake__throws")
     expect(thrown.isError).toBe(true)
-    expect(textOf(thrown)).toBe("tool fake.throws failed: the fake dock broke")
+    expect(textOf(thrown)).toBe("tool fake__throws failed: the fake dock broke")
 
     // The session survives all of it.
-    expect(textOf(await call(client, "fake.echo", { text: "still here" }))).toBe("still here")
+    expect(textOf(await call(client, "fake__echo", { text: "still here" }))).toBe("still here")
   })
 
   it("serves 50 concurrent calls from 5 clients, each answered with its own result", async () => {
@@ -181,7 +198,7 @@ describe("the MCP endpoint", () => {
       five.flatMap((client, c) =>
         Array.from({ length: 10 }, async (_, i) => {
           const text = `client ${c} call ${i}`
-          const result = await call(client, "fake.slow", { ms: 5 + ((c * 10 + i) % 7) * 3, text })
+          const result = await call(client, "fake__slow", { ms: 5 + ((c * 10 + i) % 7) * 3, text })
           return { expected: text, got: textOf(result), isError: result.isError }
         }),
       ),
@@ -324,6 +341,32 @@ describe("bearer auth", () => {
     expect(ok.status).toBe(200)
   })
 
+  it("answers OAuth metadata discovery with 404 (no OAuth here), so the SDK's discovery reports none", async () => {
+    const { gateway, dock } = await start()
+    for (const route of [
+      "/.well-known/oauth-protected-resource",
+      "/.well-known/oauth-protected-resource/mcp",
+      "/.well-known/oauth-authorization-server",
+      "/.well-known/openid-configuration",
+    ]) {
+      const r = await rawRequest(adminUrl(gateway, route))
+      expect(r.status, route).toBe(404)
+      expect(r.headers["www-authenticate"]).toBeUndefined()
+      expect(JSON.parse(r.body).error).toMatch(/no OAuth.*bearer token/)
+    }
+    // The MCP client SDK's own discovery, as OAuth-capable clients (the Inspector) run it on a 401.
+    await expect(discoverOAuthProtectedResourceMetadata(gateway.url)).rejects.toThrow(
+      /does not implement OAuth 2.0 Protected Resource Metadata/,
+    )
+    const info = await discoverOAuthServerInfo(gateway.url)
+    expect(info.resourceMetadata).toBeUndefined()
+    expect(info.authorizationServerMetadata).toBeUndefined()
+    // The MCP endpoint itself still wants the token.
+    const none = await rawRequest(gateway.url, { method: "POST", headers: mcpHeaders, body: initializeBody })
+    expect(none.status).toBe(401)
+    expect(dock.calls).toHaveLength(0)
+  })
+
   it("leaves /healthz open", async () => {
     const { gateway } = await start()
     const health = await rawRequest(adminUrl(gateway, "/healthz"))
@@ -448,7 +491,7 @@ describe("the admin surface", () => {
     const res = await fetch(adminUrl(gateway, "/admin/call"), {
       method: "POST",
       headers: auth,
-      body: JSON.stringify({ name: "fake.echo", args: { text: "from the CLI" }, idempotencyKey: "cli-1" }),
+      body: JSON.stringify({ name: "fake__echo", args: { text: "from the CLI" }, idempotencyKey: "cli-1" }),
     })
     expect(res.status).toBe(200)
     expect(await res.json()).toMatchObject({
@@ -458,7 +501,7 @@ describe("the admin surface", () => {
       replayed: false,
     })
     expect(dock.calls.at(-1)).toEqual({
-      name: "fake.echo",
+      name: "fake__echo",
       args: { text: "from the CLI" },
       options: { idempotencyKey: "cli-1" },
     })
@@ -466,7 +509,7 @@ describe("the admin surface", () => {
     const unavailable = await fetch(adminUrl(gateway, "/admin/call"), {
       method: "POST",
       headers: auth,
-      body: JSON.stringify({ name: "fake.unavailable" }),
+      body: JSON.stringify({ name: "fake__unavailable" }),
     })
     expect(unavailable.status).toBe(503)
     expect(await unavailable.json()).toMatchObject({ kind: "unavailable" })
@@ -474,7 +517,7 @@ describe("the admin surface", () => {
     const thrown = await fetch(adminUrl(gateway, "/admin/call"), {
       method: "POST",
       headers: auth,
-      body: JSON.stringify({ name: "fake.throws" }),
+      body: JSON.stringify({ name: "fake__throws" }),
     })
     expect(thrown.status).toBe(500)
     expect(await thrown.json()).toEqual({ error: "the fake dock broke" })
@@ -508,7 +551,7 @@ describe("stateless mode", () => {
     expect(transport.sessionId).toBeUndefined()
     expect((await client.listTools()).tools).toHaveLength(5)
     const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => call(client, "fake.slow", { ms: 5, text: `stateless ${i}` })),
+      Array.from({ length: 10 }, (_, i) => call(client, "fake__slow", { ms: 5, text: `stateless ${i}` })),
     )
     expect(results.map(textOf)).toEqual(Array.from({ length: 10 }, (_, i) => `stateless ${i}`))
     expect(gateway.sessionCount()).toBe(0)
@@ -527,8 +570,8 @@ describe("close()", () => {
     expect(tcpServers()).toBe(before + 1)
     const a = await connect(gateway.url)
     const b = await connect(gateway.url)
-    await call(a, "fake.echo", { text: "a" })
-    await call(b, "fake.echo", { text: "b" })
+    await call(a, "fake__echo", { text: "a" })
+    await call(b, "fake__echo", { text: "b" })
     expect(gateway.sessionCount()).toBe(2)
 
     await gateway.close()
@@ -543,7 +586,7 @@ describe("close()", () => {
   it("closes with a call in flight, whose late answer goes nowhere without an error", async () => {
     const { gateway, dock, lines } = await start()
     const client = await connect(gateway.url)
-    const pending = call(client, "fake.slow", { ms: 200, text: "late" })
+    const pending = call(client, "fake__slow", { ms: 200, text: "late" })
     while (dock.inFlight() === 0) await new Promise((resolve) => setTimeout(resolve, 5))
     await gateway.close()
     // The client's stream is gone; closing the client ends its pending request.

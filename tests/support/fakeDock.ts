@@ -2,13 +2,13 @@
  * A TEST DOUBLE of the AgentDock `Dock`, in memory, for tests of the MCP gateway only: it runs no
  * MCP server, pools nothing and records nothing in a log. Its tools (all of server `fake`):
  *
- * - `fake.echo` `{text}`: answers the text (and `echo:` + the arguments as JSON when there is no text);
- * - `fake.toolError`: a tool-level error (`isError: true`, outcome `tool_error`);
- * - `fake.throws`: the call rejects with a plain Error (a dock bug, as the gateway sees it);
- * - `fake.unavailable`: the call rejects with `DockError("unavailable")`;
- * - `fake.slow` `{ms, text}`: waits `ms` (default 20) then echoes like `fake.echo`.
+ * - `fake__echo` `{text}`: answers the text (and `echo:` + the arguments as JSON when there is no text);
+ * - `fake__toolError`: a tool-level error (`isError: true`, outcome `tool_error`);
+ * - `fake__throws`: the call rejects with a plain Error (a dock bug, as the gateway sees it);
+ * - `fake__unavailable`: the call rejects with `DockError("unavailable")`;
+ * - `fake__slow` `{ms, text}`: waits `ms` (default 20) then echoes like `fake__echo`.
  *
- * Any other name rejects with `DockError("unknown_tool")`. An idempotency key seen before answers
+ * The old `fake.echo` form is read too. Any other name rejects with `DockError("unknown_tool")`. An idempotency key seen before answers
  * the recorded result with `replayed: true`. Every call is kept in `calls`.
  */
 import {
@@ -37,35 +37,35 @@ export interface FakeDock extends Dock {
 
 const TOOLS: ReadonlyArray<DockTool> = [
   {
-    name: "fake.echo",
+    name: "fake__echo",
     server: "fake",
     tool: "echo",
     description: "Echoes its text argument (test double).",
     inputSchema: { type: "object", properties: { text: { type: "string" } }, additionalProperties: false },
   },
   {
-    name: "fake.toolError",
+    name: "fake__toolError",
     server: "fake",
     tool: "toolError",
     description: "Always answers a tool-level error (test double).",
     inputSchema: { type: "object", properties: {} },
   },
   {
-    name: "fake.throws",
+    name: "fake__throws",
     server: "fake",
     tool: "throws",
     description: "Its call rejects with a plain Error (test double).",
     inputSchema: { type: "object", properties: {} },
   },
   {
-    name: "fake.unavailable",
+    name: "fake__unavailable",
     server: "fake",
     tool: "unavailable",
     description: "Its call rejects with DockError unavailable (test double).",
     inputSchema: { type: "object", properties: {} },
   },
   {
-    name: "fake.slow",
+    name: "fake__slow",
     server: "fake",
     tool: "slow",
     // No description: the gateway fills one in.
@@ -101,16 +101,17 @@ export const fakeDock = (): FakeDock => {
   let version = "v1"
 
   const run = async (name: string, args: unknown): Promise<DockCallResult> => {
-    switch (name) {
-      case "fake.echo":
+    // Like the dock, the old `server.tool` form is read as the offered `server__tool`.
+    switch (name.replace(/^fake\./, "fake__")) {
+      case "fake__echo":
         return answer(textOf(args), false)
-      case "fake.toolError":
+      case "fake__toolError":
         return answer("the fake tool said no", true)
-      case "fake.throws":
+      case "fake__throws":
         throw new Error("the fake dock broke")
-      case "fake.unavailable":
+      case "fake__unavailable":
         throw new DockError("unavailable", "fake: every replica is down")
-      case "fake.slow": {
+      case "fake__slow": {
         const ms = typeof args === "object" && args !== null ? (args as { ms?: unknown }).ms : undefined
         await new Promise((resolve) => setTimeout(resolve, typeof ms === "number" ? ms : 20))
         return answer(textOf(args), false)
@@ -118,7 +119,7 @@ export const fakeDock = (): FakeDock => {
       default:
         throw new DockError(
           "unknown_tool",
-          `unknown tool "${name}": tools are named server.tool; servers: fake`,
+          `unknown tool "${name}": tools are named <server>__<tool> (or <server>.<tool>); servers: fake`,
         )
     }
   }
@@ -170,6 +171,7 @@ export const fakeDock = (): FakeDock => {
   }
 
   return {
+    separator: "__",
     tools: () => TOOLS,
     call,
     status,

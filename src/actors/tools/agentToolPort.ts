@@ -1,12 +1,15 @@
 /**
  * AgentDock as the agent's tool port. Models see each pooled tool under its plain name when no
- * other server has a tool of that name (`search`, `fetch_url`, `execute_code`), else as
- * `server__tool` (OpenAI tool names allow no dots). Every call carries the episode's idempotency
- * key, so a call repeated by a worker that took over a crashed one is answered from the log.
+ * other server has a tool of that name, the name is a valid OpenAI function name and no other tool
+ * is offered under it (`search`, `fetch_url`, `execute_code`); else under the dock's offered name
+ * (`server__tool`, unique by the dock's own check), so no two tools ever share a name. Every call
+ * carries the episode's idempotency key, so a call repeated by a worker that took over a crashed
+ * one is answered from the log.
  */
 import * as Effect from "effect/Effect"
 import type { ToolOutcome, ToolPort, ToolSpec } from "../agent/ports.ts"
-import { type Dock, DockError } from "./dockTypes.ts"
+import { type Dock, DockError, type DockTool } from "./dockTypes.ts"
+import { OPENAI_TOOL_NAME } from "./toolNames.ts"
 import { contentText } from "./toolOutput.ts"
 
 export interface DockToolPort {
@@ -14,24 +17,34 @@ export interface DockToolPort {
   readonly specs: ReadonlyArray<ToolSpec>
 }
 
-export const dockToolPort = (dock: Dock): DockToolPort => {
-  const tools = dock.tools()
+/**
+ * The name the model sees for each tool (in the dock's order). Plain names are unique among
+ * themselves (a tool name only one server has) and offered names among themselves (the dock
+ * refuses collisions); a plain name that is another tool's offered name is not used.
+ */
+export const agentToolNames = (tools: ReadonlyArray<DockTool>): ReadonlyArray<string> => {
   const counts = new Map<string, number>()
   for (const t of tools) counts.set(t.tool, (counts.get(t.tool) ?? 0) + 1)
+  const offered = new Set(tools.map((t) => t.name))
+  return tools.map((t) =>
+    counts.get(t.tool) === 1 && OPENAI_TOOL_NAME.test(t.tool) && !offered.has(t.tool) ? t.tool : t.name,
+  )
+}
+
+export const dockToolPort = (dock: Dock): DockToolPort => {
+  const tools = dock.tools()
+  const names = agentToolNames(tools)
   const byAgentName = new Map<string, string>()
   const specs: ToolSpec[] = []
-  for (const t of tools) {
-    const agentName =
-      counts.get(t.tool) === 1 && /^[A-Za-z0-9_-]+$/.test(t.tool)
-        ? t.tool
-        : `${t.server}__${t.tool}`.replace(/[^A-Za-z0-9_-]/g, "_")
+  tools.forEach((t, i) => {
+    const agentName = names[i]!
     byAgentName.set(agentName, t.name)
     specs.push({
       name: agentName,
       ...(t.description === undefined ? {} : { description: t.description }),
       parameters: t.inputSchema,
     })
-  }
+  })
   const call: ToolPort["call"] = (request) =>
     Effect.promise(async (): Promise<ToolOutcome> => {
       const name = byAgentName.get(request.tool)

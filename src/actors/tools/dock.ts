@@ -1,6 +1,7 @@
 /**
- * AgentDock: the pools of every configured MCP server behind one call surface. A call is
- * `server.tool` with arguments parsed leniently and checked against the tool's schema; it carries
+ * AgentDock: the pools of every configured MCP server behind one call surface. A call names a tool
+ * as the dock offers it (`server__tool`, see toolNames.ts; the old `server.tool` is still read), with
+ * arguments parsed leniently, coerced by the tool's schema and checked against it; it carries
  * an idempotency key, and a key already answered in the log returns the recorded result instead of
  * running the tool twice. Every call (`ToolCallServed`) and lifecycle change is an event; lifecycle
  * events are written by a background recorder so a pool never waits on the log to heal itself.
@@ -23,7 +24,8 @@ import {
   type SwapReport,
 } from "./dockTypes.ts"
 import type { Sandbox } from "./sandbox/sandbox.ts"
-import { parseToolArguments } from "./toolArguments.ts"
+import { type Coercion, parseToolArguments } from "./toolArguments.ts"
+import { publicToolName, serverOfToolName, type ToolNameTable, toolNameTable } from "./toolNames.ts"
 import { normalizeToolResult } from "./toolOutput.ts"
 import { ToolPool } from "./toolPool.ts"
 import type { ToolsConfig } from "./toolsConfig.ts"
@@ -116,6 +118,12 @@ const unendedSandboxes = (log: EventLogShape, namespace: string) =>
     return started
   })
 
+/** The event's record of coerced arguments (JSON: they were read from JSON); absent when none were. */
+const coercedOf = (coerced: ReadonlyArray<Coercion> | undefined) =>
+  coerced === undefined || coerced.length === 0
+    ? {}
+    : { coerced: coerced as NonNullable<EventOf<"ToolCallServed">["coerced"]> }
+
 /** Starts the pools (all replicas started, orphans of a dead predecessor removed first). */
 export const startDock = async (
   options: DockOptions,
@@ -182,6 +190,32 @@ export const startDock = async (
     await Promise.allSettled([...pools.values()].map((p) => p.close()))
     await recorder.flush()
     throw error
+  }
+
+  // The offered names, rebuilt whenever a pool's tool list changes (a restart, a swap).
+  const separator = config.separator
+  let offered: { readonly lists: ReadonlyArray<unknown>; readonly table: ToolNameTable } | undefined
+  const refsWith = (server: string, tools: ReadonlyArray<{ readonly name: string }>) =>
+    [...pools]
+      .flatMap(([s, pool]) =>
+        s === server ? [] : pool.listTools().map((t) => ({ server: s, tool: t.name })),
+      )
+      .concat(tools.map((t) => ({ server, tool: t.name })))
+  const nameTable = (): ToolNameTable => {
+    const lists = [...pools.values()].map((p) => p.listTools())
+    if (offered?.lists.every((l, i) => l === lists[i])) return offered.table
+    const table = toolNameTable(
+      [...pools].flatMap(([server, pool]) => pool.listTools().map((t) => ({ server, tool: t.name }))),
+      separator,
+    )
+    offered = { lists, table }
+    return table
+  }
+  const collisions = [...nameTable().collisions.values()]
+  if (collisions.length > 0) {
+    await Promise.allSettled([...pools.values()].map((p) => p.close()))
+    await recorder.flush()
+    throw new DockError("refused", `two tools would share one name: ${collisions.join("; ")}`)
   }
 
   const sampleEvery = options.sampleEveryMs ?? 2_000
@@ -259,6 +293,7 @@ export const startDock = async (
     latencyMs: served.latencyMs,
     ...(served.error === undefined ? {} : { error: served.error }),
     replayed,
+    ...(served.coerced === undefined ? {} : { coerced: served.coerced }),
   })
 
   /** A recorded answer: images and blobs come back as their recorded description (no bytes). */
@@ -271,15 +306,22 @@ export const startDock = async (
       true,
     )
 
-  const split = (name: string): { pool: ToolPool; tool: string } => {
-    const dot = name.indexOf(".")
-    const pool = dot > 0 ? pools.get(name.slice(0, dot)) : undefined
-    if (pool === undefined || dot === name.length - 1)
+  /** The pool and the tool's own name of an offered name (or of the old `server.tool`). */
+  const resolve = (name: string): { pool: ToolPool; tool: string } => {
+    const table = nameTable()
+    const ref = table.byName.get(name)
+    if (ref !== undefined) return { pool: pools.get(ref.server)!, tool: ref.tool }
+    const parts = serverOfToolName(name, separator, [...pools.keys()])
+    if (parts === undefined || parts.rest === "")
       throw new DockError(
         "unknown_tool",
-        `unknown tool "${name}": tools are named server.tool; servers: ${[...pools.keys()].join(", ") || "none"}`,
+        `unknown tool "${name}": tools are named <server>${separator}<tool> (or <server>.<tool>); servers: ${[...pools.keys()].join(", ") || "none"}`,
       )
-    return { pool, tool: name.slice(dot + 1) }
+    const collision = table.collisions.get(name)
+    if (collision !== undefined)
+      throw new DockError("unknown_tool", `tool "${name}" is not offered: ${collision}`)
+    // The old form carries the tool's own name; an offered name not in the table is checked below.
+    return { pool: pools.get(parts.server)!, tool: parts.rest }
   }
 
   const call = async (
@@ -287,7 +329,7 @@ export const startDock = async (
     rawArgs: unknown,
     callOptions: DockCallOptions = {},
   ): Promise<DockCallResult> => {
-    const { pool, tool } = split(name)
+    const { pool, tool } = resolve(name)
     const key = callOptions.idempotencyKey ?? `auto-${randomUUID()}`
     if (callOptions.idempotencyKey !== undefined) {
       const earlier = await recorded(key)
@@ -302,7 +344,7 @@ export const startDock = async (
         "unknown_tool",
         `unknown tool "${name}": ${pool.name} offers ${pool
           .listTools()
-          .map((t) => t.name)
+          .map((t) => publicToolName(pool.name, t.name, separator))
           .join(", ")}`,
       )
     }
@@ -341,6 +383,7 @@ export const startDock = async (
           outcome: normalized.isError ? "tool_error" : "ok",
           content: normalized.content,
           truncated: normalized.truncated,
+          ...coercedOf(args.coerced),
         }
       } else {
         const message = `${name} failed after ${run.attempts} attempt(s): ${run.outcome.message}`
@@ -358,6 +401,7 @@ export const startDock = async (
           content: [{ type: "text", text: message }],
           truncated: false,
           error: message,
+          ...coercedOf(args.coerced),
         }
       }
     }
@@ -400,16 +444,26 @@ export const startDock = async (
 
   return {
     recorder,
-    tools: (): ReadonlyArray<DockTool> =>
-      [...pools].flatMap(([server, pool]) =>
-        pool.listTools().map((t) => ({
-          name: `${server}.${t.name}`,
-          server,
-          tool: t.name,
-          ...(t.description === undefined ? {} : { description: t.description }),
-          inputSchema: t.inputSchema as Record<string, unknown>,
-        })),
-      ),
+    separator,
+    tools: (): ReadonlyArray<DockTool> => {
+      const table = nameTable()
+      return [...pools].flatMap(([server, pool]) =>
+        pool.listTools().flatMap((t) => {
+          const name = publicToolName(server, t.name, separator)
+          // A name two tools would share is offered for neither (see the collisions).
+          if (table.byName.get(name)?.server !== server) return []
+          return [
+            {
+              name,
+              server,
+              tool: t.name,
+              ...(t.description === undefined ? {} : { description: t.description }),
+              inputSchema: t.inputSchema as Record<string, unknown>,
+            },
+          ]
+        }),
+      )
+    },
     call,
     status: (): ReadonlyArray<ServerStatus> => [...pools.values()].map((p) => p.status()),
     swap: (server: string, version: string): Promise<SwapReport> => {
@@ -418,7 +472,11 @@ export const startDock = async (
         return Promise.reject(
           new DockError("unknown_tool", `unknown server "${server}": ${[...pools.keys()].join(", ")}`),
         )
-      return pool.swap(version)
+      // The new version's tools must not take a name another tool has.
+      return pool.swap(version, (tools) => {
+        const clash = [...toolNameTable(refsWith(server, tools), separator).collisions.values()]
+        return clash.length === 0 ? undefined : clash.join("; ")
+      })
     },
     close: async () => {
       if (sampler !== undefined) clearInterval(sampler)

@@ -1,13 +1,16 @@
 /**
  * What AgentDock offers the rest of `rollout` (the agent's tool port, the MCP gateway, the CLI):
- * call a pooled tool by `server.tool`, list the tools, look at the pools, hot-swap a server.
+ * call a pooled tool by name (`server__tool`, or the old `server.tool`), list the tools, look at
+ * the pools, hot-swap a server.
  */
 import type { EventOf } from "../../events/schema.ts"
+import type { Coercion } from "./toolArguments.ts"
 
 export type ToolContent = EventOf<"ToolCallServed">["content"][number]
 
-/** A tool as the pool offers it: `server.tool`, with the server's description and input schema. */
+/** A tool as the pool offers it, with the server's description and input schema. */
 export interface DockTool {
+  /** The offered name, `<server><separator><tool>` (a valid OpenAI function name; see toolNames.ts). */
   readonly name: string
   readonly server: string
   readonly tool: string
@@ -40,6 +43,8 @@ export interface DockCallResult {
   readonly error?: string
   /** Answered from the log: an earlier call with the same idempotency key. */
   readonly replayed: boolean
+  /** Arguments the schema refused as written and accepted as read (`"2"` as 2), when there were any. */
+  readonly coerced?: ReadonlyArray<Coercion>
 }
 
 export interface ReplicaStatus {
@@ -80,6 +85,8 @@ export interface SwapReport {
 
 /** The pools of every configured server. Promise-based so the gateway and tests use it plainly. */
 export interface Dock {
+  /** What joins server and tool in the offered names (tools.yaml `separator`, default `__`). */
+  readonly separator: string
   readonly tools: () => ReadonlyArray<DockTool>
   readonly call: (name: string, args: unknown, options?: DockCallOptions) => Promise<DockCallResult>
   readonly status: () => ReadonlyArray<ServerStatus>
@@ -87,11 +94,14 @@ export interface Dock {
   readonly close: () => Promise<void>
 }
 
-/** A call that could not be served at all (unknown tool, queue full, every replica down). */
+/**
+ * A call that could not be served at all (unknown tool, queue full, every replica down), or a swap
+ * refused (`refused`: its version's tools would take names other tools have).
+ */
 export class DockError extends Error {
   override readonly name = "DockError"
   constructor(
-    readonly kind: "unknown_tool" | "queue_full" | "unavailable" | "closed",
+    readonly kind: "unknown_tool" | "queue_full" | "unavailable" | "closed" | "refused",
     message: string,
   ) {
     super(message)

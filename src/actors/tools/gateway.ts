@@ -1,9 +1,13 @@
 /**
  * The AgentDock gateway: ONE streamable-HTTP MCP endpoint (default `/mcp`) that serves every pooled
- * tool as `server.tool`, plus a token-protected admin surface for the CLI on the same server.
+ * tool under the dock's names (`server__tool`, valid OpenAI function names; the old `server.tool`
+ * is still accepted in a call), plus a token-protected admin surface for the CLI on the same server.
  *
- * - Every request except `GET /healthz` needs `Authorization: Bearer <token>` (constant-time check;
- *   401 with `WWW-Authenticate: Bearer` otherwise).
+ * - Every request except `GET /healthz` and `/.well-known/…` needs `Authorization: Bearer <token>`
+ *   (constant-time check; 401 with `WWW-Authenticate: Bearer` otherwise).
+ * - `/.well-known/…` (OAuth metadata discovery) answers 404 without a token: there is no OAuth
+ *   here, and a 401 there makes MCP clients such as the Inspector start an OAuth flow instead of
+ *   reporting a bad token.
  * - DNS-rebinding protection on every request: the Host header must name a loopback address or an
  *   allowed host, and so must the Origin header when present (403 otherwise). Bound to 127.0.0.1 by
  *   default.
@@ -90,6 +94,8 @@ const dockErrorStatus = (error: DockError): number => {
     case "unavailable":
     case "closed":
       return 503
+    case "refused":
+      return 409
   }
 }
 
@@ -347,6 +353,12 @@ export const startGateway = async (dock: Dock, options: GatewayOptions): Promise
     if (route === "/healthz") {
       if (req.method === "GET" || req.method === "HEAD") sendJson(res, 200, { ok: true })
       else sendJson(res, 405, { error: "/healthz takes GET" }, { allow: "GET" })
+      return
+    }
+    if (route.startsWith("/.well-known/")) {
+      sendJson(res, 404, {
+        error: `no ${route}: this gateway has no OAuth; it takes a bearer token (Authorization: Bearer <token>)`,
+      })
       return
     }
     if (!bearerMatches(req.headers.authorization, expectedToken)) {

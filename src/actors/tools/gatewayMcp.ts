@@ -1,7 +1,9 @@
 /**
  * The MCP face of a Dock: a low-level SDK `Server` whose tools/list is `dock.tools()` and whose
- * tools/call forwards to `dock.call`. A call that cannot be served (a DockError, any thrown error)
- * becomes a tool error result naming the tool and the reason; the handler never throws.
+ * tools/call forwards to `dock.call`. The list says how names are made (its `_meta` and each
+ * tool's `_meta` carry the separator, server and tool) so a client can map them back. A call that
+ * cannot be served (a DockError, any thrown error) becomes a tool error result naming the tool
+ * and the reason; the handler never throws.
  */
 import { Server } from "@modelcontextprotocol/sdk/server/index.js"
 import {
@@ -22,7 +24,10 @@ export const RESULT_META_KEY = "rollout/dock"
 
 const MAX_IDEMPOTENCY_KEY_LENGTH = 512
 
-/** A dock tool as MCP lists it: `server.tool`, its description (or a stand-in), its input schema as given. */
+/**
+ * A dock tool as MCP lists it: its offered name (`server__tool`), its description (or a stand-in),
+ * its input schema as given, and in `_meta` the server and the tool's own name.
+ */
 export const toMcpTool = (tool: DockTool): Tool => {
   const schema = tool.inputSchema
   // MCP requires an object schema; a server that gave none (or no type) takes any object.
@@ -36,8 +41,17 @@ export const toMcpTool = (tool: DockTool): Tool => {
         ? tool.description
         : `${tool.tool} (from the ${tool.server} server)`,
     inputSchema,
+    _meta: { [RESULT_META_KEY]: { server: tool.server, tool: tool.tool } },
   }
 }
+
+/** What tools/list says about names, in its `_meta` (and, in words, the server's instructions). */
+export const namingOf = (separator: string) => ({
+  separator,
+  form: `<server>${separator}<tool>`,
+  accepted: [`<server>${separator}<tool>`, "<server>.<tool>"],
+  description: `Tools are named <server>${separator}<tool> (valid OpenAI function names: letters, digits, '_' and '-', at most 64); a tool's own characters outside that set are '_', and tools/call also accepts the older <server>.<tool>.`,
+})
 
 const idempotencyKeyOf = (meta: unknown): string | undefined => {
   if (typeof meta !== "object" || meta === null) return undefined
@@ -75,6 +89,7 @@ export const callThroughDock = async (
           attempts: result.attempts,
           truncated: result.truncated,
           replayed: result.replayed,
+          ...(result.coerced === undefined ? {} : { coerced: result.coerced }),
         },
       },
     }
@@ -93,10 +108,13 @@ export const dockMcpServer = (dock: Dock): Server => {
     { name: GATEWAY_SERVER_NAME, version: GATEWAY_SERVER_VERSION },
     {
       capabilities: { tools: { listChanged: false } },
-      instructions: "AgentDock: every pooled MCP tool, named server.tool.",
+      instructions: `AgentDock: every pooled MCP tool. ${namingOf(dock.separator).description}`,
     },
   )
-  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: dock.tools().map(toMcpTool) }))
+  server.setRequestHandler(ListToolsRequestSchema, () => ({
+    tools: dock.tools().map(toMcpTool),
+    _meta: { [RESULT_META_KEY]: { naming: namingOf(dock.separator) } },
+  }))
   server.setRequestHandler(CallToolRequestSchema, (request) =>
     callThroughDock(dock, request.params.name, request.params.arguments, request.params._meta),
   )

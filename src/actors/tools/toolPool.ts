@@ -394,8 +394,12 @@ export class ToolPool {
     this.ring = (this.ring + 1) % LATENCY_WINDOW
   }
 
-  /** Hot-swap: start `version`, shift traffic in four steps, then drain and stop the old version. */
-  swap(version: string): Promise<SwapReport> {
+  /**
+   * Hot-swap: start `version`, shift traffic in four steps, then drain and stop the old version.
+   * `vet` sees the new version's tools before any traffic moves; a reason it gives stops the new
+   * replicas and refuses the swap (the old version keeps serving).
+   */
+  swap(version: string, vet?: (tools: ReadonlyArray<Tool>) => string | undefined): Promise<SwapReport> {
     if (this.swapping !== undefined)
       return Promise.reject(new DockError("unavailable", `${this.name}: a swap is already running`))
     const target = this.entry.versions[version]
@@ -413,6 +417,12 @@ export class ToolPool {
       const from = this.current
       const old = this.versions.get(from) ?? []
       await this.startVersion(target)
+      const offered = this.versions.get(version)?.find((s) => s.replica !== undefined)?.replica?.tools
+      const refusal = offered === undefined ? undefined : vet?.(offered)
+      if (refusal !== undefined) {
+        await this.stopVersion(version, `swap to ${version} refused: ${refusal}`)
+        throw new DockError("refused", `${this.name}: swap to ${version} refused: ${refusal}`)
+      }
       for (const weight of [0.25, 0.5, 0.75, 1]) {
         this.weights = new Map([
           [from, 1 - weight],
@@ -456,6 +466,28 @@ export class ToolPool {
       this.swapping = undefined
     })
     return this.swapping
+  }
+
+  /** Stops every replica of a version that never took traffic (a refused swap). */
+  private async stopVersion(version: string, detail: string): Promise<void> {
+    const slots = this.versions.get(version) ?? []
+    this.versions.delete(version)
+    for (const slot of slots) {
+      if (slot.restartTimer !== undefined) clearTimeout(slot.restartTimer)
+      const replica = slot.replica
+      slot.replica = undefined
+      slot.state = "stopped"
+      await replica?.close()
+      this.deps.record({
+        type: "ToolReplicaExited",
+        server: this.name,
+        version,
+        replica: slot.id,
+        reason: "stopped",
+        detail,
+        ...(replica?.sandboxId === undefined ? {} : { sandboxId: replica.sandboxId }),
+      })
+    }
   }
 
   /** Kills one replica's session as a crash would (for fault tests and `dock` drills). */

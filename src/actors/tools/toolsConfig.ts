@@ -5,12 +5,14 @@
  * retry policy that applies only to tools declared idempotent, output caps and an environment whose
  * secrets come from variables (`${NAME}`), never from the file and never into the log. A server may
  * list other `versions` (overrides of its base entry) to hot-swap to. Decoded by an Effect Schema
- * with file:line errors; a missing file means no servers.
+ * with file:line errors; a missing file means no servers. `separator` joins server and tool in the
+ * names the dock offers (`search__search`, see toolNames.ts).
  */
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import { ConfigError, decodeConfigData, loadSection } from "../../runtime/yamlFile.ts"
+import { DEFAULT_TOOL_NAME_SEPARATOR, separatorProblem, serverNameProblem } from "./toolNames.ts"
 
 const withDefault = <S extends Schema.Top>(schema: S, value: S["Encoded"]) =>
   schema.pipe(Schema.withDecodingDefault(Effect.succeed(value)))
@@ -82,6 +84,11 @@ const GatewaySection = Schema.Struct({
 })
 
 export const ToolsFile = Schema.Struct({
+  /**
+   * What joins a server's name to its tools' names (`search__search`): '_' and '-' only, so the
+   * names stay valid OpenAI function names. Server names must not hold it.
+   */
+  separator: withDefault(Schema.String, DEFAULT_TOOL_NAME_SEPARATOR),
   servers: withDefault(Schema.Record(Name, ServerSection), {}),
   gateway: withDefault(GatewaySection, {}),
 })
@@ -131,6 +138,8 @@ export interface ServerEntry {
 
 export interface ToolsConfig {
   readonly source: string
+  /** Joins server and tool in the names the dock offers (see toolNames.ts). */
+  readonly separator: string
   readonly servers: Readonly<Record<string, ServerEntry>>
   readonly gateway: ToolsFile["gateway"]
 }
@@ -194,7 +203,13 @@ const complete = (
 
 const build = (file: ToolsFile, source: string): Result.Result<ToolsConfig, ConfigError> => {
   const servers: Record<string, ServerEntry> = {}
+  const badSeparator = separatorProblem(file.separator)
+  if (badSeparator !== undefined)
+    return Result.fail(new ConfigError({ source, path: "separator", reason: badSeparator }))
   for (const [name, section] of Object.entries(file.servers)) {
+    const badName = serverNameProblem(name, file.separator)
+    if (badName !== undefined)
+      return Result.fail(new ConfigError({ source, path: `servers.${name}`, reason: badName }))
     const { version, versions, ...base } = section
     const current = complete(name, version, base, {}, source)
     if (Result.isFailure(current)) return Result.fail(current.failure)
@@ -208,7 +223,7 @@ const build = (file: ToolsFile, source: string): Result.Result<ToolsConfig, Conf
     }
     servers[name] = { current: current.success, versions: all }
   }
-  return Result.succeed({ source, servers, gateway: file.gateway })
+  return Result.succeed({ source, separator: file.separator, servers, gateway: file.gateway })
 }
 
 /** Reads `dir/tools.yaml` (absent = no servers). */
