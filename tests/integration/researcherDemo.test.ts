@@ -6,7 +6,10 @@
  * `fetch_url` (offline corpus mode) MCP servers, started as `rollout mcp-server` (needs
  * `npm run build`). The researcher never sees the answers: it must find them through the tools, so
  * every episode answers, accuracy is well above chance and below perfect, and samples of one task
- * disagree. Scored with GAIA's exact match; accuracy and wall time are printed.
+ * disagree. Scored with GAIA's exact match; accuracy and wall time are printed. Then the samples of
+ * some tasks split over two workers, each with its own model server, one of which has already
+ * answered some of the same turns (a worker that crashed): each episode still takes the trajectory
+ * it took on one server, because the pool names its episode to the server.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -17,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import { poolModelPort } from "../../src/actors/agent/modelPort.ts"
 import { runEpisode } from "../../src/actors/agent/shell.ts"
+import { episodeIdFor } from "../../src/actors/evaluator/evalRun.ts"
 import { gaiaScore } from "../../src/actors/evaluator/index.ts"
 import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../../src/actors/inference/pool.ts"
@@ -67,93 +71,127 @@ interface Outcome {
   readonly answer: string | undefined
   readonly turns: number
   readonly correct: boolean
+  /** What the model said, turn by turn (text and tool calls): the episode's trajectory. */
+  readonly trajectory: string
+}
+
+interface Run {
+  readonly task: DemoQuestion
+  readonly sample: number
+}
+
+/** One worker: a model server behind its own inference pool, and the samples it runs. */
+interface Worker {
+  readonly server: ScriptedModelServer
+  readonly runs: ReadonlyArray<Run>
 }
 
 const percent = (x: number) => `${(100 * x).toFixed(1)}%`
 
+const toolsConfig = Result.getOrThrow(
+  toolsConfigFrom({
+    servers: {
+      search: {
+        command: "rollout",
+        args: [
+          "mcp-server",
+          "search",
+          "--options",
+          JSON.stringify({ providers: ["offline"], corpusPath: corpus }),
+        ],
+        idempotent: true,
+      },
+      fetch_url: {
+        command: "rollout",
+        args: ["mcp-server", "fetch_url", "--options", JSON.stringify({ offline: true, corpusPath: corpus })],
+        idempotent: true,
+      },
+    },
+  }),
+)
+
+/**
+ * Runs the workers' episodes on one fresh embedded log (as workers share one), each through its own
+ * pool and server, with the real tool servers. Episode ids are the evaluator's.
+ */
+const runWorkers = (logDir: string, runId: string, workers: ReadonlyArray<Worker>) =>
+  Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const log = yield* makeEmbeddedLog({ dataDir: logDir, namespace: "demo", fsync: "never" })
+        const dock = yield* Effect.acquireRelease(
+          Effect.promise(() => startDock({ log, config: toolsConfig, sampleEveryMs: 0 })),
+          (d) => Effect.promise(() => d.close()),
+        )
+        const { port, specs } = dockToolPort(dock)
+        expect(specs.map((s) => s.name).sort()).toEqual(["fetch_url", "search"])
+        const perWorker = yield* Effect.forEach(
+          workers,
+          (worker) =>
+            Effect.gen(function* () {
+              const models = Result.getOrThrow(
+                modelsConfigFrom({ agent: { endpoints: [{ url: worker.server.url, maxConcurrency: 16 }] } }),
+              )
+              const pool = yield* makeInferencePool(models, { log, namespace: "demo" })
+              const ports = {
+                model: poolModelPort(pool),
+                tools: port,
+                toolSpecs: specs,
+                parse: parseForEpisode,
+                now: () => new Date().toISOString(),
+              }
+              return yield* Effect.forEach(
+                worker.runs,
+                ({ task, sample }) => {
+                  const episodeId = episodeIdFor(runId, task.id, sample)
+                  return Effect.map(
+                    runEpisode(log, ports, episodeId, {
+                      kind: "start",
+                      episodeId,
+                      runId,
+                      taskId: task.id,
+                      sampleIndex: sample,
+                      question: task.question,
+                      model: "agent",
+                    }),
+                    (state): Outcome => ({
+                      task,
+                      sample,
+                      outcome: state.outcome,
+                      answer: state.answer,
+                      turns: state.turn,
+                      correct: gaiaScore(state.answer, task.answer).correct,
+                      trajectory: JSON.stringify(
+                        state.messages
+                          .toArray()
+                          .filter((m) => m.role === "assistant")
+                          .map((m) => [m.content, m.toolCalls ?? []]),
+                      ),
+                    }),
+                  )
+                },
+                { concurrency: 16 },
+              )
+            }),
+          { concurrency: "unbounded" },
+        )
+        return perWorker.flat()
+      }),
+    ),
+  )
+
+const runsOf = (tasks: ReadonlyArray<DemoQuestion>): ReadonlyArray<Run> =>
+  tasks.flatMap((task) => Array.from({ length: SAMPLES }, (_, sample) => ({ task, sample })))
+
+const keyOf = (o: Run) => `${o.task.id}/${o.sample}`
+
 describe("the demo benchmark with the researcher test double", () => {
   it("answers every episode, scores strictly between 20% and 95% Avg@8, and samples disagree", async () => {
     expect(questions).toHaveLength(20)
-    const models = Result.getOrThrow(
-      modelsConfigFrom({ agent: { endpoints: [{ url: server.url, maxConcurrency: 16 }] } }),
-    )
-    const tools = Result.getOrThrow(
-      toolsConfigFrom({
-        servers: {
-          search: {
-            command: "rollout",
-            args: [
-              "mcp-server",
-              "search",
-              "--options",
-              JSON.stringify({ providers: ["offline"], corpusPath: corpus }),
-            ],
-            idempotent: true,
-          },
-          fetch_url: {
-            command: "rollout",
-            args: [
-              "mcp-server",
-              "fetch_url",
-              "--options",
-              JSON.stringify({ offline: true, corpusPath: corpus }),
-            ],
-            idempotent: true,
-          },
-        },
-      }),
-    )
     const started = performance.now()
-    const outcomes = await Effect.runPromise(
-      Effect.scoped(
-        Effect.gen(function* () {
-          const log = yield* makeEmbeddedLog({ dataDir: dir, namespace: "demo", fsync: "never" })
-          const pool = yield* makeInferencePool(models, { log, namespace: "demo" })
-          const dock = yield* Effect.acquireRelease(
-            Effect.promise(() => startDock({ log, config: tools, sampleEveryMs: 0 })),
-            (d) => Effect.promise(() => d.close()),
-          )
-          const { port, specs } = dockToolPort(dock)
-          expect(specs.map((s) => s.name).sort()).toEqual(["fetch_url", "search"])
-          const ports = {
-            model: poolModelPort(pool),
-            tools: port,
-            toolSpecs: specs,
-            parse: parseForEpisode,
-            now: () => new Date().toISOString(),
-          }
-          const runs = questions.flatMap((task) =>
-            Array.from({ length: SAMPLES }, (_, sample) => ({ task, sample })),
-          )
-          return yield* Effect.forEach(
-            runs,
-            ({ task, sample }) => {
-              const episodeId = `researcher-${task.id}-${sample}`
-              return Effect.map(
-                runEpisode(log, ports, episodeId, {
-                  kind: "start",
-                  episodeId,
-                  runId: "researcher-demo",
-                  taskId: task.id,
-                  sampleIndex: sample,
-                  question: task.question,
-                  model: "agent",
-                }),
-                (state): Outcome => ({
-                  task,
-                  sample,
-                  outcome: state.outcome,
-                  answer: state.answer,
-                  turns: state.turn,
-                  correct: gaiaScore(state.answer, task.answer).correct,
-                }),
-              )
-            },
-            { concurrency: 16 },
-          )
-        }),
-      ),
-    )
+    const outcomes = await runWorkers(path.join(dir, "one"), "researcher-demo", [
+      { server, runs: runsOf(questions) },
+    ])
     const seconds = (performance.now() - started) / 1000
 
     const accuracyOf = (subset: ReadonlyArray<Outcome>) =>
@@ -186,5 +224,38 @@ describe("the demo benchmark with the researcher test double", () => {
     // The samples of a task are different trajectories: some tasks get more than one answer.
     const disagreeing = byTask.filter((runs) => new Set(runs.map((o) => o.answer)).size > 1)
     expect(disagreeing.length).toBeGreaterThan(0)
+  }, 300_000)
+
+  it("takes each episode's trajectory on either of two workers' servers, after a crash too", async () => {
+    const tasks = questions.slice(0, 4)
+    const reference = await runWorkers(path.join(dir, "reference"), "split", [
+      { server, runs: runsOf(tasks) },
+    ])
+    const [a, b] = [
+      await startScriptedModelServer({ script: researcherScript({ seed: 0 }), recordLimit: 0 }),
+      await startScriptedModelServer({ script: researcherScript({ seed: 0 }), recordLimit: 0 }),
+    ]
+    try {
+      // Worker A takes the even samples, worker B the odd ones in reverse order; B's server has
+      // already answered two of its episodes once, for a worker that crashed (its log is lost).
+      const runs = runsOf(tasks)
+      const even = runs.filter((r) => r.sample % 2 === 0)
+      const odd = runs.filter((r) => r.sample % 2 === 1).reverse()
+      await runWorkers(path.join(dir, "crashed"), "split", [{ server: b, runs: odd.slice(0, 2) }])
+      const split = await runWorkers(path.join(dir, "split"), "split", [
+        { server: a, runs: even },
+        { server: b, runs: odd },
+      ])
+      const byKey = new Map(split.map((o) => [keyOf(o), o]))
+      expect(split).toHaveLength(reference.length)
+      for (const o of reference) {
+        expect(byKey.get(keyOf(o))?.trajectory, keyOf(o)).toBe(o.trajectory)
+        expect(byKey.get(keyOf(o))?.answer, keyOf(o)).toBe(o.answer)
+      }
+      // The reference's samples differ among themselves: equal trajectories are not a collapse.
+      expect(new Set(reference.map((o) => o.trajectory)).size).toBeGreaterThan(tasks.length)
+    } finally {
+      await Promise.all([a.stop(), b.stop()])
+    }
   }, 300_000)
 })

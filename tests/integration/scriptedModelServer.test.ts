@@ -2,10 +2,14 @@
  * The scripted model server (a test double for a GPU inference server) against the official openai
  * client over real loopback HTTP: plain and streamed completions with tool calls, usage, log-probs
  * and token ids, per-episode sequences under concurrency, scripted HTTP failures and cut streams,
- * token auth, bad input, the test-double labelling, and a `stop()` that frees the port. Every test
- * is bounded to a few dozen requests.
+ * token auth, bad input, the test-double labelling, and a `stop()` that frees the port. Episodes
+ * named in the `x-rollout-episode` header (as the inference pool sends it): a retried turn is the
+ * same sample, two servers answer the same episodes alike, a malformed header is refused. Every
+ * test is bounded to a few dozen requests.
  */
+import * as http from "node:http"
 import * as net from "node:net"
+import { Effect, Result } from "effect"
 import OpenAI, {
   APIConnectionError,
   APIConnectionTimeoutError,
@@ -22,23 +26,30 @@ import type {
   ChatCompletionTokenLogprob,
 } from "openai/resources/chat/completions"
 import { afterEach, describe, expect, it } from "vitest"
+import { EPISODE_HEADER } from "../../src/actors/inference/episodeHeader.ts"
+import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
+import { makeInferencePool } from "../../src/actors/inference/pool.ts"
 import { countTokens } from "../../src/actors/inference/scriptedModel/pseudoTokens.ts"
 import {
   parseScriptName,
+  type Script,
   type ScriptedModelServer,
   type ScriptedModelServerOptions,
   type ScriptedReply,
   scripts,
   startScriptedModelServer,
 } from "../../src/actors/inference/scriptedModelServer.ts"
+import { acquire } from "../support/scoped.ts"
 
 const started: Array<ScriptedModelServer> = []
+const closers: Array<() => Promise<void>> = []
 const start = async (options: ScriptedModelServerOptions): Promise<ScriptedModelServer> => {
   const server = await startScriptedModelServer(options)
   started.push(server)
   return server
 }
 afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
   await Promise.all(started.splice(0).map((server) => server.stop()))
 })
 
@@ -426,6 +437,201 @@ describe("failures", () => {
     expect(huge.headers.get("x-rollout-test-double")).toBe("scripted")
     // None of these reached the script.
     expect(server.requests.every((r) => r.callIndex === undefined)).toBe(true)
+  })
+})
+
+describe("episodes named by the x-rollout-episode header", () => {
+  const QUESTION = "In which town was the engineer who designed Brackwater Bridge born?"
+  const TOOLS = [
+    { type: "function" as const, function: { name: "search", parameters: { type: "object" } } },
+    { type: "function" as const, function: { name: "fetch_url", parameters: { type: "object" } } },
+  ]
+  /** The first turn of an episode of the researcher; every sample of the task sends this same body. */
+  const firstTurn = (client: OpenAI, episodeId?: string) =>
+    client.chat.completions.create(
+      { model: "scripted", messages: task(QUESTION), tools: TOOLS },
+      episodeId === undefined ? {} : { headers: { [EPISODE_HEADER]: episodeId } },
+    )
+  const decisionOf = (completion: ChatCompletion) => {
+    const message = completion.choices[0]!.message
+    return { content: message.content, toolCalls: message.tool_calls }
+  }
+
+  it("answers a retried turn as the same sample, and two servers the same episodes alike", async () => {
+    const a = clientFor(await start({ script: scripts.researcher({ seed: 0 }) }))
+    const serverB = await start({ script: scripts.researcher({ seed: 0 }) })
+    const b = clientFor(serverB)
+    const episodes = [0, 1, 2, 3, 4, 5].map((k) => `run-x/q1/${k}`)
+    const onA = new Map<string, ReturnType<typeof decisionOf>>()
+    for (const id of episodes) onA.set(id, decisionOf(await firstTurn(a, id)))
+    // Server B: the other order, two turns asked again (the first answers lost in a crash), and
+    // requests that name no episode in between.
+    for (const id of [...episodes].reverse()) {
+      await firstTurn(b)
+      expect(decisionOf(await firstTurn(b, id))).toEqual(onA.get(id))
+    }
+    for (const id of [episodes[0]!, episodes[3]!]) {
+      expect(decisionOf(await firstTurn(b, id))).toEqual(onA.get(id))
+      expect(decisionOf(await firstTurn(a, id))).toEqual(onA.get(id))
+    }
+    expect(episodes.map((id) => onA.get(id)?.toolCalls?.[0]?.id)).toEqual(
+      [0, 1, 2, 3, 4, 5].map((k) => `call_n${k}_t1`),
+    )
+    expect(new Set(episodes.map((id) => JSON.stringify(onA.get(id)))).size).toBeGreaterThan(1)
+    expect(serverB.requests.filter((r) => r.episodeId !== undefined).map((r) => r.episodeId)).toEqual([
+      ...[...episodes].reverse(),
+      episodes[0],
+      episodes[3],
+    ])
+  })
+
+  it("without the header, falls back to arrival order: the same turn asked again is a new sample", async () => {
+    const server = await start({ script: scripts.researcher({ seed: 0 }) })
+    const client = clientFor(server)
+    const ids = [await firstTurn(client), await firstTurn(client)].map(
+      (c) => decisionOf(c).toolCalls?.[0]?.id,
+    )
+    expect(ids).toEqual(["call_n0_t1", "call_n1_t1"])
+    expect(server.requests.map((r) => r.episodeId)).toEqual([undefined, undefined])
+  })
+
+  it("gives a turn the pool asks again after a lost answer the sample it was first given", async () => {
+    // The first answer to each episode's first turn is cut mid-stream, as by a crash after the
+    // script has answered: the pool retries it, and the retry must not be taken for a new sample.
+    const researcher = scripts.researcher({ seed: 0 })
+    const lost = new Set<string>()
+    const losing: Script = async (request, context) => {
+      const reply = await researcher(request, context)
+      const key = context.episodeId ?? ""
+      if (lost.has(key)) return reply
+      lost.add(key)
+      return { ...reply, cutStream: { afterEvents: 1 } }
+    }
+    const flaky = await start({ script: losing })
+    const steady = await start({ script: scripts.researcher({ seed: 0 }) })
+    const poolOn = async (server: ScriptedModelServer) => {
+      const config = Result.getOrThrow(
+        modelsConfigFrom({ agent: { endpoints: [{ url: server.url }], stream: true, backoffMs: 0 } }),
+      )
+      const { value, close } = await acquire(makeInferencePool(config))
+      closers.push(close)
+      return value
+    }
+    const [flakyPool, steadyPool] = [await poolOn(flaky), await poolOn(steady)]
+    const call = (pool: typeof flakyPool, episodeId: string) =>
+      Effect.runPromise(
+        pool.complete({
+          model: "agent",
+          requestId: `${episodeId}/model/1`,
+          episodeId,
+          messages: [{ role: "user", content: `Your task is to answer the user's question: ${QUESTION}.` }],
+          tools: TOOLS.map((t) => ({ name: t.function.name, parameters: t.function.parameters })),
+        }),
+      )
+    for (const episodeId of ["run-y/q1/0", "run-y/q1/1", "run-y/q1/2"]) {
+      const retried = await call(flakyPool, episodeId)
+      const once = await call(steadyPool, episodeId)
+      expect(retried.toolCalls).toEqual(once.toolCalls)
+      expect(retried.content).toBe(once.content)
+      expect(retried.toolCalls?.[0]?.callId).toBe(`call_n${episodeId.slice(-1)}_t1`)
+    }
+    // Each first turn reached the flaky server twice, named both times.
+    expect(flaky.requests.map((r) => r.episodeId)).toEqual(
+      ["run-y/q1/0", "run-y/q1/1", "run-y/q1/2"].flatMap((id) => [id, id]),
+    )
+  })
+
+  it("reads the episode the inference pool names, percent-encoded where a header needs it", async () => {
+    const server = await start({ script: scripts.sequence([{ content: "one" }, { content: "two" }]) })
+    const config = Result.getOrThrow(
+      modelsConfigFrom({
+        plain: { endpoints: [{ url: server.url }] },
+        streamed: { endpoints: [{ url: server.url }], stream: true },
+      }),
+    )
+    const { value: pool, close } = await acquire(makeInferencePool(config))
+    closers.push(close)
+    const episodeId = "run 1/Müller%/0"
+    const messages = [{ role: "user" as const, content: "Your task is to answer the user's question: Who?." }]
+    for (const model of ["plain", "streamed"]) {
+      const completion = await Effect.runPromise(
+        pool.complete({ model, requestId: `${episodeId}/model/${model}`, episodeId, messages }),
+      )
+      const last = server.requests[server.requests.length - 1]!
+      expect(last.episodeId).toBe(episodeId)
+      expect(last.headers[EPISODE_HEADER]).toBe("run%201/M%C3%BCller%25/0")
+      // The same episode walks one sequence across both calls.
+      expect(completion.content).toBe(model === "plain" ? "one" : "two")
+    }
+    // A call outside an episode (a judge's) names none.
+    await Effect.runPromise(pool.complete({ model: "plain", requestId: "judge/1", messages }))
+    expect(server.requests[server.requests.length - 1]!.headers[EPISODE_HEADER]).toBeUndefined()
+  })
+
+  it("keeps a sequence per named episode, even for the samples of one task", async () => {
+    const server = await start({ script: scripts.sequence([{ content: "first" }, { content: "second" }]) })
+    const client = clientFor(server)
+    const turn = (episodeId: string) =>
+      client.chat.completions.create(
+        { model: "scripted", messages: task("Same task") },
+        { headers: { [EPISODE_HEADER]: episodeId } },
+      )
+    const answers = []
+    for (const id of ["r/t/0", "r/t/1", "r/t/0", "r/t/1"])
+      answers.push((await turn(id)).choices[0]!.message.content)
+    expect(answers).toEqual(["first", "first", "second", "second"])
+  })
+
+  it("refuses a repeated, empty or badly encoded episode header with 400 naming it", async () => {
+    const server = await start({ script: scripts.echo() })
+    const { port } = server
+    const body = JSON.stringify({ messages: [{ role: "user", content: "hi" }] })
+    /**
+     * Raw HTTP, so a header can be sent twice or empty as a misbehaving client would (as raw headers,
+     * `host` is ours to send: Node's server refuses a request without one).
+     */
+    const post = (episodeHeaders: ReadonlyArray<string>) =>
+      new Promise<{ status: number; error: { code: string; message: string } }>((resolve, reject) => {
+        const request = http.request({
+          host: "127.0.0.1",
+          port,
+          method: "POST",
+          path: "/v1/chat/completions",
+          headers: [
+            "host",
+            `127.0.0.1:${port}`,
+            "content-type",
+            "application/json",
+            ...episodeHeaders.flatMap((value) => [EPISODE_HEADER, value]),
+          ],
+        })
+        request.on("response", (response) => {
+          let text = ""
+          response.on("data", (chunk: Buffer) => {
+            text += chunk.toString("utf8")
+          })
+          response.on("end", () => {
+            try {
+              resolve({ status: response.statusCode ?? 0, ...(JSON.parse(text) as { error: never }) })
+            } catch (cause) {
+              reject(
+                new Error(`status ${response.statusCode} with a body that is not JSON: ${text}`, { cause }),
+              )
+            }
+          })
+        })
+        request.on("error", reject)
+        request.end(body)
+      })
+    for (const headers of [["r/t/0", "r/t/1"], [""], ["r/%E0%A4%A"]]) {
+      const refused = await post(headers)
+      expect(refused.status, JSON.stringify(headers)).toBe(400)
+      expect(refused.error.code).toBe("invalid_episode_header")
+      expect(refused.error.message).toContain(EPISODE_HEADER)
+    }
+    expect((await post(["r/t/0"])).status).toBe(200)
+    // The refused requests never reached the script.
+    expect(server.requests.map((r) => r.callIndex)).toEqual([undefined, undefined, undefined, 0])
   })
 })
 

@@ -2,11 +2,14 @@
  * The `researcher` script of the scripted model server (a test double for a GPU server): question
  * analysis and query building, reading the servers' result formats, the answer heuristics on small
  * made-up pages, the two-hop bridge, determinism (the same request gives the same reply; first
- * turns of identical requests are told apart by arrival order or by the body's `seed`), and a whole
- * episode against an in-memory stand-in for `search` and `fetch_url`. No demo data is used here.
+ * turns of identical requests are told apart by the episode the request names, a retried turn and
+ * any order or instance included — fuzzed with fast-check —, else by the body's `seed` or by arrival
+ * order), and a whole episode against an in-memory stand-in for `search` and `fetch_url`. No demo
+ * data is used here.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
 import {
   analyzeQuestion,
@@ -20,6 +23,7 @@ import {
   rankCandidates,
   readConversation,
   researcherScript,
+  sampleTagOfEpisode,
   seededUnit,
   stem,
 } from "../../src/actors/inference/scriptedModel/researcher.ts"
@@ -52,8 +56,13 @@ const requestOf = (
   ...extra,
 })
 
-const reply = async (script: Script, request: ChatRequest): Promise<ScriptedReply> =>
-  script(request, { callIndex: 0, episodeKey: episodeKeyOf(request) })
+/** One turn, as the server hands it to the script: with the episode the request named, if any. */
+const reply = async (script: Script, request: ChatRequest, episodeId?: string): Promise<ScriptedReply> =>
+  script(request, {
+    callIndex: 0,
+    episodeKey: episodeKeyOf(request),
+    ...(episodeId === undefined ? {} : { episodeId }),
+  })
 
 const page = (url: string, title: string, text: string): Page => ({ url, title, text })
 
@@ -103,10 +112,15 @@ const fetchText = (url: string): string => {
 }
 
 /** Runs one episode the way the agent does: native tool calls, results as tool messages. */
-const runEpisode = async (script: Script, question: string, extra: Record<string, unknown> = {}) => {
+const runEpisode = async (
+  script: Script,
+  question: string,
+  extra: Record<string, unknown> = {},
+  episodeId?: string,
+) => {
   const messages: ChatMessage[] = [task(question)]
   for (let turn = 0; turn < 12; turn++) {
-    const r = await reply(script, requestOf(messages, extra))
+    const r = await reply(script, requestOf(messages, extra), episodeId)
     const calls = (r.toolCalls ?? []).map((c, i) => ({
       id: c.id ?? `call_${turn}_${i}`,
       type: "function",
@@ -374,17 +388,101 @@ describe("the researcher script", () => {
     }
   })
 
-  it("tells identical first requests apart by arrival order, or by the body's seed", async () => {
+  it("without an episode id, tells identical first requests apart by arrival order, or by the body's seed", async () => {
     const first = requestOf([task("How many arches does Brackwater Bridge have?")])
     const script = researcherScript()
     const ids = []
     for (let i = 0; i < 3; i++) ids.push((await reply(script, first)).toolCalls?.[0]?.id)
+    // The documented fallback: the same first turn asked again (a retry) is taken for a new sample.
     expect(ids).toEqual(["call_n0_t1", "call_n1_t1", "call_n2_t1"])
     // Another instance hands out the same tags in the same order: the set of samples is the same.
     expect((await reply(researcherScript(), first)).toolCalls?.[0]?.id).toBe("call_n0_t1")
     const seeded = requestOf(first.messages, { seed: 7 })
     expect(await reply(script, seeded)).toEqual(await reply(researcherScript(), seeded))
     expect((await reply(script, seeded)).toolCalls?.[0]?.id).toBe("call_s7_t1")
+  })
+
+  const TWO_HOP = "In which town was the engineer who designed Brackwater Bridge born?"
+  const EPISODES = ["run-a/q1/0", "run-a/q1/1", "run-a/q1/2", "run-a/q1/5", "run-a/q1/1~fork1", "hand named"]
+
+  test.prop([
+    fc.array(fc.option(fc.constantFrom(...EPISODES), { nil: undefined }), { minLength: 1, maxLength: 24 }),
+  ])(
+    "answers a first turn by the episode it names: retried, in any order, on any instance, among unnamed ones",
+    async (asks) => {
+      const first = requestOf([task(TWO_HOP)])
+      const script = researcherScript({ seed: 3 })
+      for (const episodeId of asks) {
+        const got = await reply(script, first, episodeId)
+        // Unnamed requests advance the arrival order; named ones neither read nor move it.
+        if (episodeId !== undefined)
+          expect(got).toEqual(await reply(researcherScript({ seed: 3 }), first, episodeId))
+      }
+    },
+  )
+
+  it("gives sample k of a task the trajectory the k-th arrival took without an id, in any run", async () => {
+    const unnamed = researcherScript({ seed: 1 })
+    const named = researcherScript({ seed: 1 })
+    for (let k = 0; k < 4; k++) {
+      const byArrival = await runEpisode(unnamed, TWO_HOP)
+      // Asked in reverse sample order, and from two runs: the sample index decides, not the run.
+      const byId = await runEpisode(named, TWO_HOP, {}, `run-b/q1/${3 - k}`)
+      const again = await runEpisode(named, TWO_HOP, {}, `run-c/q1/${k}`)
+      expect(again).toEqual(byArrival)
+      expect(byId.messages[1]?.tool_calls?.[0]?.id).toBe(`call_n${3 - k}_t1`)
+    }
+  })
+
+  it("tags an episode by the evaluator's sample index, else by a hash of its id", () => {
+    expect(sampleTagOfEpisode("run-a/q1/3")).toBe("n3")
+    expect(sampleTagOfEpisode("another-run/q1/3")).toBe("n3")
+    expect(sampleTagOfEpisode("run-a/q1/03")).toBe("n3")
+    expect(sampleTagOfEpisode("run-a/q1/3~fork2")).toMatch(/^e[0-9a-f]{16}$/)
+    expect(sampleTagOfEpisode("q1-3")).not.toBe(sampleTagOfEpisode("q1-4"))
+  })
+
+  test.prop([fc.string({ unit: "binary", minLength: 1 })])(
+    "gives every episode id a tag the tool call ids carry back",
+    (episodeId) => {
+      const tag = sampleTagOfEpisode(episodeId)
+      expect(tag).toMatch(/^[A-Za-z0-9]+$/)
+      const id = `call_${tag}_t1`
+      const conversation = readConversation(
+        requestOf([
+          task(TWO_HOP),
+          {
+            role: "assistant",
+            content: "",
+            tool_calls: [{ id, type: "function", function: { name: "search", arguments: '{"query":"q"}' } }],
+          },
+          { role: "tool", tool_call_id: id, content: searchText("Brackwater") },
+        ]),
+      )
+      expect(conversation.sampleTag).toBe(tag)
+    },
+  )
+
+  it("takes the body's seed over the episode id, and the episode's tag for a turn another model began", async () => {
+    const first = requestOf([task(TWO_HOP)], { seed: 7 })
+    expect((await reply(researcherScript(), first, "run-a/q1/2")).toolCalls?.[0]?.id).toBe("call_s7_t1")
+    const foreign = requestOf([
+      task(TWO_HOP),
+      {
+        role: "assistant",
+        content: "",
+        tool_calls: [
+          {
+            id: "abc",
+            type: "function",
+            function: { name: "search", arguments: '{"query":"Brackwater Bridge"}' },
+          },
+        ],
+      },
+      { role: "tool", tool_call_id: "abc", content: searchText("Brackwater Bridge") },
+    ])
+    expect((await reply(researcherScript(), foreign)).toolCalls?.[0]?.id).toBe("call_x_t2")
+    expect((await reply(researcherScript(), foreign, "run-a/q1/2")).toolCalls?.[0]?.id).toBe("call_n2_t2")
   })
 
   it("varies across samples and seeds in queries, reads or answers", async () => {

@@ -17,6 +17,7 @@ export const poolModelPort = (
         model: request.model,
         requestId: request.requestId,
         affinityKey: request.affinityKey,
+        episodeId: request.episodeId,
         messages: request.messages,
         maxTokens: request.maxTokens,
         ...(request.tools === undefined ? {} : { tools: request.tools }),

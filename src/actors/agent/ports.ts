@@ -14,6 +14,8 @@ export interface ModelPort {
     readonly model: string
     readonly requestId: string
     readonly affinityKey: string
+    /** The episode asking; the pool names it to the server (`x-rollout-episode`). */
+    readonly episodeId: string
     readonly messages: ReadonlyArray<ChatMessage>
     readonly maxTokens: number
     /** The tool catalog offered to the model (the agent's calls; not the summarizer's). */

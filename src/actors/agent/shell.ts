@@ -226,6 +226,7 @@ export const runEpisode = (
               model: folded.state.model,
               requestId: intent.requestId,
               affinityKey: episodeId,
+              episodeId,
               messages: intent.messages,
               maxTokens: folded.state.policy.maxResponseTokens,
               ...(ports.toolSpecs === undefined || ports.toolSpecs.length === 0
@@ -251,6 +252,7 @@ export const runEpisode = (
               model: folded.state.policy.refineModel ?? "summarizer",
               requestId: intent.requestId,
               affinityKey: episodeId,
+              episodeId,
               messages: intent.messages,
               maxTokens: 2048,
             }),
@@ -282,6 +284,7 @@ export const runEpisode = (
                           model,
                           requestId: `${callKey(item.callId)}/refine/${index}`,
                           affinityKey: episodeId,
+                          episodeId,
                           messages: summarizerMessages(item.purpose, page, index, pages.length),
                           maxTokens: 2048,
                         }),

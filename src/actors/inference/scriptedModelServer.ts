@@ -4,12 +4,15 @@
  * model; a script can also fail a call (an HTTP error, a hang, a stream cut mid-way). It is a TEST
  * DOUBLE for a GPU inference server, used by tests, benchmarks and the offline demo, and says so in
  * every response (`x-rollout-test-double: scripted`, the `rollout-scripted-test-double`
- * fingerprint, `owned_by` of its models) and in its startup line.
+ * fingerprint, `owned_by` of its models) and in its startup line. A request names its episode in
+ * the `x-rollout-episode` header (as the inference pool sends it); scripts key what they choose per
+ * episode by that, and without it fall back to the task and the arrival order (see `ScriptContext`).
  * Built on `node:http` because effect's HTTP platform crashes on Node 20.
  */
 import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import { EPISODE_HEADER, parseEpisodeHeader } from "./episodeHeader.ts"
 import { openAiErrorBody, parseChatRequest } from "./scriptedModel/chatRequest.ts"
 import { completionBody, completionStreamEvents, planGeneration } from "./scriptedModel/completion.ts"
 import { type ChatRequest, episodeKeyOf, type Script, type ScriptedError } from "./scriptedModel/script.ts"
@@ -44,6 +47,8 @@ export interface RecordedRequest {
   readonly body: ChatRequest | undefined
   readonly callIndex: number | undefined
   readonly episodeKey: string | undefined
+  /** The episode the request named in its `x-rollout-episode` header (decoded), if any. */
+  readonly episodeId: string | undefined
   /** The HTTP status answered, or undefined while pending (or when the client went away first). */
   readonly status: number | undefined
 }
@@ -179,10 +184,19 @@ export const startScriptedModelServer = async (
       return sendError(res, record, { status: 400, message, code }, {}, param)
     }
     const request = parsed.request
-    const context = { callIndex: callIndex++, episodeKey: episodeKeyOf(request) }
+    const episode = parseEpisodeHeader(req.headersDistinct[EPISODE_HEADER])
+    if (!episode.ok) {
+      return sendError(res, record, { status: 400, message: episode.message, code: "invalid_episode_header" })
+    }
+    const context = {
+      callIndex: callIndex++,
+      episodeKey: episodeKeyOf(request),
+      ...(episode.episodeId === undefined ? {} : { episodeId: episode.episodeId }),
+    }
     record.body = request
     record.callIndex = context.callIndex
     record.episodeKey = context.episodeKey
+    record.episodeId = episode.episodeId
 
     // Aborted when the client goes away or the server stops, so a hanging reply never outlives either.
     const abort = new AbortController()
@@ -257,6 +271,7 @@ export const startScriptedModelServer = async (
       body: undefined,
       callIndex: undefined,
       episodeKey: undefined,
+      episodeId: undefined,
       status: undefined,
     }
     if (recordLimit > 0) {

@@ -16,6 +16,7 @@ import type {
   ChatCompletionTool,
 } from "openai/resources/chat/completions"
 import type { ChatMessage } from "../../agent/context.ts"
+import { EPISODE_HEADER, episodeHeaderValue } from "../episodeHeader.ts"
 import type { ModelConfig } from "../modelsConfig.ts"
 
 export interface ToolSpec {
@@ -31,6 +32,11 @@ export interface CompletionRequest {
   readonly requestId: string
   /** Calls with the same key go to the same endpoint while it is healthy and has room (KV-cache reuse). */
   readonly affinityKey?: string
+  /**
+   * The episode the call belongs to, sent as the `x-rollout-episode` header (episodeHeader.ts says
+   * why a header); absent for calls outside an episode (a judge).
+   */
+  readonly episodeId?: string
   readonly messages: ReadonlyArray<ChatMessage>
   readonly tools?: ReadonlyArray<ToolSpec>
   readonly maxTokens?: number
@@ -284,6 +290,14 @@ export const classify = (error: unknown, timeoutMs: number, now: () => number = 
   return { kind: "endpoint", code: "bad_response", message: causeText(error) }
 }
 
+/** The headers of every attempt of a call: its request id, and its episode when it has one. */
+export const requestHeaders = (request: CompletionRequest): Record<string, string> => ({
+  "x-request-id": request.requestId,
+  ...(request.episodeId === undefined || request.episodeId === ""
+    ? {}
+    : { [EPISODE_HEADER]: episodeHeaderValue(request.episodeId) }),
+})
+
 /** Runs one attempt; interruption aborts the HTTP request. */
 export const attempt = (
   client: OpenAI,
@@ -297,9 +311,7 @@ export const attempt = (
     const body = requestBody(config, request)
     return Effect.tryPromise({
       try: (signal) =>
-        client.chat.completions
-          .create(body, { signal, headers: { "x-request-id": request.requestId } })
-          .withResponse(),
+        client.chat.completions.create(body, { signal, headers: requestHeaders(request) }).withResponse(),
       catch: (error) => classify(error, config.timeoutMs),
     }).pipe(
       Effect.flatMap(({ data, response }) => {

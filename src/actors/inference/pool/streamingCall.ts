@@ -29,6 +29,7 @@ import {
   classify,
   readCompletion,
   requestBody,
+  requestHeaders,
 } from "./openAiCall.ts"
 
 /** A delta without the attempt and endpoint it came from (the attempt adds those). */
@@ -210,7 +211,7 @@ export const attemptStreaming = (
       try: async (signal) => {
         // Until the headers arrive, the client's own `timeout` applies.
         const { data: stream, response } = await client.chat.completions
-          .create(body, { signal, headers: { "x-request-id": request.requestId } })
+          .create(body, { signal, headers: requestHeaders(request) })
           .withResponse()
         const assembly = new StreamAssembly()
         // From then on: at most `timeoutMs` of silence between two chunks.

@@ -26,12 +26,20 @@
  *
  * Determinism: every choice is a hash of (seed, episode key, sample tag, what is chosen), and every
  * later turn is a pure function of the request. The k samples of one task send byte-identical first
- * requests (the sample index is not in the conversation), so the first turn — and only it — tells
- * them apart the way sampling would: a request body `seed` (OpenAI's field) when there is one, else
- * the arrival order of first requests per episode key in this script instance (the 1st gets sample
- * tag n0, the 2nd n1, …). The tag is written into the tool call ids (`call_<tag>_t<turn>`), which
- * the conversation carries back, so the rest of the episode follows from the request alone and the
- * set of k trajectories of a task is the same in every run whatever the interleaving.
+ * request bodies (the sample index is not in the conversation), so the first turn — and only it —
+ * tells them apart the way sampling would, by the first of:
+ *   - a request body `seed` (OpenAI's field): tag `s<seed>`;
+ *   - the episode the request names in its `x-rollout-episode` header (the inference pool sends
+ *     it): an evaluator's episode id `<run>/<task>/<sample>` gives tag `n<sample>`, so sample k of
+ *     a task takes the same trajectory in every run, and any other id gives a tag hashed from it;
+ *   - without either, the fallback: the arrival order of first requests per episode key in this
+ *     script instance (the 1st gets n0, the 2nd n1, …). A first turn asked again (a retry after a
+ *     crash) then counts as a new sample, and two server instances hand the tags out in their own
+ *     orders: only the header makes a retried turn and a run split across servers repeatable.
+ * Sample k gets n<k> by its episode id where arrival order gave n<k> to the k-th arrival, so an
+ * evaluation's set of k trajectories per task (and its Avg@k) is the same either way. The tag is
+ * written into the tool call ids (`call_<tag>_t<turn>`), which the conversation carries back, so the
+ * rest of the episode follows from the request alone.
  */
 import { createHash } from "node:crypto"
 import {
@@ -1111,6 +1119,17 @@ const plain = (text: string): string => text.replace(/</g, "‹").replace(/>/g, 
 /** Sample tags given by arrival order are remembered for this many episode keys (oldest forgotten). */
 const MAX_TRACKED_EPISODES = 100_000
 
+/**
+ * The sample tag of an episode id: `n<k>` for the evaluator's `<run>/<task>/<k>` (the sample index,
+ * independent of the run, so runs repeat), else `e` and a hash of the whole id (a fork, a
+ * hand-named episode). Letters and digits only: the tag must survive inside a tool call id.
+ */
+export const sampleTagOfEpisode = (episodeId: string): string => {
+  const sample = /\/(\d{1,15})$/.exec(episodeId)?.[1]
+  if (sample !== undefined) return `n${Number(sample)}`
+  return `e${createHash("sha256").update(episodeId).digest("hex").slice(0, 16)}`
+}
+
 /** The `researcher` script: see the module comment. */
 export const researcherScript = (options: ResearcherOptions = {}): Script => {
   const seed = options.seed ?? 0
@@ -1119,14 +1138,21 @@ export const researcherScript = (options: ResearcherOptions = {}): Script => {
     throw new RangeError(`maxSearches must be an integer >= 1, got ${maxSearches}`)
   const arrivals = new Map<string, number>()
   /**
-   * The sample of a first turn: the body's `seed` when given, else the arrival order of first
-   * requests of this episode key. A later turn without one of this script's call ids (another
-   * model began the conversation) gets a fixed tag, so it stays a function of the request.
+   * The sample of a first turn: the body's `seed` when given, else the episode the request names,
+   * else the arrival order of first requests of this episode key. A later turn without one of this
+   * script's call ids (another model began the conversation) gets its episode's tag or a fixed one,
+   * so it stays a function of the request.
    */
-  const sampleTagOf = (request: ChatRequest, key: string, turns: number): string => {
+  const sampleTagOf = (
+    request: ChatRequest,
+    key: string,
+    turns: number,
+    episodeId: string | undefined,
+  ): string => {
     const requested = request.seed
     if (typeof requested === "number" && Number.isFinite(requested))
       return `s${Math.abs(Math.trunc(requested)).toString(36)}`
+    if (episodeId !== undefined) return sampleTagOfEpisode(episodeId)
     if (turns > 0) return "x"
     const n = arrivals.get(key) ?? 0
     arrivals.delete(key)
@@ -1153,7 +1179,7 @@ export const researcherScript = (options: ResearcherOptions = {}): Script => {
       }
     }
     const key = context.episodeKey ?? episodeKeyOf(request) ?? ""
-    const tag = conversation.sampleTag ?? sampleTagOf(request, key, conversation.turns)
+    const tag = conversation.sampleTag ?? sampleTagOf(request, key, conversation.turns, context.episodeId)
     const draw = (label: string) => seededUnit(seed, key, tag, label)
     const turn = conversation.turns + 1
     const decision = decide(conversation, draw, { maxSearches })

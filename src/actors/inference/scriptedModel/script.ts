@@ -50,8 +50,18 @@ export interface ChatRequest {
 export interface ScriptContext {
   /** 0-based count of valid chat completion requests this server received before this one. */
   readonly callIndex: number
-  /** A stable hash of the first user message, or undefined when there is none: see `episodeKeyOf`. */
+  /**
+   * A stable hash of the first user message (the task), or undefined when there is none: see
+   * `episodeKeyOf`. The samples of one task share it.
+   */
   readonly episodeKey: string | undefined
+  /**
+   * The episode the request belongs to, from its `x-rollout-episode` header (episodeHeader.ts);
+   * absent when the client sent none (another client, a hand-made request). Unlike `episodeKey` it
+   * tells the samples of one task apart, whatever order their requests arrive in and whichever
+   * server instance answers.
+   */
+  readonly episodeId?: string
 }
 
 export type FinishReason = "stop" | "tool_calls" | "length" | "content_filter"

@@ -102,16 +102,17 @@ const fromTable = (table: ScriptTable): Script => {
 }
 
 /**
- * The nth request of an episode gets `replies[n]`. Episodes are told apart by `episodeKey` (the
- * hash of the first user message), so concurrent episodes each walk their own sequence; requests
- * with no user message share one. The position is counted per script instance: a request that a
- * wrapping `failing` script rejects does not advance it, so a retry gets the reply it was due.
+ * The nth request of an episode gets `replies[n]`. Episodes are told apart by the episode id the
+ * request names (`x-rollout-episode`), else by `episodeKey` (the hash of the first user message), so
+ * concurrent episodes each walk their own sequence — samples of one task too when they name their
+ * episodes; requests with neither share one. The position is counted per script instance: a request
+ * that a wrapping `failing` script rejects does not advance it, so a retry gets the reply it was due.
  */
 const sequence = (replies: ReadonlyArray<ScriptedReply>, options: SequenceOptions = {}): Script => {
   if (replies.length === 0) throw new RangeError("a sequence needs at least one reply")
   const next = new Map<string, number>()
   return (_request, context) => {
-    const key = context.episodeKey ?? ""
+    const key = context.episodeId ?? context.episodeKey ?? ""
     const index = next.get(key) ?? 0
     next.set(key, index + 1)
     const reply = replies[index]
