@@ -551,7 +551,8 @@ describe("episodes named by the x-rollout-episode header", () => {
     )
     const { value: pool, close } = await acquire(makeInferencePool(config))
     closers.push(close)
-    const episodeId = "run 1/Müller%/0"
+    // Beyond U+00FF too: Node refuses such a header value, and task ids come from datasets.
+    const episodeId = "run 1/Müller 日本%/0"
     const messages = [{ role: "user" as const, content: "Your task is to answer the user's question: Who?." }]
     for (const model of ["plain", "streamed"]) {
       const completion = await Effect.runPromise(
@@ -559,7 +560,8 @@ describe("episodes named by the x-rollout-episode header", () => {
       )
       const last = server.requests[server.requests.length - 1]!
       expect(last.episodeId).toBe(episodeId)
-      expect(last.headers[EPISODE_HEADER]).toBe("run%201/M%C3%BCller%25/0")
+      expect(last.headers[EPISODE_HEADER]).toBe("run%201/M%C3%BCller%20%E6%97%A5%E6%9C%AC%25/0")
+      expect(last.headers["x-request-id"]).toBe(`run%201/M%C3%BCller%20%E6%97%A5%E6%9C%AC%25/0/model/${model}`)
       // The same episode walks one sequence across both calls.
       expect(completion.content).toBe(model === "plain" ? "one" : "two")
     }

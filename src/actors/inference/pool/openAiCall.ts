@@ -290,9 +290,13 @@ export const classify = (error: unknown, timeoutMs: number, now: () => number = 
   return { kind: "endpoint", code: "bad_response", message: causeText(error) }
 }
 
-/** The headers of every attempt of a call: its request id, and its episode when it has one. */
+/**
+ * The headers of every attempt of a call: its request id, and its episode when it has one. Both
+ * carry dataset task ids, which may hold any character, while a header value must be visible
+ * ASCII (Node refuses anything above U+00FF): both go percent-encoded the same way.
+ */
 export const requestHeaders = (request: CompletionRequest): Record<string, string> => ({
-  "x-request-id": request.requestId,
+  "x-request-id": episodeHeaderValue(request.requestId),
   ...(request.episodeId === undefined || request.episodeId === ""
     ? {}
     : { [EPISODE_HEADER]: episodeHeaderValue(request.episodeId) }),
