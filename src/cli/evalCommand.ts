@@ -20,6 +20,7 @@ import { poolJudgePort } from "../actors/evaluator/judgePort.ts"
 import { isScorerName, needsJudge, SCORER_NAMES, type ScorerName } from "../actors/evaluator/scorers.ts"
 import { formatIssue } from "../actors/evaluator/task.ts"
 import { loadModelsConfig, modelUrlVariable, unknownModelMessage } from "../actors/inference/modelsConfig.ts"
+import { requireReachable } from "../actors/inference/pool/endpointProbe.ts"
 import { makeInferencePool } from "../actors/inference/pool.ts"
 import { liveAgentPorts } from "../actors/registry.ts"
 import { benchmarkFlags } from "./benchmarkFlags.ts"
@@ -62,7 +63,10 @@ export interface EvalOptions {
 const progressDisplay = () => {
   const format = (p: EvalProgress) => {
     const accuracy = p.done === 0 ? "–" : percent(p.correct / p.done)
-    return { accuracy, failures: p.failures }
+    // Infrastructure failures said apart: a model server that went away is not a bad agent.
+    const failures =
+      p.infrastructure === 0 ? `${p.failures}` : `${p.failures} (${p.infrastructure} infrastructure)`
+    return { accuracy, failures }
   }
   if (process.stderr.isTTY === true) {
     const bar = new cliProgress.SingleBar(
@@ -105,6 +109,9 @@ const progressDisplay = () => {
     stop: () => {},
   }
 }
+
+/** The exit status of a run in which no sample could reach the model (its report is printed). */
+export const NO_MODEL_EXIT_CODE = 4
 
 /** How long `--dispatch` waits for a first ended episode before asking whether workers run. */
 const DISPATCH_HINT_MS = 30_000
@@ -185,6 +192,14 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
     if (loaded.tasks.length === 0)
       return yield* Effect.fail(new UsageError(`${options.data}: no tasks to evaluate`))
 
+    // Every model this process will call answers before anything is written: a wrong endpoint
+    // stops here in seconds, naming the URL and the cause, instead of failing every sample.
+    const warnings = yield* requireReachable(models, [
+      ...(dispatch ? [] : [{ model: options.model, role: "agent" }]),
+      ...(needsJudge(scorer) ? [{ model: options.judgeModel!, role: "judge" }] : []),
+    ])
+    for (const warning of warnings) process.stderr.write(`rollout: warning: ${warning}\n`)
+
     const config = yield* configFrom(global)
     if (dispatch && config.log.backend !== "nats")
       return yield* Effect.fail(
@@ -263,6 +278,10 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
           ),
         )
         const report = evalReport(result.state, result.board, result.metrics)
+        // Samples ran and not one got an answer from the model: the report shows why, and the
+        // exit status says the run measured nothing.
+        const unreached = result.ranNow > 0 && result.reachedModel === 0
+        if (unreached) process.exitCode = NO_MODEL_EXIT_CODE
         const files = yield* writeReportFiles(path.resolve(config.log.dataDir, "runs", runId), report)
         const { samples: _samples, ...summary } = report
         if (json)
@@ -272,6 +291,8 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
             alreadyScored: result.alreadyScored,
             scoredNow: result.scored,
             failed: result.failed,
+            reachedModel: result.reachedModel,
+            infrastructureNow: result.infrastructure,
             judge: result.judge,
             files,
           })
@@ -282,6 +303,8 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
             `reports: ${files.markdown}, ${files.json}, ${files.csv}\n` +
             `leaderboard: rollout scores · trajectories: rollout export ${runId} --format sft|agenttoleap\n`,
         )
+        if (unreached)
+          process.stderr.write(`rollout: ${report.reason ?? `no sample reached model ${options.model}`}\n`)
       }),
     )
   }).pipe(Effect.scoped)

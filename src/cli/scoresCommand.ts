@@ -10,6 +10,7 @@ import {
   type EvalReport,
   evalReport,
   headline,
+  infrastructureLine,
   passAtColumns,
   percent,
 } from "../actors/evaluator/evalReport.ts"
@@ -65,6 +66,8 @@ export const reportText = (r: EvalReport): string => {
     .filter(([, n]) => n > 0)
     .map(([s, n]) => `${s} ${n}`)
   lines.push("", `samples: ${counts.join(", ")}`)
+  const infrastructure = infrastructureLine(r)
+  if (infrastructure !== undefined) lines.push(`infrastructure failures: ${infrastructure}`)
   if (m.notScored.length > 0) {
     const shown = m.notScored.slice(0, 10).map((n) => `${n.taskId}#${n.sample} ${n.status}`)
     lines.push(
@@ -133,7 +136,9 @@ export const scoresCommand = (global: GlobalOptions, options: ScoresOptions) =>
               percent(r.passAt1 ?? undefined),
               percent(r.passAtK ?? undefined),
               r.judgeFailed,
-              r.status,
+              r.infrastructureFailures === 0
+                ? r.status
+                : `${r.status} (${r.infrastructureFailures} infra failures)`,
             ]),
           )}\n`,
         )

@@ -3,14 +3,18 @@
  * ended, its turns, tool calls and tokens, and its verdict — from `RunStarted` (kind `eval`; its
  * `config.tasks` lists the tasks with level and category), the run's episodes (`EpisodeStarted`
  * with the `runId`, `ModelResponded`, `ToolCallRequested`, `EpisodeFinished`), `SampleScored` and
- * `RunFinished`. Metrics (Avg@k, pass@k, intervals, breakdowns) are computed from a run's rows on
- * demand (`scoreboardMetrics.ts`), so the state holds facts only and stays plain JSON.
+ * `RunFinished`. An episode ended by its infrastructure (`model_error`,
+ * `tool_infrastructure_error`) keeps the reason its `ModelCallFailed` or infrastructure
+ * `ToolCallFailed` gave, named by cause (`failureCause.ts`), so a report can count the reasons.
+ * Metrics (Avg@k, pass@k, intervals, breakdowns) are computed from a run's rows on demand
+ * (`scoreboardMetrics.ts`), so the state holds facts only and stays plain JSON.
  *
  * Counters of a running episode live in `open` (as many entries as episodes in flight); a finished
  * episode moves into its run's rows. Rows are arrays indexed by the task's place in `tasks` (then
  * by sample), so an update copies one task's k slots and an array of references — never an object
  * with a key per task, whose copy would make a large run's fold quadratic.
  */
+import { failureCause } from "../actors/inference/pool/failureCause.ts"
 import type { Envelope, EpisodeOutcome, EventOf } from "../events/schema.ts"
 import { type Buckets, bucketGet, bucketSet, bucketValues } from "./buckets.ts"
 import { ownValue, type Projection } from "./projection.ts"
@@ -33,6 +37,10 @@ export interface SampleRow {
   readonly toolCalls: number
   readonly promptTokens: number
   readonly completionTokens: number
+  /** Model answers the episode got; 0 when it never reached the model. */
+  readonly responses: number
+  /** Why an infrastructure ending happened (`model: connection refused at <url>`), else null. */
+  readonly failure: string | null
   /** null until the sample's `SampleScored` is folded. */
   readonly verdict: Verdict | null
   readonly scorer: string | null
@@ -73,6 +81,9 @@ export interface OpenEpisode {
   readonly toolCalls: number
   readonly promptTokens: number
   readonly completionTokens: number
+  readonly responses: number
+  /** The last infrastructure failure seen (the one that ends the episode, when one does). */
+  readonly failure: string | null
 }
 
 export interface ScoreboardState {
@@ -123,9 +134,23 @@ const emptyRow = (episodeId: string): SampleRow => ({
   toolCalls: 0,
   promptTokens: 0,
   completionTokens: 0,
+  responses: 0,
+  failure: null,
   verdict: null,
   scorer: null,
 })
+
+/** Endings caused by the model server or the tools rather than the agent (see `failure`). */
+export const infrastructureEndings: ReadonlySet<EpisodeOutcome> = new Set([
+  "model_error",
+  "tool_infrastructure_error",
+])
+
+/** A tool's infrastructure message, cut so that reasons with the same start count together. */
+const toolFailure = (tool: string, message: string): string => {
+  const line = message.replace(/\s+/g, " ").trim()
+  return `tool ${tool}: ${line.length > 80 ? `${line.slice(0, 80)}…` : line}`
+}
 
 const setRun = (state: ScoreboardState, run: RunBoard): ScoreboardState["runs"] => ({
   ...state.runs,
@@ -248,6 +273,8 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
           toolCalls: 0,
           promptTokens: 0,
           completionTokens: 0,
+          responses: 0,
+          failure: null,
         }),
       }
     }
@@ -256,6 +283,20 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
         ...o,
         promptTokens: o.promptTokens + event.usage.promptTokens,
         completionTokens: o.completionTokens + event.usage.completionTokens,
+        responses: o.responses + 1,
+      }))
+    case "ModelCallFailed":
+      return updateOpen(state, event.episodeId, (o) => ({
+        ...o,
+        failure: `model: ${failureCause(event.code, event.message)}${
+          event.endpoint === undefined ? "" : ` at ${event.endpoint}`
+        }`,
+      }))
+    case "ToolCallFailed":
+      if (event.kind !== "infrastructure") return state
+      return updateOpen(state, event.episodeId, (o) => ({
+        ...o,
+        failure: toolFailure(event.tool, event.message),
       }))
     case "ToolCallRequested":
       return updateOpen(state, event.episodeId, (o) => ({ ...o, toolCalls: o.toolCalls + 1 }))
@@ -273,6 +314,8 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
         toolCalls: open.toolCalls,
         promptTokens: open.promptTokens,
         completionTokens: open.completionTokens,
+        responses: open.responses,
+        failure: infrastructureEndings.has(event.outcome) ? open.failure : null,
       }))
       return { runs: setRun(state, finished), open: rest }
     }
@@ -298,11 +341,13 @@ export const scoreboard: Projection<ScoreboardState> = {
     "RunFinished",
     "EpisodeStarted",
     "ModelResponded",
+    "ModelCallFailed",
     "ToolCallRequested",
+    "ToolCallFailed",
     "EpisodeFinished",
     "SampleScored",
   ],
-  version: 3,
+  version: 4,
   initial: initialScoreboard,
   apply: applyScoreboard,
 }

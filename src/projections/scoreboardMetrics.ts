@@ -2,7 +2,8 @@
  * What the scoreboard's rows mean: each task × sample of a run becomes a `SampleRecord` with a
  * status (a run that never started, never finished, crashed or timed out counts as wrong and is
  * listed), and `computeMetrics` turns a run's records into Avg@k, std, the 95% interval, pass@k and
- * the breakdowns; `leaderboard` sums every run up in one line. Pure; the live report of
+ * the breakdowns; `infrastructureFailures` counts the samples the model server or the tools ended,
+ * by reason; `leaderboard` sums every run up in one line. Pure; the live report of
  * `rollout eval` and `rollout scores` both come from here, so they cannot disagree.
  */
 import {
@@ -13,6 +14,7 @@ import {
 } from "../actors/evaluator/metrics.ts"
 import type { EpisodeOutcome } from "../events/schema.ts"
 import {
+  infrastructureEndings,
   openEpisodes,
   type RunBoard,
   type RunBoardStatus,
@@ -67,6 +69,8 @@ export interface BoardSample extends SampleRecord {
   readonly episodeId: string | null
   readonly outcome: EpisodeOutcome | null
   readonly verdict: SampleRow["verdict"]
+  /** Why the model server or the tools ended the episode (see `SampleRow.failure`), else null. */
+  readonly failure: string | null
   /** True while the episode has started and not finished. */
   readonly running: boolean
 }
@@ -118,6 +122,7 @@ export const boardSamples = (state: ScoreboardState, run: RunBoard): ReadonlyArr
         episodeId: row?.episodeId ?? null,
         outcome: row?.outcome ?? null,
         verdict: row?.verdict ?? null,
+        failure: row?.failure ?? null,
         running: isRunning,
       })
     }
@@ -128,7 +133,7 @@ export const boardSamples = (state: ScoreboardState, run: RunBoard): ReadonlyArr
 /** The run's metrics: every listed task × k, missing and crashed samples counted as wrong. */
 export const boardMetrics = (state: ScoreboardState, run: RunBoard): Metrics => {
   const samples = boardSamples(state, run).map(
-    ({ episodeId: _e, outcome: _o, verdict: _v, running: _r, ...record }) => record,
+    ({ episodeId: _e, outcome: _o, verdict: _v, failure: _f, running: _r, ...record }) => record,
   )
   return computeMetrics({
     k: runK(run),
@@ -143,6 +148,26 @@ export const boardMetrics = (state: ScoreboardState, run: RunBoard): Metrics => 
         }),
     samples,
   })
+}
+
+/** Samples the model server or the tools ended, and how many for each reason (most first). */
+export interface InfrastructureFailures {
+  readonly samples: number
+  readonly reasons: Readonly<Record<string, number>>
+}
+
+export const infrastructureFailures = (samples: ReadonlyArray<BoardSample>): InfrastructureFailures => {
+  const counts = new Map<string, number>()
+  let total = 0
+  for (const s of samples) {
+    if (s.outcome === null || !infrastructureEndings.has(s.outcome)) continue
+    total++
+    // Episodes recorded before reasons were kept say only their ending.
+    const reason = s.failure ?? `${s.outcome} (no reason recorded)`
+    counts.set(reason, (counts.get(reason) ?? 0) + 1)
+  }
+  const reasons = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+  return { samples: total, reasons: Object.fromEntries(reasons) }
 }
 
 /** One line of the leaderboard. */
@@ -163,6 +188,8 @@ export interface LeaderboardRow {
   readonly passAt1: number | null
   readonly passAtK: number | null
   readonly judgeFailed: number
+  /** Samples the model server or the tools ended (counted as wrong). */
+  readonly infrastructureFailures: number
   readonly notScored: number
   readonly startedAt: string
   readonly finishedAt: string | null
@@ -175,6 +202,7 @@ export const leaderboard = (state: ScoreboardState): ReadonlyArray<LeaderboardRo
   const rows: LeaderboardRow[] = []
   for (const run of Object.values(state.runs)) {
     const m = boardMetrics(state, run)
+    const infrastructure = infrastructureFailures(boardSamples(state, run))
     rows.push({
       runId: run.runId,
       benchmark: run.benchmark,
@@ -191,6 +219,7 @@ export const leaderboard = (state: ScoreboardState): ReadonlyArray<LeaderboardRo
       passAt1: finite(m.passAtK["1"]),
       passAtK: finite(m.passAtK[String(m.k)]),
       judgeFailed: m.statusCounts.judge_failed,
+      infrastructureFailures: infrastructure.samples,
       notScored: m.notScored.length,
       startedAt: run.startedAt,
       finishedAt: run.finishedAt,

@@ -126,11 +126,11 @@ describe("rollout eval / scores / export", () => {
     expect(fs.readFileSync(path.join(dir, "report.md"), "utf8")).toContain("## pass@k")
     const csv = fs.readFileSync(path.join(dir, "samples.csv"), "utf8").trim().split("\n")
     expect(csv[0]).toBe(
-      "task_id,sample,episode_id,status,verdict,correct,outcome,turns,tool_calls,prompt_tokens,completion_tokens,level,category",
+      "task_id,sample,episode_id,status,verdict,correct,outcome,turns,tool_calls,prompt_tokens,completion_tokens,level,category,failure",
     )
     expect(csv).toHaveLength(7)
     expect(csv.find((l) => l.startsWith("q2,0,"))).toMatch(
-      /^q2,0,cli-text\/q2\/0,scored,incorrect,false,answered,2,1,\d+,\d+,1,$/,
+      /^q2,0,cli-text\/q2\/0,scored,incorrect,false,answered,2,1,\d+,\d+,1,,$/,
     )
     // No ground truth in the files or the log: "Paris" is only ever a truth here.
     expect(fs.readFileSync(path.join(dir, "report.json"), "utf8")).not.toContain("Paris")

@@ -4,14 +4,20 @@
  * breakdowns by level from the run's task list; runs and episodes that are not evaluations pass
  * by; and, as properties, the fold is the same for any interleaving of the episodes' events (the
  * live board of `rollout eval` folds them in completion order), for any checkpoint/restore cut
- * through JSON, and with redelivered events; `apply` never mutates a state.
+ * through JSON, and with redelivered events; `apply` never mutates a state. Infrastructure endings
+ * keep their reason (a refused connection, a tool's outage) and are counted by it.
  */
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
 import type { DomainEvent, Envelope, EventOf } from "../../src/events/schema.ts"
 import { advance, encodeState, foldAll, initialFolded } from "../../src/projections/projection.ts"
 import { openEpisodes, type ScoreboardState, scoreboard } from "../../src/projections/scoreboard.ts"
-import { boardMetrics, boardSamples, leaderboard } from "../../src/projections/scoreboardMetrics.ts"
+import {
+  boardMetrics,
+  boardSamples,
+  infrastructureFailures,
+  leaderboard,
+} from "../../src/projections/scoreboardMetrics.ts"
 
 const NS = "t"
 
@@ -227,6 +233,83 @@ describe("scoreboard", () => {
     expect(m.statusCounts.judge_failed).toBe(1)
     expect(m.avgAtK).toBe(0)
     expect(leaderboard(state)[0]).toMatchObject({ judgeFailed: 1, done: 1, avgAtK: 0 })
+  })
+
+  it("keeps why the model server or the tools ended an episode, and counts the reasons", () => {
+    const started = (taskId: string): DomainEvent => ({
+      type: "EpisodeStarted",
+      episodeId: `i/${taskId}/0`,
+      runId: "i",
+      taskId,
+      sampleIndex: 0,
+      question: `q ${taskId}`,
+      model: "agent",
+      maxTurns: 10,
+    })
+    const refused = (taskId: string): DomainEvent[] => [
+      started(taskId),
+      {
+        type: "ModelCallFailed",
+        episodeId: `i/${taskId}/0`,
+        turn: 1,
+        requestId: `i/${taskId}/0/model/1`,
+        endpoint: "http://127.0.0.1:9/v1",
+        code: "no_capacity",
+        // As the pool words it after the endpoint was ejected.
+        message:
+          "model agent unavailable after 1 attempt(s): [no_capacity] no endpoint could take the call within queueTimeoutMs (60000 ms): http://127.0.0.1:9/v1 ejected (probe: Connection error.); last error: connection: Connection error.: fetch failed: connect ECONNREFUSED 127.0.0.1:9 (ECONNREFUSED)",
+        retryable: false,
+      },
+      { type: "EpisodeFinished", episodeId: `i/${taskId}/0`, outcome: "model_error", turns: 1 },
+    ]
+    const events: DomainEvent[] = [
+      runStarted("i", 1, [
+        ["a", null],
+        ["b", null],
+        ["c", null],
+        ["d", null],
+      ]),
+      ...sample("i", "a", 0, { outcome: "answered", verdict: "correct" }),
+      ...refused("b"),
+      ...refused("c"),
+      started("d"),
+      {
+        type: "ToolCallFailed",
+        episodeId: "i/d/0",
+        callId: "c1",
+        tool: "search",
+        kind: "infrastructure",
+        message: "every replica of search is down",
+      },
+      { type: "EpisodeFinished", episodeId: "i/d/0", outcome: "tool_infrastructure_error", turns: 1 },
+    ]
+    const state = foldAll(scoreboard, envelopes(events))
+    const samples = boardSamples(state, board(state, "i"))
+    expect(samples.map((s) => s.failure)).toStrictEqual([
+      null,
+      "model: connection refused at http://127.0.0.1:9/v1",
+      "model: connection refused at http://127.0.0.1:9/v1",
+      "tool search: every replica of search is down",
+    ])
+    expect(infrastructureFailures(samples)).toStrictEqual({
+      samples: 3,
+      reasons: {
+        "model: connection refused at http://127.0.0.1:9/v1": 2,
+        "tool search: every replica of search is down": 1,
+      },
+    })
+    expect(board(state, "i").rows.map((slots) => slots[0]?.responses)).toStrictEqual([2, 0, 0, 0])
+    expect(leaderboard(state)[0]).toMatchObject({ runId: "i", infrastructureFailures: 3 })
+    // A timeout or an answer is the agent's ending: no infrastructure reason, whatever failed before.
+    const recovered = foldAll(
+      scoreboard,
+      envelopes([
+        ...events.slice(0, 1),
+        ...refused("a").slice(0, 2),
+        { type: "EpisodeFinished", episodeId: "i/a/0", outcome: "timeout", turns: 1 },
+      ]),
+    )
+    expect(boardSamples(recovered, board(recovered, "i"))[0]).toMatchObject({ failure: null })
   })
 
   it("lets RL, ad-hoc and run-less episodes pass by, and is safe with prototype-ish ids", () => {

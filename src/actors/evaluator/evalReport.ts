@@ -1,7 +1,8 @@
 /**
  * An evaluation run's report files, from the scoreboard (so a report written live and one written
  * again from the log are the same): `report.json` (the metrics and every sample's status),
- * `report.md` (Avg@k ± std, the 95% interval, pass@k, breakdowns, failures, usage) and
+ * `report.md` (Avg@k ± std, the 95% interval, pass@k, breakdowns, failures — infrastructure
+ * failures counted by reason — and usage) and
  * `samples.csv` (one row per task × sample). No question, ground truth or answer is written: the
  * files hold ids, statuses and numbers only.
  */
@@ -9,7 +10,12 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import type { RunBoard, ScoreboardState } from "../../projections/scoreboard.ts"
-import { type BoardSample, boardSamples } from "../../projections/scoreboardMetrics.ts"
+import {
+  type BoardSample,
+  boardSamples,
+  type InfrastructureFailures,
+  infrastructureFailures,
+} from "../../projections/scoreboardMetrics.ts"
 import type { GroupMetrics, Metrics } from "./metrics.ts"
 
 export interface EvalReport {
@@ -24,23 +30,37 @@ export interface EvalReport {
   readonly startedAt: string
   readonly finishedAt: string | null
   readonly metrics: Metrics
+  /** Samples the model server or the tools ended (counted as wrong), by reason. */
+  readonly infrastructure: InfrastructureFailures
   readonly samples: ReadonlyArray<BoardSample>
 }
 
-export const evalReport = (state: ScoreboardState, board: RunBoard, metrics: Metrics): EvalReport => ({
-  runId: board.runId,
-  benchmark: board.benchmark,
-  model: board.model,
-  scorer: board.scorer,
-  judgeModel: board.judgeModel,
-  k: metrics.k,
-  status: board.status,
-  reason: board.reason,
-  startedAt: board.startedAt,
-  finishedAt: board.finishedAt,
-  metrics,
-  samples: boardSamples(state, board),
-})
+export const evalReport = (state: ScoreboardState, board: RunBoard, metrics: Metrics): EvalReport => {
+  const samples = boardSamples(state, board)
+  return {
+    runId: board.runId,
+    benchmark: board.benchmark,
+    model: board.model,
+    scorer: board.scorer,
+    judgeModel: board.judgeModel,
+    k: metrics.k,
+    status: board.status,
+    reason: board.reason,
+    startedAt: board.startedAt,
+    finishedAt: board.finishedAt,
+    metrics,
+    infrastructure: infrastructureFailures(samples),
+    samples,
+  }
+}
+
+/** `3 of 20 samples: model: connection refused (ECONNREFUSED) at http://… ×3`, or undefined. */
+export const infrastructureLine = (r: Pick<EvalReport, "infrastructure" | "metrics">): string | undefined => {
+  const { samples, reasons } = r.infrastructure
+  if (samples === 0) return undefined
+  const counted = Object.entries(reasons).map(([reason, n]) => `${reason} ×${n}`)
+  return `${samples} of ${r.metrics.runs} samples: ${counted.join("; ")}`
+}
 
 /** A fraction as a percentage with two decimals ("–" when undefined). */
 export const percent = (x: number | undefined): string =>
@@ -114,6 +134,13 @@ export const reportMarkdown = (r: EvalReport): string => {
     ...(Object.keys(m.byCategory).length === 0
       ? []
       : ["## By category", mdTable(["category", ...breakdownHeader], breakdownRows(m.byCategory, k))]),
+    ...(r.infrastructure.samples === 0
+      ? []
+      : [
+          "## Infrastructure failures",
+          `${r.infrastructure.samples} of ${m.runs} samples ended on the model server or the tools, not on the agent (counted as wrong):`,
+          mdTable(["reason", "samples"], Object.entries(r.infrastructure.reasons)),
+        ]),
     "## Samples by status",
     mdTable(Object.keys(m.statusCounts), [Object.values(m.statusCounts)]),
     ...(m.notScored.length === 0
@@ -156,6 +183,7 @@ export const samplesCsv = (samples: ReadonlyArray<BoardSample>): string => {
     "completion_tokens",
     "level",
     "category",
+    "failure",
   ]
   const rows = samples.map((s) =>
     [
@@ -172,6 +200,7 @@ export const samplesCsv = (samples: ReadonlyArray<BoardSample>): string => {
       s.completionTokens,
       s.level,
       s.category,
+      s.failure,
     ]
       .map(csvCell)
       .join(","),

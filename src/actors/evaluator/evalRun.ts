@@ -11,6 +11,10 @@
  * continues it from its log (no recorded model or tool call is made again) or, when it already
  * finished, just returns its ending; and then it is scored here. Ground truths stay in memory: the
  * log sees them only as the content hash of a judge cache key.
+ *
+ * Samples the model server or the tools ended (`model_error`, `tool_infrastructure_error`, or an
+ * episode the runner could not run) are counted apart, with their reasons; when none of this
+ * invocation's samples got a single answer from the model, the run finishes `failed` saying why.
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -19,7 +23,12 @@ import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts
 import type { DomainEvent, EpisodePolicy, EventOf } from "../../events/schema.ts"
 import { entitySubject } from "../../events/subjects.ts"
 import { type Json, ownValue } from "../../projections/projection.ts"
-import { boardRow, type RunBoard, type ScoreboardState } from "../../projections/scoreboard.ts"
+import {
+  boardRow,
+  infrastructureEndings,
+  type RunBoard,
+  type ScoreboardState,
+} from "../../projections/scoreboard.ts"
 import { boardMetrics, crashedOutcomes } from "../../projections/scoreboardMetrics.ts"
 import { defaultPolicy, type StartEpisode } from "../agent/decider.ts"
 import type { EpisodePorts } from "../agent/ports.ts"
@@ -68,6 +77,8 @@ export interface EvalProgress {
   readonly correct: number
   /** Samples that count as wrong without a verdict so far: crashed, timed out, judge failed, could not run. */
   readonly failures: number
+  /** Of `failures`, those the model server or the tools caused (or that could not run at all). */
+  readonly infrastructure: number
 }
 
 export interface EvalRunOptions {
@@ -114,6 +125,11 @@ export interface EvalRunResult {
     readonly reason: string
   }>
   readonly status: EventOf<"RunFinished">["status"]
+  /** Samples this invocation ran to an end (or gave up on), and how many of them got a model answer. */
+  readonly ranNow: number
+  readonly reachedModel: number
+  /** This invocation's samples that ended on infrastructure, by reason (most first). */
+  readonly infrastructure: Readonly<Record<string, number>>
   readonly judge: JudgeCacheStats
   /** The run as the scoreboard projection sees it, and its metrics. */
   readonly board: RunBoard
@@ -219,6 +235,7 @@ export const runEvaluation = (
 
     let correct = 0
     let failures = 0
+    let infrastructure = 0
     for (const s of run.scored.values()) {
       if (s.verdict === "correct") correct++
       if (s.verdict === "judge_failed") failures++
@@ -233,10 +250,14 @@ export const runEvaluation = (
         (row.outcome === "timeout" || crashedOutcomes.has(row.outcome))
       )
         failures++
+      if (row?.outcome != null && infrastructureEndings.has(row.outcome)) infrastructure++
     }
     let finishedCount = done.length
     let scoredNow = 0
     const failed: Array<{ taskId: string; sample: number; reason: string }> = []
+    let reachedModel = 0
+    const reasons = new Map<string, number>()
+    const countReason = (reason: string) => reasons.set(reason, (reasons.get(reason) ?? 0) + 1)
     const report = () =>
       options.onProgress?.({
         runId,
@@ -245,6 +266,7 @@ export const runEvaluation = (
         resumedDone: done.length,
         correct,
         failures,
+        infrastructure,
       })
     report()
 
@@ -300,9 +322,22 @@ export const runEvaluation = (
         if (!ended.ok) {
           failed.push({ taskId: task.taskId, sample, reason: ended.reason })
           failures++
+          infrastructure++
+          countReason(
+            `could not run: ${ended.reason.length > 80 ? `${ended.reason.slice(0, 80)}…` : ended.reason}`,
+          )
           finishedCount++
           report()
           return
+        }
+        // The live board has folded the whole episode by now: whether the model ever answered, and
+        // the reason an infrastructure ending recorded.
+        const board = ownValue(live.state().runs, runId)
+        const row = board === undefined ? null : boardRow(board, task.taskId, sample)
+        if ((row?.responses ?? 0) > 0) reachedModel++
+        if (infrastructureEndings.has(ended.ending.outcome)) {
+          infrastructure++
+          countReason(row?.failure ?? `${ended.ending.outcome} (no reason recorded)`)
         }
         const result = yield* score(task, ended.ending.answer)
         const verdict: EventOf<"SampleScored">["verdict"] =
@@ -335,19 +370,23 @@ export const runEvaluation = (
       discard: true,
     })
 
-    const status: EventOf<"RunFinished">["status"] = failed.length === 0 ? "completed" : "failed"
+    const counted = [...reasons.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    const unreached = pending.length > 0 && reachedModel === 0
+    const status: EventOf<"RunFinished">["status"] =
+      failed.length === 0 && !unreached ? "completed" : "failed"
     // A resume that had nothing left to do does not finish the run again.
     if (run.finished === 0 || pending.length > 0) {
       const first = failed[0]
+      const reason = unreached
+        ? `no sample reached model ${model} (${pending.length} tried): ${counted.map(([r, n]) => `${r} ×${n}`).join("; ")}`
+        : first === undefined
+          ? undefined
+          : `${failed.length} sample(s) could not run to an end; first: ${first.taskId}#${first.sample}: ${first.reason}`
       yield* append(`${runId}/finished/${run.finished}`, {
         type: "RunFinished",
         runId,
         status,
-        ...(first === undefined
-          ? {}
-          : {
-              reason: `${failed.length} sample(s) could not run to an end; first: ${first.taskId}#${first.sample}: ${first.reason}`,
-            }),
+        ...(reason === undefined ? {} : { reason }),
       })
     }
     const state = live.state()
@@ -360,6 +399,9 @@ export const runEvaluation = (
       scored: scoredNow,
       failed,
       status: board.status === "running" ? status : board.status,
+      ranNow: pending.length,
+      reachedModel,
+      infrastructure: Object.fromEntries(counted),
       judge: cachedJudge?.stats() ?? { asked: 0, cached: 0 },
       board,
       state,
