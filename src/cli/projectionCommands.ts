@@ -1,9 +1,11 @@
 /**
  * `rollout projections list` and `rollout projections rebuild <name>`: the registered projections
  * with their checkpoints, and a rebuild from position 0 (also what happens by itself when a
- * projection's version changes).
+ * projection's version changes). A rebuild says how many entries it could not decode and where
+ * (one line on stderr; `undecodable` in the JSON), whether it rebuilt one projection or all.
  */
 import * as Effect from "effect/Effect"
+import type { UndecodableEvent } from "../events/codec.ts"
 import { projectionRegistry } from "../projections/registry.ts"
 import {
   findProjection,
@@ -11,6 +13,7 @@ import {
   rebuildProjection,
   rebuildProjections,
 } from "../projections/runner.ts"
+import { summarizeUndecodable, undecodableLine } from "./damageReport.ts"
 import { configFrom, type GlobalOptions, printJson, progressLine, table, withRuntime } from "./invocation.ts"
 
 export const projectionsListCommand = (global: GlobalOptions, options: { json?: boolean }) =>
@@ -38,12 +41,17 @@ export const projectionsRebuildCommand = (global: GlobalOptions, name: string, o
       return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
         Effect.gen(function* () {
           const t0 = performance.now()
-          const done = yield* rebuildProjections(runtime.log, runtime.checkpoints, projectionRegistry.all)
+          const skipped: UndecodableEvent[] = []
+          const done = yield* rebuildProjections(runtime.log, runtime.checkpoints, projectionRegistry.all, {
+            onUndecodable: (u) => skipped.push(u),
+          })
           const seconds = (performance.now() - t0) / 1000
           const events = (yield* runtime.log.stats).events
+          const undecodable = summarizeUndecodable(skipped)
           const summary = {
             projections: done,
             events,
+            undecodable,
             seconds: Number(seconds.toFixed(3)),
             eventsPerSecond: seconds > 0 ? Math.round(events / seconds) : events,
           }
@@ -51,6 +59,8 @@ export const projectionsRebuildCommand = (global: GlobalOptions, name: string, o
           process.stdout.write(
             `rebuilt ${done.map((d) => d.name).join(", ")} from one read: ${events} events in ${seconds.toFixed(2)} s (${summary.eventsPerSecond}/s)\n`,
           )
+          const report = undecodableLine("projections rebuild all", undecodable, { first: skipped[0] })
+          if (report !== undefined) process.stderr.write(`rollout: ${report}\n`)
         }),
       )
     }
@@ -61,12 +71,15 @@ export const projectionsRebuildCommand = (global: GlobalOptions, name: string, o
         const t0 = performance.now()
         const result = yield* rebuildProjection(runtime.log, runtime.checkpoints, projection, {
           checkpointEvery: config.projections.checkpointEvery,
+          // Reported once at the end, with their positions (not one warning each).
+          onUndecodable: () => {},
           onProgress: (p) => {
             if (options.json !== true)
               progress.update(`rebuilding ${name}: position ${p.position}, ${p.applied} applied`)
           },
         })
         const seconds = (performance.now() - t0) / 1000
+        const undecodable = summarizeUndecodable(result.undecodableSeen, result.undecodable)
         const summary = {
           projection: result.projection,
           version: result.version,
@@ -80,10 +93,12 @@ export const projectionsRebuildCommand = (global: GlobalOptions, name: string, o
         if (options.json === true) return printJson(summary)
         progress.done(
           `rebuilt ${name} v${result.version}: ${result.applied} events to position ${result.position} in ` +
-            `${seconds.toFixed(2)} s (${summary.eventsPerSecond}/s)` +
-            (result.undecodable > 0 ? `; ${result.undecodable} undecodable entries skipped` : ""),
+            `${seconds.toFixed(2)} s (${summary.eventsPerSecond}/s)`,
         )
-        for (const u of result.undecodableSeen.slice(0, 10)) process.stderr.write(`  ${u.message}\n`)
+        const report = undecodableLine(`projections rebuild ${name}`, undecodable, {
+          first: result.undecodableSeen[0],
+        })
+        if (report !== undefined) process.stderr.write(`rollout: ${report}\n`)
       }),
     )
   })

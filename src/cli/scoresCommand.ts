@@ -2,7 +2,9 @@
  * `rollout scores`: the leaderboard of every evaluation run, rebuilt from the log by the
  * `scoreboard` projection (from its checkpoint when there is one): Avg@k ± std, the 95% interval,
  * pass@1 and pass@k, progress and judge failures per run. `--run <id>` prints one run's full report
- * instead — the same report `rollout eval` printed when the run ended.
+ * instead — the same report `rollout eval` printed when the run ended. Entries the scoreboard could
+ * not decode are counted with their positions (stderr; `undecodable` in the JSON), and a run whose
+ * last event is in a torn last line of the log is named, since its status is then behind.
  */
 import * as Effect from "effect/Effect"
 import {
@@ -14,12 +16,17 @@ import {
   passAtColumns,
   percent,
 } from "../actors/evaluator/evalReport.ts"
+import type { UndecodableEvent } from "../events/codec.ts"
+import type { LogDamage } from "../events/log/eventLog.ts"
+import { parseEntitySubject } from "../events/subjects.ts"
 import { ownValue } from "../projections/projection.ts"
 import { runProjection } from "../projections/runner.ts"
 import { type ScoreboardState, scoreboard } from "../projections/scoreboard.ts"
 import { boardMetrics, leaderboard } from "../projections/scoreboardMetrics.ts"
 import type { Runtime } from "../runtime/wiring.ts"
+import { summarizeUndecodable, type UndecodableSummary, undecodableLine } from "./damageReport.ts"
 import { configFrom, type GlobalOptions, printJson, table, UsageError, withRuntime } from "./invocation.ts"
+import { terminalText } from "./terminal.ts"
 
 export interface ScoresOptions {
   readonly run?: string
@@ -28,13 +35,54 @@ export interface ScoresOptions {
 
 /** Folds the scoreboard up to the end of the log (resuming from its checkpoint). */
 export const loadScoreboard = (runtime: Runtime): Effect.Effect<ScoreboardState, unknown> =>
-  Effect.map(
-    runProjection(runtime.log, runtime.checkpoints, scoreboard, {
+  Effect.map(foldScoreboard(runtime), (folded) => folded.state)
+
+/**
+ * The scoreboard and what it could not decode: the count since position 0 and the positions met
+ * this time (entries before its checkpoint were counted by an earlier run, their positions not kept).
+ */
+const foldScoreboard = (runtime: Runtime, known?: ReadonlyArray<number>) =>
+  Effect.gen(function* () {
+    const met: UndecodableEvent[] = []
+    const result = yield* runProjection(runtime.log, runtime.checkpoints, scoreboard, {
       live: false,
       checkpointEvery: runtime.config.projections.checkpointEvery,
-    }),
-    (result) => result.state,
-  )
+      onUndecodable: (u) => met.push(u),
+    })
+    return {
+      state: result.state,
+      undecodable: summarizeUndecodable(met, result.undecodable, known),
+      first: met[0],
+    }
+  })
+
+/** The one line on stderr about what the scoreboard skipped, and about a run whose end is torn. */
+const reportDamage = (
+  runtime: Runtime,
+  undecodable: UndecodableSummary,
+  first: UndecodableEvent | undefined,
+  tornRun: string | undefined,
+) => {
+  const line = undecodableLine("scores", undecodable, { first })
+  if (line !== undefined) {
+    const older =
+      undecodable.count > undecodable.positions.length
+        ? " (the others were skipped before the scoreboard's checkpoint: rollout projections rebuild scoreboard lists them)"
+        : ""
+    process.stderr.write(`rollout: ${line}${older}\n`)
+  }
+  if (tornRun !== undefined)
+    process.stderr.write(
+      `rollout: scores: run ${terminalText(tornRun)} may be further on than shown: its latest event is in the incomplete last line of the log at ${terminalText(runtime.location)}\n`,
+    )
+}
+
+/** The run whose event the log's incomplete last line holds, when its subject says so. */
+const tornRunOf = (damage: LogDamage | undefined): string | undefined => {
+  const subject = damage?.tornTail?.subject
+  const entity = subject === undefined ? undefined : parseEntitySubject(subject)
+  return entity?.kind === "run" ? entity.id : undefined
+}
 
 /** The report of one run as text: the headline table, pass@k, breakdowns, failures and usage. */
 export const reportText = (r: EvalReport): string => {
@@ -79,7 +127,8 @@ export const reportText = (r: EvalReport): string => {
   const usage = Object.entries(m.usage).map(([name, u]) => `${name} ${u.mean.toFixed(1)}`)
   if (usage.length > 0) lines.push(`per sample (mean): ${usage.join(", ")}`)
   if (r.reason !== null) lines.push(`run ended: ${r.reason}`)
-  return `${lines.join("\n")}\n`
+  // Names, models and reasons come from the log.
+  return `${terminalText(lines.join("\n"), { multiline: true })}\n`
 }
 
 export const scoresCommand = (global: GlobalOptions, options: ScoresOptions) =>
@@ -87,7 +136,15 @@ export const scoresCommand = (global: GlobalOptions, options: ScoresOptions) =>
     const config = yield* configFrom(global)
     return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
       Effect.gen(function* () {
-        const state = yield* loadScoreboard(runtime)
+        const { damage } = yield* runtime.log.stats
+        // Broken lines reach every projection: the index's positions are the scoreboard's too.
+        const { state, undecodable, first } = yield* foldScoreboard(runtime, damage?.undecodablePositions)
+        const tornRun = tornRunOf(damage)
+        reportDamage(runtime, undecodable, first, tornRun)
+        const damaged = {
+          undecodable,
+          ...(tornRun === undefined ? {} : { tornRun, tornTail: damage?.tornTail }),
+        }
         if (options.run !== undefined) {
           const board = ownValue(state.runs, options.run)
           if (board === undefined)
@@ -95,11 +152,11 @@ export const scoresCommand = (global: GlobalOptions, options: ScoresOptions) =>
               new UsageError(`no evaluation run "${options.run}" in the log at ${runtime.location}`),
             )
           const { samples: _samples, ...report } = evalReport(state, board, boardMetrics(state, board))
-          if (options.json === true) return printJson(report)
+          if (options.json === true) return printJson({ ...report, ...damaged })
           return process.stdout.write(reportText({ ...report, samples: [] }))
         }
         const rows = leaderboard(state)
-        if (options.json === true) return printJson({ runs: rows })
+        if (options.json === true) return printJson({ runs: rows, ...damaged })
         if (rows.length === 0) {
           process.stdout.write(
             `no evaluation runs in the log at ${runtime.location} (start one with rollout eval)\n`,

@@ -1,10 +1,27 @@
 /**
  * `rollout status`: the log, the command queue of every actor kind (pending, in flight,
  * redelivered) and the dead letters, which are never dropped silently: `--dead-letters` lists them.
+ * Damage the log found on open is summed up on the log's line (details on stderr, `log.damage` in
+ * the JSON).
  */
 import * as Effect from "effect/Effect"
 import { roles } from "../actors/registry.ts"
+import type { LogDamage } from "../events/log/eventLog.ts"
 import { configFrom, type GlobalOptions, printJson, table, withRuntime } from "./invocation.ts"
+import { terminalText } from "./terminal.ts"
+
+/** "; damaged: 1 undecodable line, an incomplete last line", or nothing for a sound log. */
+const damageSummary = (damage: LogDamage | undefined): string => {
+  if (damage === undefined) return ""
+  const parts = [
+    damage.undecodable === 0
+      ? undefined
+      : `${damage.undecodable} undecodable line${damage.undecodable === 1 ? "" : "s"}`,
+    damage.tornTail === undefined ? undefined : "an incomplete last line",
+    damage.cutOnOpen === undefined ? undefined : "a torn tail cut on open",
+  ].filter((p) => p !== undefined)
+  return parts.length === 0 ? "" : `; damaged: ${parts.join(", ")} (see above)`
+}
 
 export const statusCommand = (global: GlobalOptions, options: { json?: boolean; deadLetters?: boolean }) =>
   Effect.gen(function* () {
@@ -20,7 +37,7 @@ export const statusCommand = (global: GlobalOptions, options: { json?: boolean; 
           return
         }
         process.stdout.write(
-          `log: ${log.backend} ${log.location}, ${log.events} events, last position ${log.lastPosition}\n\n`,
+          `log: ${log.backend} ${terminalText(log.location)}, ${log.events} events, last position ${log.lastPosition}${damageSummary(log.damage)}\n\n`,
         )
         process.stdout.write(
           `${table(

@@ -244,6 +244,20 @@ export const ProbeRecorded = Schema.Struct({
   worker: Schema.String,
 })
 
+/**
+ * The embedded log's writer cut an incomplete last line off the file when it opened it (a crash
+ * mid-write, or a truncated copy): where the line was, its size and digest, the position it would
+ * have had, and the side file (relative to the log's directory) that keeps its bytes.
+ */
+export const LogTailCut = Schema.Struct({
+  type: Schema.Literal("LogTailCut"),
+  offset: Count,
+  bytes: Count,
+  sha256: Schema.String,
+  position: Count,
+  keptIn: Schema.String,
+})
+
 /** An endpoint joined a model's group in the inference pool (from config, when the pool starts). */
 export const EndpointJoined = Schema.Struct({
   type: Schema.Literal("EndpointJoined"),
@@ -448,6 +462,7 @@ export const DomainEvent = Schema.Union([
   EpisodeFinished,
   SampleScored,
   ProbeRecorded,
+  LogTailCut,
   EndpointJoined,
   EndpointLeft,
   EndpointEjected,
@@ -485,6 +500,7 @@ export const eventSchemas = {
   EpisodeFinished,
   SampleScored,
   ProbeRecorded,
+  LogTailCut,
   EndpointJoined,
   EndpointLeft,
   EndpointEjected,
@@ -519,6 +535,7 @@ export const currentVersions: { readonly [T in EventType]: number } = {
   EpisodeFinished: 1,
   SampleScored: 1,
   ProbeRecorded: 1,
+  LogTailCut: 1,
   EndpointJoined: 1,
   EndpointLeft: 1,
   EndpointEjected: 1,

@@ -168,20 +168,28 @@ export const rebuildProjection = <S>(
     ),
   )
 
+/** One projection's part of `rebuildProjections`. */
+export interface Rebuilt {
+  readonly name: string
+  readonly position: number
+  readonly events: number
+  /** Entries among those it reads that could not be decoded (each is skipped). */
+  readonly undecodable: number
+}
+
 /**
  * Rebuilds several projections from position 0 with ONE read of the log: each entry is decoded
  * once (when any of them folds its type) and handed to every projection, and each projection's
  * checkpoint is saved at the end (`rollout projections rebuild all`); one projection alone is
- * `rebuildProjection`.
+ * `rebuildProjection`. `onUndecodable` hears of each entry that could not be decoded once, in
+ * order, however many projections skip it.
  */
 export const rebuildProjections = (
   log: EventLogShape,
   store: CheckpointStoreShape,
   projections: ReadonlyArray<AnyProjection>,
-): Effect.Effect<
-  ReadonlyArray<{ readonly name: string; readonly position: number; readonly events: number }>,
-  ProjectionRunError
-> =>
+  options: { readonly onUndecodable?: (event: UndecodableEvent) => void } = {},
+): Effect.Effect<ReadonlyArray<Rebuilt>, ProjectionRunError> =>
   Effect.gen(function* () {
     for (const p of projections) yield* store.remove(p.name)
     const folds = projections.map((p) => initialFolded(p))
@@ -204,6 +212,8 @@ export const rebuildProjections = (
           const decoded = decodeEvent(entry)
           batch.push(Result.isSuccess(decoded) ? decoded.success : decoded.failure)
         }
+        if (options.onUndecodable !== undefined)
+          for (const entry of batch) if (entry instanceof UndecodableEvent) options.onUndecodable(entry)
         projections.forEach((p, i) => {
           const next = advance(p, folds[i]!, batch)
           folds[i] = next.folded
@@ -212,7 +222,7 @@ export const rebuildProjections = (
       }),
     )
     const savedAt = new Date().toISOString()
-    const out: Array<{ name: string; position: number; events: number }> = []
+    const out: Rebuilt[] = []
     for (const [i, p] of projections.entries()) {
       const folded = folds[i]!
       const encoded = encodeState(p, folded.state)
@@ -225,7 +235,12 @@ export const rebuildProjections = (
         undecodable: folded.undecodable,
         savedAt,
       })
-      out.push({ name: p.name, position: folded.position, events: applied[i]! })
+      out.push({
+        name: p.name,
+        position: folded.position,
+        events: applied[i]!,
+        undecodable: folded.undecodable,
+      })
     }
     return out
   })

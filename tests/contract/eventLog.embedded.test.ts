@@ -70,24 +70,30 @@ describe("embedded log specifics", () => {
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it("cuts a torn last line after a crash and keeps every complete one", async () => {
+  it("cuts a torn last line after a crash, keeps its bytes and every complete line, and records the cut", async () => {
     const dir = tempDir()
     let opened = await openEmbedded(dir, "torn")
     const a = entitySubject("torn", "probe", "a")
     for (let i = 0; i < 5; i++) await run(opened.log.append(a, [probe(`t${i}`, i)]))
     await opened.close()
-    fs.appendFileSync(fileOf(dir, "torn"), '{"position":6,"subject":"torn.ev.probe.a","body":{"eventId":"t5"')
+    const torn = '{"position":6,"subject":"torn.ev.probe.a","body":{"eventId":"t5"'
+    fs.appendFileSync(fileOf(dir, "torn"), torn)
     opened = await openEmbedded(dir, "torn")
     const entries = await readAll(opened.log)
+    // The cut takes the position the torn line would have had: the log says it was cut.
     expect(entries.map((e) => ("eventId" in e ? e.eventId : "broken"))).toEqual([
       "t0",
       "t1",
       "t2",
       "t3",
       "t4",
+      expect.stringMatching(/^log\/tail-cut\/6\//),
     ])
+    const cut = (await run(opened.log.stats)).damage?.cutOnOpen
+    expect(cut).toMatchObject({ position: 6, bytes: torn.length, recordedAtPosition: 6 })
+    expect(fs.readFileSync(path.join(dir, "log", "torn", cut!.keptIn), "utf8")).toBe(torn)
     const next = await run(opened.log.append(a, [probe("t5", 5)], { expectedLastPosition: 5 }))
-    expect(next.positions).toEqual([6])
+    expect(next.positions).toEqual([7])
     await opened.close()
     fs.rmSync(dir, { recursive: true, force: true })
   })

@@ -2,9 +2,11 @@
  * The embedded log's index of its file of lines: where each position's line is, which subject it
  * belongs to, and the recent event ids for dedupe. It is rebuilt by scanning the file on open and
  * extended by later scans (a reader following another process's writes) or by the writer's own
- * appends. A writer's scan cuts a torn last line (a crash mid-write); a reader leaves it for the
- * writer. Reads go by position, coalescing adjacent positions into one large read. The index never
- * opens or closes the file: its owner lends the descriptor to each call.
+ * appends. A scan indexes complete lines only, remembers which of them do not decode (their
+ * positions are the log's damage report), and returns the incomplete last line, if any, to its
+ * owner: the writer cuts and records it, a reader reports it. Reads go by position, coalescing
+ * adjacent positions into one large read. The index never opens or closes the file: its owner
+ * lends the descriptor to each call.
  */
 import * as fs from "node:fs"
 import * as Result from "effect/Result"
@@ -40,7 +42,8 @@ export class EmbeddedIndex {
   readonly recentIds: DedupeWindow<number>
   /** Bytes of the file covered by the index (always ends on a line boundary). */
   size = 0
-  broken = 0
+  /** Positions of lines whose envelope does not decode or that claim another position, in order. */
+  readonly brokenPositions: number[] = []
 
   constructor(
     private readonly file: string,
@@ -59,11 +62,17 @@ export class EmbeddedIndex {
     return this.bySubject.size
   }
 
+  /** How many indexed lines do not decode. */
+  get broken(): number {
+    return this.brokenPositions.length
+  }
+
   /**
-   * Indexes the file from `size` on. A writer cuts a torn last line (a crash mid-write); a
-   * reader leaves it for the writer and picks it up once it is complete.
+   * Indexes the file's complete lines from `size` on. Returns the bytes after the last complete
+   * line (a torn line, or a line still being written), which the index leaves out: the caller
+   * decides what they are. A reader picks such a line up once it is complete.
    */
-  scan(fd: number, truncateTorn: boolean): void {
+  scan(fd: number): { readonly offset: number; readonly bytes: number } | undefined {
     const total = fs.fstatSync(fd).size
     const buf = Buffer.allocUnsafe(READ_CHUNK)
     let offset = this.size
@@ -83,7 +92,7 @@ export class EmbeddedIndex {
       offset += consumed
     }
     this.size = offset
-    if (truncateTorn && offset < total) fs.ftruncateSync(fd, offset)
+    return offset < total ? { offset, bytes: total - offset } : undefined
   }
 
   private readLineAt(fd: number, offset: number, total: number): Buffer | undefined {
@@ -110,7 +119,7 @@ export class EmbeddedIndex {
       this.remember(record.subject, expected, record.eventId)
     } else {
       this.subjects.push(undefined)
-      this.broken++
+      this.brokenPositions.push(expected)
     }
   }
 
@@ -122,8 +131,9 @@ export class EmbeddedIndex {
     this.remember(subject, position, eventId)
   }
 
-  private where(position: number): string {
-    return `${this.file} (position ${position})`
+  /** The "subject" of an entry too broken to name its own: the file (the error adds the position). */
+  private where(_position: number): string {
+    return this.file
   }
 
   private remember(subject: string, position: number, eventId: string): void {
@@ -134,6 +144,11 @@ export class EmbeddedIndex {
     }
     positions.push(position)
     this.recentIds.add(eventId, position)
+  }
+
+  /** Every position of `subject`, in order (the index's own array: do not change it). */
+  positionsOf(subject: string): ReadonlyArray<number> {
+    return this.bySubject.get(subject) ?? []
   }
 
   /** The last position of `subject`, 0 when it has none. */
@@ -180,7 +195,20 @@ export class EmbeddedIndex {
       if (type !== undefined && !types.has(type)) return new PassedOver(position, subject!, type)
     }
     const decoded = decodeStoredLine(buf.toString("utf8", start, end), position, this.where(position))
-    if (Result.isFailure(decoded)) return decoded.failure
+    if (Result.isFailure(decoded)) {
+      const failure = decoded.failure
+      // A broken line may still claim a position: it is reported where it is, or a reader would
+      // take it for a redelivery of an earlier position and pass it over without a word.
+      return failure.position === position
+        ? failure
+        : new UndecodableEvent({
+            position,
+            subject: this.where(position),
+            ...(failure.eventId === undefined ? {} : { eventId: failure.eventId }),
+            stage: failure.stage,
+            reason: `${failure.reason} (the line claims position ${failure.position} on ${failure.subject})`,
+          })
+    }
     const record = decoded.success
     if (record.position !== position) {
       return new UndecodableEvent({

@@ -3,7 +3,8 @@
  * append-only file of lines (`codec.encodeStoredLine`) per namespace under the data directory, an
  * in-memory index (`embeddedIndex`) rebuilt by scanning that file on open, and a lock so one
  * process writes while any number read. A process killed mid-write leaves at most a torn last line,
- * which the next writer cuts off; every line whose write returned survives a restart. Appends are
+ * which the next writer cuts off, keeping the bytes and recording the cut (`embeddedDamage`); every
+ * line whose write returned survives a restart. `stats` reports the damage the index found. Appends are
  * synchronous writes (atomic per call), so the semantics match JetStream's with a single writer per
  * subject.
  */
@@ -18,6 +19,7 @@ import * as Stream from "effect/Stream"
 import { encodeBodyJson, encodeStoredLine } from "../codec.ts"
 import type { NewEvent } from "../schema.ts"
 import { streamsFor } from "../subjects.ts"
+import { cutsSubject, cutTornTail, damageOf, recordedCuts, unrecordedCuts } from "./embeddedDamage.ts"
 import { EmbeddedIndex, MAX_BATCH } from "./embeddedIndex.ts"
 import {
   type AppendError,
@@ -31,6 +33,7 @@ import {
   type PassedOver,
   type ReadOptions,
   type ScanOptions,
+  type TailCut,
 } from "./eventLog.ts"
 
 export interface EmbeddedLogOptions {
@@ -59,7 +62,10 @@ class EmbeddedLog implements EventLogShape {
   readonly backend = "embedded" as const
   readonly namespace: string
   private readonly file: string
+  private readonly dir: string
   private readonly lockFile: string
+  /** The torn tail this writer cut when it opened the file (reported by `stats`). */
+  private cutOnOpen: TailCut | undefined
   private fd: number
   private readonly index: EmbeddedIndex
   private readonly waiters = new Set<() => void>()
@@ -74,6 +80,7 @@ class EmbeddedLog implements EventLogShape {
   ) {
     this.namespace = options.namespace
     const dir = path.join(options.dataDir, "log", options.namespace)
+    this.dir = dir
     this.file = path.join(dir, "events.ndjson")
     this.index = new EmbeddedIndex(this.file, options.dedupeWindow)
     this.prefix = `${options.namespace}.ev.`
@@ -82,7 +89,10 @@ class EmbeddedLog implements EventLogShape {
     fs.mkdirSync(dir, { recursive: true })
     if (options.mode === "writer") this.takeLock()
     this.fd = fs.openSync(this.file, options.mode === "writer" ? "a+" : fs.existsSync(this.file) ? "r" : "a+")
-    this.index.scan(this.fd, options.mode === "writer")
+    const torn = this.index.scan(this.fd)
+    // Only the writer may shorten the file; a reader reports the torn line (`stats`).
+    if (torn !== undefined && options.mode === "writer")
+      this.cutOnOpen = cutTornTail(this.fd, dir, this.index.lastPosition + 1, torn)
     if (options.mode === "writer" && options.fsync === "interval") {
       this.syncTimer = setInterval(() => this.flush(), 1000)
       this.syncTimer.unref()
@@ -264,7 +274,39 @@ class EmbeddedLog implements EventLogShape {
 
   /** A reader picks up lines another process appended since the last look. */
   private refresh(): void {
-    if (fs.fstatSync(this.fd).size > this.index.size) this.index.scan(this.fd, false)
+    if (fs.fstatSync(this.fd).size > this.index.size) this.index.scan(this.fd)
+  }
+
+  /**
+   * Writes a `LogTailCut` event for every kept cut the log does not mention yet: the one this open
+   * made, and any whose record a crash prevented. Run once by the writer right after opening.
+   */
+  readonly recordCuts: Effect.Effect<void, AppendError> = Effect.suspend(() => {
+    if (this.options.mode !== "writer") return Effect.void
+    const pending = unrecordedCuts(this.dir, recordedCuts(this.fd, this.index, this.namespace))
+    if (pending.length === 0) return Effect.void
+    return Effect.map(
+      this.append(
+        cutsSubject(this.namespace),
+        pending.map((p) => p.event),
+      ),
+      ({ positions }) => {
+        const mine = pending.findIndex((p) => p.cut.keptIn === this.cutOnOpen?.keptIn)
+        if (mine !== -1 && this.cutOnOpen !== undefined)
+          this.cutOnOpen = { ...this.cutOnOpen, recordedAtPosition: positions[mine]! }
+      },
+    )
+  })
+
+  /** The live process holding the writer lock, if any (this one included). */
+  private writerPid(): number | undefined {
+    if (this.options.mode === "writer") return process.pid
+    try {
+      const holder = Number.parseInt(fs.readFileSync(this.lockFile, "utf8"), 10)
+      return Number.isInteger(holder) && isAlive(holder) ? holder : undefined
+    } catch {
+      return undefined
+    }
   }
 
   // Without `types` nothing is passed over: read and tail yield log entries only.
@@ -292,6 +334,7 @@ class EmbeddedLog implements EventLogShape {
       firstPosition: last === 0 ? 0 : 1,
       lastPosition: last,
       subjects: this.index.subjectCount,
+      damage: damageOf(this.fd, this.index, this.namespace, this.writerPid(), this.cutOnOpen),
     }
   })
 
@@ -343,6 +386,13 @@ export const makeEmbeddedLog = (options: EmbeddedLogOptions) =>
       catch: (error) => unavailable("open", error, (error as NodeJS.ErrnoException).code),
     }),
     (log) => Effect.sync(() => log.close()),
+  ).pipe(
+    // A cut made on open is recorded before anyone else appends (it takes the cut line's position).
+    Effect.tap((log) =>
+      Effect.mapError(log.recordCuts, (error) =>
+        unavailable("open", `cut a torn last line but could not record the cut: ${error.message}`),
+      ),
+    ),
   ) as Effect.Effect<EventLogShape, LogUnavailable, Scope.Scope>
 
 export const layerEmbedded = (options: EmbeddedLogOptions): Layer.Layer<EventLog, LogUnavailable> =>

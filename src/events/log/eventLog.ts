@@ -93,6 +93,63 @@ export interface LogStats {
   readonly firstPosition: number
   readonly lastPosition: number
   readonly subjects: number
+  /**
+   * What the adapter knows to be damaged without reading the log: the embedded log from the index
+   * it builds on open (lines whose envelope does not decode, an incomplete last line, tails cut by
+   * a writer). Absent on JetStream, which stores whole messages: there only a read finds an entry
+   * that does not decode, and the reader reports it.
+   */
+  readonly damage?: LogDamage
+}
+
+/** How many undecodable positions a report carries; the count is always exact. */
+export const DAMAGE_POSITIONS_KEPT = 1000
+
+/**
+ * An incomplete last line of the embedded log: no newline ends it, so it is no event. A crash
+ * mid-write leaves one; so does a copy of the file taken mid-write, or a truncated file.
+ */
+export interface TornTail {
+  /** Where its bytes start in the file, and how many there are. */
+  readonly offset: number
+  readonly bytes: number
+  /** The position the line would have had. */
+  readonly position: number
+  /** What its bytes still say about it, when they get that far. */
+  readonly subject?: string
+  readonly type?: string
+  /** A live process holding the writer lock: the line may be a write still in progress. */
+  readonly writer?: number
+}
+
+/**
+ * A torn tail a writer cut off when it opened the log. The cut is recorded as a `LogTailCut`
+ * event (so the log's own history says it happened, wherever the file is copied) and the cut
+ * bytes are kept in a side file beside the log (so nothing is lost, even bytes that were no event).
+ */
+export interface TailCut {
+  /** The position of its `LogTailCut` event (0 until it is written). */
+  readonly recordedAtPosition: number
+  readonly offset: number
+  readonly bytes: number
+  readonly sha256: string
+  /** The position the cut line would have had. */
+  readonly position: number
+  /** The side file holding the cut bytes. */
+  readonly keptIn: string
+}
+
+export interface LogDamage {
+  /** Lines whose envelope does not decode (or that claim another position): the exact count. */
+  readonly undecodable: number
+  /** Their positions, in order (the first `DAMAGE_POSITIONS_KEPT`). */
+  readonly undecodablePositions: ReadonlyArray<number>
+  /** An incomplete last line a reader sees now (a writer cuts it on open). */
+  readonly tornTail?: TornTail
+  /** The cut this process made when it opened the log, if it made one (it is also in `cuts`). */
+  readonly cutOnOpen?: TailCut
+  /** Every cut recorded in the log, oldest first. */
+  readonly cuts: ReadonlyArray<TailCut>
 }
 
 /**
