@@ -145,7 +145,17 @@ export const BlobRef = Schema.Struct({
   // With the `u` flag, Effect puts the pattern into the JSON Schema the fast payload checks use.
   sha256: Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/u)),
   bytes: Count,
+  /** How the bytes read back: `text/plain;charset=utf-8` (a string) or `application/json` (a value). */
+  mediaType: Schema.optionalKey(Schema.String),
 })
+export type BlobRef = typeof BlobRef.Type
+
+/**
+ * How a stored payload holds a field the log moved to the blob store (see `log/largeFields.ts`):
+ * the field's value is replaced by this marker and the envelope lists the field's path. The log
+ * puts the value back before any reader sees the event, so domain code only sees ordinary values.
+ */
+export const BlobMarker = Schema.Struct({ $blob: BlobRef })
 
 export const ToolCallCompleted = Schema.Struct({
   type: Schema.Literal("ToolCallCompleted"),
@@ -581,6 +591,11 @@ export interface LogRecord extends EventMeta {
   readonly schemaVersion: number
   readonly type: string
   readonly payload: unknown
+  /**
+   * Paths in `payload` of fields held in the blob store (a `BlobMarker` at each). Set only on a
+   * record straight from the bytes: the log resolves them before a reader sees the record.
+   */
+  readonly blobs?: ReadonlyArray<ReadonlyArray<string | number>>
 }
 
 /** A fully decoded event: the envelope and a payload of the current schema version. */

@@ -86,6 +86,11 @@ const LogSection = Schema.Struct({
   dataDir: withDefault(Schema.NonEmptyString, ".rollout"),
   namespace: withDefault(Schema.String.check(acceptedBy(streamsFor)), "rollout"),
   fsync: withDefault(Schema.Literals(["always", "interval", "never"]), "interval"),
+  // Up to JetStream's largest message limit (64 MiB); the default leaves room under its usual 1 MB.
+  inlineLimitBytes: withDefault(
+    Schema.Int.check(Schema.isBetween({ minimum: 1024, maximum: 64 * 1024 * 1024 })),
+    262_144,
+  ),
   nats: withDefault(NatsSection, {}),
 })
 

@@ -51,6 +51,7 @@ export const openRuntime = (
         namespace,
         fsync: config.log.fsync,
         mode: options.mode ?? "writer",
+        inlineLimitBytes: config.log.inlineLimitBytes,
       })
       const checkpoints = yield* Effect.sync(() => fileCheckpointStore(fileCheckpointDir(dataDir, namespace)))
       return {
@@ -74,7 +75,7 @@ export const openRuntime = (
       replicas: config.log.nats.replicas,
       duplicateWindowMs: config.log.nats.duplicateWindowMs,
     }
-    const log = yield* makeJetStreamLog(handle, shared)
+    const log = yield* makeJetStreamLog(handle, { ...shared, inlineLimitBytes: config.log.inlineLimitBytes })
     const bus = yield* makeJetStreamBus(handle, shared)
     const checkpoints = yield* kvCheckpointStore(handle, {
       bucket: checkpointBucketFor(namespace),

@@ -62,6 +62,7 @@ describe("defaults", () => {
       dataDir: ".rollout",
       namespace: "rollout",
       fsync: "interval",
+      inlineLimitBytes: 262_144,
       nats: { url: "nats://127.0.0.1:4222", tokenEnv: "NATS_TOKEN", replicas: 1, duplicateWindowMs: 120_000 },
     })
     expect(defaultConfig.worker).toEqual({

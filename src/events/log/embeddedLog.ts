@@ -6,7 +6,8 @@
  * which the next writer cuts off, keeping the bytes and recording the cut (`embeddedDamage`); every
  * line whose write returned survives a restart. `stats` reports the damage the index found. Appends are
  * synchronous writes (atomic per call), so the semantics match JetStream's with a single writer per
- * subject.
+ * subject. Fields of events over the inline limit go to files beside the log (`largeFields`,
+ * `fileBlobStore`), written before the line that names them.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -19,6 +20,7 @@ import * as Stream from "effect/Stream"
 import { encodeBodyJson, encodeStoredLine } from "../codec.ts"
 import type { NewEvent } from "../schema.ts"
 import { streamsFor } from "../subjects.ts"
+import type { BlobStoreShape } from "./blobStore.ts"
 import { cutsSubject, cutTornTail, damageOf, recordedCuts, unrecordedCuts } from "./embeddedDamage.ts"
 import { EmbeddedIndex, MAX_BATCH } from "./embeddedIndex.ts"
 import {
@@ -35,6 +37,8 @@ import {
   type ScanOptions,
   type TailCut,
 } from "./eventLog.ts"
+import { fileBlobDir, fileBlobStore } from "./fileBlobStore.ts"
+import { DEFAULT_INLINE_LIMIT, type LargeFields, resolvingPull, storeLargeFields } from "./largeFields.ts"
 
 export interface EmbeddedLogOptions {
   /** The data directory (default `.rollout` in the working directory). */
@@ -48,6 +52,13 @@ export interface EmbeddedLogOptions {
   readonly dedupeWindow?: number
   /** How often a reader polls the file for new lines when tailing. */
   readonly pollIntervalMs?: number
+  /**
+   * Events whose stored body would be larger than this many bytes keep their largest fields in the
+   * blob store (default 256 KiB; `Infinity` keeps every field inline).
+   */
+  readonly inlineLimitBytes?: number
+  /** Where large fields go; default files under the log's directory (`fileBlobDir`). */
+  readonly blobStore?: BlobStoreShape
 }
 
 const unavailable = (operation: string, error: unknown, code?: string) =>
@@ -73,12 +84,19 @@ class EmbeddedLog implements EventLogShape {
   private syncTimer: NodeJS.Timeout | undefined
   private closed = false
   private readonly prefix: string
+  private readonly largeFields: LargeFields
 
   constructor(
-    private readonly options: Required<Omit<EmbeddedLogOptions, "dataDir" | "namespace">> &
+    private readonly options: Required<
+      Omit<EmbeddedLogOptions, "dataDir" | "namespace" | "inlineLimitBytes" | "blobStore">
+    > &
       EmbeddedLogOptions,
   ) {
     this.namespace = options.namespace
+    this.largeFields = {
+      store: options.blobStore ?? fileBlobStore(fileBlobDir(options.dataDir, options.namespace)),
+      inlineLimit: options.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT,
+    }
     const dir = path.join(options.dataDir, "log", options.namespace)
     this.dir = dir
     this.file = path.join(dir, "events.ndjson")
@@ -154,6 +172,24 @@ class EmbeddedLog implements EventLogShape {
         if (Result.isFailure(body)) return Effect.fail(body.failure)
         bodies.push(body.success)
       }
+      const stored = storeLargeFields(events, bodies, this.largeFields)
+      if (stored === undefined) return this.write(subject, events, bodies, options)
+      return Effect.flatMap(
+        Effect.mapError(stored, (error) => unavailable("append", error, error.code)),
+        (withBlobs) => Effect.suspend(() => this.write(subject, events, withBlobs, options)),
+      )
+    })
+
+  /** Writes validated bodies in one synchronous write, checking expectations and dedupe as it goes. */
+  private write(
+    subject: string,
+    events: ReadonlyArray<NewEvent>,
+    bodies: ReadonlyArray<string>,
+    options: { expectedLastPosition?: number } | undefined,
+  ): Effect.Effect<Appended, AppendError> {
+    {
+      // The blob store may have taken a while: the log can have closed meanwhile.
+      if (this.closed) return Effect.fail(unavailable("append", "the log is closed"))
       const inCall = new Map<string, number>()
       // Expectations chain exactly as on JetStream: the first event is checked against the caller's
       // expectation, each later one against the position of the event before it (a duplicate's
@@ -207,7 +243,8 @@ class EmbeddedLog implements EventLogShape {
       }
       if (conflict !== undefined) return Effect.fail(conflict)
       return Effect.succeed<Appended>({ positions, duplicates: bodies.length - pending.length })
-    })
+    }
+  }
 
   private notify(): void {
     // Snapshot first: a woken reader may register again synchronously while we iterate.
@@ -255,10 +292,14 @@ class EmbeddedLog implements EventLogShape {
             return Effect.fail(unavailable("read", error, (error as NodeJS.ErrnoException).code))
           }
         })
-        return pull as Effect.Effect<
-          readonly [LogEntry | PassedOver, ...Array<LogEntry | PassedOver>],
-          LogUnavailable | Cause.Done
-        >
+        return resolvingPull(
+          pull as Effect.Effect<
+            readonly [LogEntry | PassedOver, ...Array<LogEntry | PassedOver>],
+            LogUnavailable | Cause.Done
+          >,
+          this.largeFields.store,
+          "embedded",
+        )
       }),
     )
   }

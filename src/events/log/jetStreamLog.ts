@@ -6,7 +6,8 @@
  * one filter subject (nats-server 2.9 has no multi-filter). Semantics match `embeddedLog` through one
  * contract suite. This module assembles the adapter from the append path (`jetStreamAppend`, whose
  * acks arrive on `ackInbox`: see there for why appends bypass `js.publish`) and the reader
- * (`jetStreamReplay`).
+ * (`jetStreamReplay`). Fields of events over the inline limit go to the namespace's Object Store
+ * bucket (`largeFields`, `objectBlobStore`) before the event that names them is published.
  */
 import {
   DiscardPolicy,
@@ -20,10 +21,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
-import { encodeBody } from "../codec.ts"
+import { encodeBodyJson } from "../codec.ts"
 import type { NewEvent } from "../schema.ts"
 import { streamsFor } from "../subjects.ts"
 import { ackInbox } from "./ackInbox.ts"
+import type { BlobStoreShape } from "./blobStore.ts"
 import {
   type AppendError,
   type Appended,
@@ -39,7 +41,9 @@ import {
 } from "./eventLog.ts"
 import { type AppendOutcome, appendChained, appendPipelined } from "./jetStreamAppend.ts"
 import { JetStreamReplay } from "./jetStreamReplay.ts"
+import { DEFAULT_INLINE_LIMIT, type LargeFields, resolvingPull, storeLargeFields } from "./largeFields.ts"
 import { NatsClient, type NatsHandle, natsFailure } from "./natsConnection.ts"
+import { blobBucketFor, objectBlobStore } from "./objectBlobStore.ts"
 
 export interface JetStreamLogOptions {
   readonly namespace: string
@@ -49,6 +53,14 @@ export interface JetStreamLogOptions {
   readonly duplicateWindowMs?: number
   /** Decoded entries a reader may hold before its consumer pauses; default 16384. */
   readonly readBuffer?: number
+  /**
+   * Events whose stored body would be larger than this many bytes keep their largest fields in the
+   * blob store (default 256 KiB, under the server's 1 MB message limit; `Infinity` keeps every field
+   * inline, and the server refuses an event over its limit).
+   */
+  readonly inlineLimitBytes?: number
+  /** Where large fields go; default the Object Store bucket `<NS>_BLOBS` (`blobBucketFor`). */
+  readonly blobStore?: BlobStoreShape
 }
 
 /** Decoded entries a reader may hold before the consumer pauses (replay has no other backpressure). */
@@ -121,6 +133,12 @@ export const makeJetStreamLog = (
       catch: (error) => natsFailure("open", error, `stream ${stream}`),
     })
     const inbox = ackInbox(handle.nc)
+    const largeFields: LargeFields = {
+      store:
+        options.blobStore ??
+        objectBlobStore(handle, { bucket: blobBucketFor(namespace), replicas: options.replicas ?? 1 }),
+      inlineLimit: options.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT,
+    }
 
     const refuseSubject = (subject: string): LogUnavailable | undefined => {
       const valid =
@@ -147,22 +165,38 @@ export const makeJetStreamLog = (
         if (refused !== undefined) return Effect.fail(refused)
         if (events.length === 0) return Effect.succeed<Appended>({ positions: [], duplicates: 0 })
         // Every event is validated before the first byte is published.
-        const bodies: Uint8Array[] = []
+        const bodies: string[] = []
         for (const event of events) {
-          const body = encodeBody(event)
+          const body = encodeBodyJson(event)
           if (Result.isFailure(body)) return Effect.fail(body.failure)
           bodies.push(body.success)
         }
-        const expected = appendOptions?.expectedLastPosition
-        // Resumed straight from the ack callback: an agent appends a few events per step, so a
-        // promise per append was a measurable share of a step.
-        return Effect.callback<Appended, AppendError>((resume) => {
-          const done = (outcome: AppendOutcome) =>
-            resume("ok" in outcome ? Effect.succeed(outcome.ok) : Effect.fail(outcome.error))
-          if (expected === undefined) appendPipelined(inbox, subject, bodies, events, done)
-          else appendChained(inbox, subject, bodies, events, expected, done)
-        })
+        const stored = storeLargeFields(events, bodies, largeFields)
+        if (stored === undefined) return publish(subject, events, bodies, appendOptions)
+        return Effect.flatMap(
+          Effect.mapError(stored, (error) => natsFailure("append", error)),
+          (withBlobs) => publish(subject, events, withBlobs, appendOptions),
+        )
       })
+
+    const publish = (
+      subject: string,
+      events: ReadonlyArray<NewEvent>,
+      json: ReadonlyArray<string>,
+      appendOptions: AppendOptions | undefined,
+    ): Effect.Effect<Appended, AppendError> => {
+      // `Buffer.from` carves small bodies out of a shared pool (see `codec.encodeBody`).
+      const bodies = json.map((body) => Buffer.from(body, "utf8"))
+      const expected = appendOptions?.expectedLastPosition
+      // Resumed straight from the ack callback: an agent appends a few events per step, so a
+      // promise per append was a measurable share of a step.
+      return Effect.callback<Appended, AppendError>((resume) => {
+        const done = (outcome: AppendOutcome) =>
+          resume("ok" in outcome ? Effect.succeed(outcome.ok) : Effect.fail(outcome.error))
+        if (expected === undefined) appendPipelined(inbox, subject, bodies, events, done)
+        else appendChained(inbox, subject, bodies, events, expected, done)
+      })
+    }
 
     const lastPositionOf = async (subject: string): Promise<number> => {
       try {
@@ -218,7 +252,7 @@ export const makeJetStreamLog = (
             }),
             (r) => Effect.promise(() => r.close()),
           )
-          return Stream.fromPull(Effect.succeed(source.pull))
+          return Stream.fromPull(Effect.succeed(resolvingPull(source.pull, largeFields.store, "nats")))
         }),
       )
 
