@@ -100,20 +100,23 @@ const toolName = fc.oneof(
 )
 
 describe("offered tool names, fuzzed", () => {
-  test.prop([
-    separator,
-    fc.uniqueArray(serverName, { minLength: 1, maxLength: 4 }),
-    fc.array(toolName, { maxLength: 6 }),
-  ])(
+  test.prop(
+    [
+      separator,
+      fc.uniqueArray(serverName, { minLength: 1, maxLength: 4 }),
+      fc.array(toolName, { maxLength: 6 }),
+    ],
+    { numRuns: 1000 },
+  )(
     "every name is a valid OpenAI name and leads back to exactly its tool; the server reads back",
     (sep, candidates, tools) => {
       const servers = candidates.filter((s) => serverNameProblem(s, sep) === undefined)
       const refs = servers.flatMap((server) => tools.map((tool) => ({ server, tool })))
       const table = toolNameTable(refs, sep)
-      const distinct = new Set(refs.map((r) => `${r.server}\u0000${r.tool}`))
+      const distinct = new Set(refs.map((r) => JSON.stringify([r.server, r.tool])))
       let offered = 0
       for (const key of distinct) {
-        const [server, tool] = key.split("\u0000") as [string, string]
+        const [server, tool] = JSON.parse(key) as [string, string]
         const name = publicToolName(server, tool, sep)
         expect(name).toMatch(OPENAI_FUNCTION_NAME)
         const back = table.byName.get(name)
