@@ -152,7 +152,7 @@ export const largeFieldsContract = (name: string, makeHarness: () => Promise<Lar
       await withLog(
         "inline",
         async (log, ns, harness) => {
-          const question = bigQuestion(2 * 1024 * 1024)
+          const question = bigQuestion(50 * 1024 * 1024)
           const subject = entitySubject(ns, "episode", "e-inline")
           const append = log.append(subject, [
             { ...meta("inline-1"), event: episodeStarted("e-inline", question) },
@@ -165,12 +165,12 @@ export const largeFieldsContract = (name: string, makeHarness: () => Promise<Lar
           }
           const { positions } = await run(append)
           const body = await harness.storedBody(ns, positions[0]!)
-          expect(Buffer.byteLength(body)).toBeGreaterThan(2 * 1024 * 1024)
+          expect(Buffer.byteLength(body)).toBeGreaterThan(50 * 1024 * 1024)
           expect(shaIn(body)).toEqual([])
         },
         { inlineLimitBytes: Number.POSITIVE_INFINITY },
       )
-    }, 60_000)
+    }, 120_000)
 
     it("gives back generated events with large fields equal, every stored body under the limit (property)", async () => {
       const limit = 2048
