@@ -47,21 +47,32 @@ export const summarizeUndecodable = (
 /**
  * "rebuild: 3 entries could not be decoded and were skipped: positions 418, 419 and 1002; first:
  * <reason>", or undefined when there were none. `what` names the reader; `done` says what became
- * of the entries ("were skipped", "are marked !").
+ * of the entries ("were skipped", "are marked !"); `unlisted` says why some positions are not
+ * listed and where to find them (a count resumed from a checkpoint).
  */
 export const undecodableLine = (
   what: string,
   summary: UndecodableSummary,
-  options: { readonly done?: string; readonly first?: UndecodableEvent | undefined } = {},
+  options: {
+    readonly done?: string
+    readonly first?: UndecodableEvent | undefined
+    readonly unlisted?: string
+  } = {},
 ): string | undefined => {
   if (summary.count === 0) return undefined
   const done = options.done ?? (summary.count === 1 ? "was skipped" : "were skipped")
+  const unlisted =
+    options.unlisted !== undefined && summary.count > summary.positions.length ? ` (${options.unlisted})` : ""
   const reason = options.first === undefined ? "" : `; first: ${terminalText(options.first.message)}`
   return `${what}: ${plural(summary.count, "entry", "entries")} could not be decoded and ${done}: ${positionList(
     summary.count,
     summary.positions,
-  )}${reason}`
+  )}${unlisted}${reason}`
 }
+
+/** Why a count resumed from `projection`'s checkpoint lists fewer positions than it counts. */
+export const beforeCheckpoint = (projection: string): string =>
+  `the unlisted ones are before the ${projection} checkpoint: rollout projections rebuild ${projection} lists them`
 
 /** "2 lines of <file> do not decode: positions 418 and 1002", or undefined for none. */
 export const undecodableLinesLine = (damage: LogDamage, location: string): string | undefined =>

@@ -12,11 +12,13 @@ import type { LogEntry } from "../events/log/eventLog.ts"
 import { eventCounts } from "../projections/eventCounts.ts"
 import { runProjection } from "../projections/runner.ts"
 import {
+  beforeCheckpoint,
   cutLines,
   cutOnOpenLine,
   positionList,
   summarizeUndecodable,
   tornTailLine,
+  type UndecodableSummary,
   undecodableLine,
 } from "./damageReport.ts"
 import { configFrom, type GlobalOptions, integerFlag, printJson, table, withRuntime } from "./invocation.ts"
@@ -50,7 +52,8 @@ export const logStatsCommand = (global: GlobalOptions, options: { json?: boolean
             ...stats,
             namespace: config.log.namespace,
             ...(counts === undefined ? {} : { counts }),
-            undecodable,
+            // null: not counted (--no-types on a log without an index).
+            undecodable: counts === undefined && stats.damage === undefined ? null : undecodable,
           })
           return
         }
@@ -62,7 +65,7 @@ export const logStatsCommand = (global: GlobalOptions, options: { json?: boolean
           `bytes       ${stats.bytes}`,
           `positions   ${stats.firstPosition}..${stats.lastPosition}`,
           `subjects    ${stats.subjects}`,
-          `undecodable ${undecodable.count === 0 ? "0" : `${undecodable.count}: ${positionList(undecodable.count, undecodable.positions)}`}`,
+          `undecodable ${undecodableText(undecodable, counts !== undefined, stats.damage !== undefined)}`,
         ]
         process.stdout.write(`${lines.join("\n")}\n`)
         if (stats.damage !== undefined) {
@@ -80,6 +83,18 @@ export const logStatsCommand = (global: GlobalOptions, options: { json?: boolean
       }),
     )
   })
+
+/**
+ * The `undecodable` line of `log stats`: the count and the positions. Without the count by type
+ * (`--no-types`) only the embedded log's index knows anything: lines whose envelope is broken.
+ */
+const undecodableText = (summary: UndecodableSummary, counted: boolean, indexed: boolean): string => {
+  if (!counted && !indexed) return "not counted (--no-types: only a read of the log finds them)"
+  const scope = counted ? "" : " (envelopes only: --no-types checks no payload)"
+  if (summary.count === 0) return `0${scope}`
+  const unlisted = summary.count > summary.positions.length ? ` (${beforeCheckpoint("eventCounts")})` : ""
+  return `${summary.count}: ${positionList(summary.count, summary.positions)}${unlisted}${scope}`
+}
 
 export interface TailOptions {
   readonly follow?: boolean

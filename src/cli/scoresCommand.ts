@@ -15,6 +15,7 @@ import {
   infrastructureLine,
   passAtColumns,
   percent,
+  skippedRowsLine,
 } from "../actors/evaluator/evalReport.ts"
 import type { UndecodableEvent } from "../events/codec.ts"
 import type { LogDamage } from "../events/log/eventLog.ts"
@@ -24,7 +25,12 @@ import { runProjection } from "../projections/runner.ts"
 import { type ScoreboardState, scoreboard } from "../projections/scoreboard.ts"
 import { boardMetrics, leaderboard } from "../projections/scoreboardMetrics.ts"
 import type { Runtime } from "../runtime/wiring.ts"
-import { summarizeUndecodable, type UndecodableSummary, undecodableLine } from "./damageReport.ts"
+import {
+  beforeCheckpoint,
+  summarizeUndecodable,
+  type UndecodableSummary,
+  undecodableLine,
+} from "./damageReport.ts"
 import { configFrom, type GlobalOptions, printJson, table, UsageError, withRuntime } from "./invocation.ts"
 import { terminalText } from "./terminal.ts"
 
@@ -63,14 +69,8 @@ const reportDamage = (
   first: UndecodableEvent | undefined,
   tornRun: string | undefined,
 ) => {
-  const line = undecodableLine("scores", undecodable, { first })
-  if (line !== undefined) {
-    const older =
-      undecodable.count > undecodable.positions.length
-        ? " (the others were skipped before the scoreboard's checkpoint: rollout projections rebuild scoreboard lists them)"
-        : ""
-    process.stderr.write(`rollout: ${line}${older}\n`)
-  }
+  const line = undecodableLine("scores", undecodable, { first, unlisted: beforeCheckpoint("scoreboard") })
+  if (line !== undefined) process.stderr.write(`rollout: ${line}\n`)
   if (tornRun !== undefined)
     process.stderr.write(
       `rollout: scores: run ${terminalText(tornRun)} may be further on than shown: its latest event is in the incomplete last line of the log at ${terminalText(runtime.location)}\n`,
@@ -127,6 +127,8 @@ export const reportText = (r: EvalReport): string => {
   const usage = Object.entries(m.usage).map(([name, u]) => `${name} ${u.mean.toFixed(1)}`)
   if (usage.length > 0) lines.push(`per sample (mean): ${usage.join(", ")}`)
   if (r.reason !== null) lines.push(`run ended: ${r.reason}`)
+  const skipped = skippedRowsLine(r)
+  if (skipped !== undefined) lines.push(`data: ${skipped}`)
   // Names, models and reasons come from the log.
   return `${terminalText(lines.join("\n"), { multiline: true })}\n`
 }

@@ -18,9 +18,17 @@ import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape, LogDamage, LogEntry } from "../../src/events/log/eventLog.ts"
 import type { NewEvent } from "../../src/events/schema.ts"
 import { entitySubject } from "../../src/events/subjects.ts"
+import {
+  damageArb,
+  damaged,
+  type Expected,
+  expectedOf,
+  garbage,
+  linesOf,
+  NEWLINE,
+} from "../support/logDamage.ts"
 
 const NS = "dmg"
-const NEWLINE = 0x0a
 
 const probe = (i: number): NewEvent => ({
   eventId: `e${i}`,
@@ -57,74 +65,6 @@ const readEverything = (log: EventLogShape) =>
     return { stats, entries }
   })
 
-type Damage =
-  | { readonly kind: "replace"; readonly at: number; readonly bytes: Uint8Array }
-  | { readonly kind: "insert"; readonly at: number; readonly bytes: Uint8Array }
-  | { readonly kind: "delete"; readonly at: number }
-
-/** Garbage: arbitrary bytes, or text with terminal escapes, or a line that is JSON but no entry. */
-const garbage = fc.oneof(
-  fc.uint8Array({ maxLength: 60 }),
-  fc.string({ maxLength: 40 }).map((s) => Buffer.from(`\u001b[31m${s}\u0007`)),
-  fc.constant(Buffer.from('{"position":1,"subject":"dmg.ev.probe.x"}')),
-)
-
-const damageArb = fc.array(
-  fc.oneof(
-    fc.record({ kind: fc.constant("replace" as const), at: fc.nat(), bytes: garbage }),
-    fc.record({ kind: fc.constant("insert" as const), at: fc.nat(), bytes: garbage }),
-    fc.record({ kind: fc.constant("delete" as const), at: fc.nat() }),
-  ),
-  { maxLength: 4 },
-)
-
-interface Expected {
-  readonly complete: number
-  readonly broken: number[]
-  readonly tail: { readonly offset: number; readonly bytes: Buffer } | undefined
-}
-
-/**
- * The model: split the damaged bytes at newlines; a complete line decodes exactly when it is the
- * original line of the position its line number gives it; the bytes after the last newline are
- * the incomplete tail.
- */
-const expectedOf = (bytes: Buffer, original: ReadonlyArray<Buffer>): Expected => {
-  const broken: number[] = []
-  let start = 0
-  let line = 0
-  for (;;) {
-    const nl = bytes.indexOf(NEWLINE, start)
-    if (nl === -1) break
-    line++
-    const segment = bytes.subarray(start, nl)
-    if (!(line <= original.length && segment.equals(original[line - 1]!))) broken.push(line)
-    start = nl + 1
-  }
-  return {
-    complete: line,
-    broken,
-    tail: start < bytes.length ? { offset: start, bytes: Buffer.from(bytes.subarray(start)) } : undefined,
-  }
-}
-
-const damaged = (
-  original: ReadonlyArray<Buffer>,
-  damage: ReadonlyArray<Damage>,
-  cut: number,
-  partial: Buffer,
-) => {
-  const lines = [...original]
-  for (const d of damage) {
-    const at = lines.length === 0 ? 0 : d.at % (lines.length + (d.kind === "insert" ? 1 : 0))
-    if (d.kind === "replace" && lines.length > 0) lines[at] = Buffer.from(d.bytes)
-    if (d.kind === "insert") lines.splice(at, 0, Buffer.from(d.bytes))
-    if (d.kind === "delete" && lines.length > 0) lines.splice(at, 1)
-  }
-  const whole = Buffer.concat(lines.flatMap((l) => [l, Buffer.from([NEWLINE])]))
-  return Buffer.concat([whole.subarray(0, Math.max(0, whole.length - cut)), partial])
-}
-
 const checkReport = (damage: LogDamage | undefined, expected: Expected) => {
   expect(damage).toBeDefined()
   expect(damage!.undecodable).toBe(expected.broken.length)
@@ -160,11 +100,7 @@ describe("a damaged embedded log", () => {
             )
             const file = fileOf(dir)
             const sound = fs.readFileSync(file)
-            const original = sound
-              .subarray(0, sound.length - 1)
-              .toString("latin1")
-              .split("\n")
-              .map((l) => Buffer.from(l, "latin1"))
+            const original = linesOf(sound)
             const bytes = damaged(original, damage, cut, partial)
             fs.writeFileSync(file, bytes)
             const expected = expectedOf(bytes, original)
