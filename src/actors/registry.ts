@@ -4,6 +4,7 @@
  * `ROLLOUT_MODEL_<NAME>_URL`) and the tools this worker has.
  */
 import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { EventLogShape } from "../events/log/eventLog.ts"
@@ -19,7 +20,7 @@ import { makeInferencePool } from "./inference/pool.ts"
 import { probeActor } from "./probe/index.ts"
 import { dockToolPort } from "./tools/agentToolPort.ts"
 import { startDock } from "./tools/dock.ts"
-import { loadToolsConfig } from "./tools/toolsConfig.ts"
+import { checkToolsStart, loadToolsConfig, type ToolsConfig } from "./tools/toolsConfig.ts"
 
 export const roles: ReadonlyArray<string> = ["probe", "agent"]
 
@@ -32,6 +33,24 @@ export class DockStartFailed extends Schema.TaggedError<DockStartFailed>()("Dock
   }
 }
 
+/**
+ * The tools.yaml the agent's tools come from, checked to start (server names, `${NAME}` variables);
+ * undefined when the built-in tools are used (`ROLLOUT_TOOLS=builtin`, or no servers defined).
+ * Nothing is started or written: a command calls it before its first append.
+ */
+export const agentToolsConfig = (
+  configDir: string,
+  servers?: ReadonlyArray<string>,
+): Effect.Effect<ToolsConfig | undefined, ConfigError> =>
+  Effect.gen(function* () {
+    if (process.env.ROLLOUT_TOOLS === "builtin") return undefined
+    const config = yield* loadToolsConfig(configDir)
+    if (Object.keys(config.servers).length === 0) return undefined
+    const checked = checkToolsStart(config, process.env, servers)
+    if (Result.isFailure(checked)) return yield* checked.failure
+    return config
+  })
+
 /** The agent's live ports: the inference pool from the models config, and this worker's tools. */
 export const liveAgentPorts = (context: {
   readonly log: EventLogShape
@@ -40,9 +59,11 @@ export const liveAgentPorts = (context: {
   readonly servers?: ReadonlyArray<string>
 }): Effect.Effect<EpisodePorts, ConfigError | DockStartFailed, Scope.Scope> =>
   Effect.gen(function* () {
+    // Both files are read and checked before the pool starts: its first events are writes.
     const models = yield* loadModelsConfig({ dir: context.configDir })
+    const toolsConfig = yield* agentToolsConfig(context.configDir, context.servers)
     const pool = yield* makeInferencePool(models, { log: context.log, namespace: context.log.namespace })
-    const tools = yield* agentTools(context)
+    const tools = yield* agentTools(context, toolsConfig)
     return {
       model: poolModelPort(pool),
       tools: tools.port,
@@ -54,18 +75,18 @@ export const liveAgentPorts = (context: {
 
 /**
  * The agent's tools: AgentDock's pools when `tools.yaml` defines servers (with the built-in `echo`
- * beside them), else the built-in tools alone; `ROLLOUT_TOOLS=builtin` skips the pools.
+ * beside them), else the built-in tools alone (`config` undefined, see `agentToolsConfig`).
  */
-const agentTools = (context: {
-  readonly log: EventLogShape
-  readonly configDir: string
-  readonly servers?: ReadonlyArray<string>
-}) =>
+const agentTools = (
+  context: {
+    readonly log: EventLogShape
+    readonly servers?: ReadonlyArray<string>
+  },
+  config: ToolsConfig | undefined,
+) =>
   Effect.gen(function* () {
     const builtin = { port: builtinTools, specs: builtinToolSpecs }
-    if (process.env.ROLLOUT_TOOLS === "builtin") return builtin
-    const config = yield* loadToolsConfig(context.configDir)
-    if (Object.keys(config.servers).length === 0) return builtin
+    if (config === undefined) return builtin
     const dock = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () =>

@@ -18,11 +18,11 @@ import { type EvalProgress, RUN_ID_PATTERN, runEvaluation } from "../actors/eval
 import type { JudgeSettings } from "../actors/evaluator/judge.ts"
 import { poolJudgePort } from "../actors/evaluator/judgePort.ts"
 import { isScorerName, needsJudge, SCORER_NAMES, type ScorerName } from "../actors/evaluator/scorers.ts"
-import { formatIssue } from "../actors/evaluator/task.ts"
+import { formatIssue, type LoadIssue } from "../actors/evaluator/task.ts"
 import { loadModelsConfig, modelUrlVariable, unknownModelMessage } from "../actors/inference/modelsConfig.ts"
 import { requireReachable } from "../actors/inference/pool/endpointProbe.ts"
 import { makeInferencePool } from "../actors/inference/pool.ts"
-import { liveAgentPorts } from "../actors/registry.ts"
+import { agentToolsConfig, liveAgentPorts } from "../actors/registry.ts"
 import { benchmarkFlags } from "./benchmarkFlags.ts"
 import {
   configFrom,
@@ -51,6 +51,8 @@ export interface EvalOptions {
   readonly map?: string
   readonly format?: string
   readonly plaintext?: boolean
+  /** Go on without the data file's bad rows (recorded in the run); default: refuse with the list. */
+  readonly skipBadRows?: boolean
   readonly maxTurns?: string
   /** tools.yaml servers the agent gets (default: all of them). */
   readonly tools?: string
@@ -112,6 +114,20 @@ const progressDisplay = () => {
 
 /** The exit status of a run in which no sample could reach the model (its report is printed). */
 export const NO_MODEL_EXIT_CODE = 4
+
+/** `data inspect`'s status for a file with bad rows, which eval refuses without `--skip-bad-rows`. */
+const BAD_ROWS_EXIT_CODE = 3
+/** Bad rows listed on the terminal; `rollout data inspect` lists every one. */
+const BAD_ROWS_SHOWN = 20
+
+/** What `RunStarted` records of the rows a run left out: how many and where (the first 100). */
+const skippedBadRows = (issues: ReadonlyArray<LoadIssue>) => ({
+  count: issues.length,
+  rows: [...issues]
+    .sort((a, b) => a.file.localeCompare(b.file) || a.row - b.row)
+    .slice(0, 100)
+    .map((i) => (i.row > 0 ? `${path.basename(i.file)}:${i.row}` : path.basename(i.file))),
+})
 
 /** How long `--dispatch` waits for a first ended episode before asking whether workers run. */
 const DISPATCH_HINT_MS = 30_000
@@ -185,12 +201,36 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
       ...(format === undefined ? {} : { format }),
       ...(options.plaintext === true ? { plaintext: true } : {}),
     })
-    if (loaded.errors.length > 0) {
-      process.stderr.write(`rollout: ${loaded.errors.length} bad row(s) left out of ${options.data}:\n`)
-      for (const issue of loaded.errors.slice(0, 10)) process.stderr.write(`  ${formatIssue(issue)}\n`)
+    const bad = loaded.errors
+    if (bad.length > 0 && options.skipBadRows !== true) {
+      // Refused before anything is written: a run that silently drops rows measures another set.
+      process.stderr.write(`rollout: ${options.data}: ${bad.length} bad row(s), so nothing was run:\n`)
+      for (const issue of bad.slice(0, BAD_ROWS_SHOWN)) process.stderr.write(`  ${formatIssue(issue)}\n`)
+      if (bad.length > BAD_ROWS_SHOWN)
+        process.stderr.write(
+          `  … and ${bad.length - BAD_ROWS_SHOWN} more (rollout data inspect lists them all)\n`,
+        )
+      process.stderr.write(
+        `rollout: fix them, or pass --skip-bad-rows to evaluate the ${loaded.tasks.length} good task(s) without them (the run records which rows it left out)\n`,
+      )
+      process.exitCode = BAD_ROWS_EXIT_CODE
+      return
+    }
+    if (bad.length > 0) {
+      process.stderr.write(
+        `rollout: ${bad.length} bad row(s) left out of ${options.data} (--skip-bad-rows):\n`,
+      )
+      for (const issue of bad.slice(0, 10)) process.stderr.write(`  ${formatIssue(issue)}\n`)
     }
     if (loaded.tasks.length === 0)
       return yield* Effect.fail(new UsageError(`${options.data}: no tasks to evaluate`))
+
+    // The tools the agent gets: tools.yaml read and checked (server names, `${NAME}` variables).
+    const tools = options.tools
+      ?.split(",")
+      .map((t) => t.trim())
+      .filter((t) => t !== "")
+    if (!dispatch) yield* agentToolsConfig(configDir, tools)
 
     // Every model this process will call answers before anything is written: a wrong endpoint
     // stops here in seconds, naming the URL and the cause, instead of failing every sample.
@@ -210,10 +250,6 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
     const json = options.json === true
     return yield* withRuntime(config, {}, (runtime) =>
       Effect.gen(function* () {
-        const tools = options.tools
-          ?.split(",")
-          .map((t) => t.trim())
-          .filter((t) => t !== "")
         const runner: EpisodeRunner = dispatch
           ? yield* runOnWorkers(runtime.log, { bus: runtime.bus, invocation: String(Date.now()) })
           : runHere(
@@ -264,6 +300,8 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
           ...(maxTurns === undefined ? {} : { policy: { maxTurns } }),
           config: {
             data: path.basename(options.data),
+            // Which rows --skip-bad-rows left out (file:row, never their content: rows hold answers).
+            ...(bad.length === 0 ? {} : { skippedBadRows: skippedBadRows(bad) }),
             ...(models.models[options.model]?.pricing === undefined
               ? {}
               : { pricing: { ...models.models[options.model]!.pricing! } }),

@@ -54,6 +54,10 @@ export const registerRunCommands = (
       "read the file as csv, tsv, json, jsonl, xlsx or parquet (default: by its name)",
     )
     .option("--plaintext", "the file of an encrypted benchmark is already decrypted")
+    .option(
+      "--skip-bad-rows",
+      "evaluate without the data file's bad rows (default: list them and stop, exit 3); the run records which",
+    )
     .option("--max-turns <n>", "turn limit per episode (default 200)")
     .option(
       "--dispatch",

@@ -61,6 +61,8 @@ export interface RunBoard {
   readonly taskIndex: Readonly<Record<string, number>>
   readonly scorer: string | null
   readonly judgeModel: string | null
+  /** Bad rows of the data file the run was told to leave out (`--skip-bad-rows`): count and `file:row`s. */
+  readonly skippedBadRows?: { readonly count: number; readonly rows: ReadonlyArray<string> } | null
   /** USD per million tokens of the run's model, from its models.yaml `pricing` (null: unknown). */
   readonly pricing?: { readonly promptPerMillion: number; readonly completionPerMillion: number } | null
   readonly status: RunBoardStatus
@@ -118,7 +120,12 @@ const configOf = (config: unknown) => {
     p !== undefined && typeof p.promptPerMillion === "number" && typeof p.completionPerMillion === "number"
       ? { promptPerMillion: p.promptPerMillion, completionPerMillion: p.completionPerMillion }
       : null
-  return { tasks, scorer: text(c.scorer), judgeModel: text(c.judgeModel), pricing }
+  const b = isRecord(c.skippedBadRows) ? c.skippedBadRows : undefined
+  const skippedBadRows =
+    b !== undefined && typeof b.count === "number"
+      ? { count: b.count, rows: Array.isArray(b.rows) ? b.rows.filter((r) => typeof r === "string") : [] }
+      : null
+  return { tasks, scorer: text(c.scorer), judgeModel: text(c.judgeModel), pricing, skippedBadRows }
 }
 
 /** The row of one sample of a run, or null when nothing is known of it. */
@@ -236,6 +243,7 @@ const applyScoreboard = (state: ScoreboardState, envelope: Envelope): Scoreboard
           scorer: config.scorer,
           judgeModel: config.judgeModel,
           pricing: config.pricing,
+          skippedBadRows: config.skippedBadRows,
           // A repeated RunStarted refreshes the description; it never reopens a finished run.
           status: previous?.status ?? "running",
           reason: previous?.reason ?? null,
@@ -347,7 +355,7 @@ export const scoreboard: Projection<ScoreboardState> = {
     "EpisodeFinished",
     "SampleScored",
   ],
-  version: 4,
+  version: 5,
   initial: initialScoreboard,
   apply: applyScoreboard,
 }

@@ -32,6 +32,8 @@ export interface EvalReport {
   readonly metrics: Metrics
   /** Samples the model server or the tools ended (counted as wrong), by reason. */
   readonly infrastructure: InfrastructureFailures
+  /** Bad rows of the data file the run left out (`--skip-bad-rows`), or null. */
+  readonly skippedBadRows: { readonly count: number; readonly rows: ReadonlyArray<string> } | null
   readonly samples: ReadonlyArray<BoardSample>
 }
 
@@ -50,6 +52,7 @@ export const evalReport = (state: ScoreboardState, board: RunBoard, metrics: Met
     finishedAt: board.finishedAt,
     metrics,
     infrastructure: infrastructureFailures(samples),
+    skippedBadRows: board.skippedBadRows ?? null,
     samples,
   }
 }
@@ -60,6 +63,15 @@ export const infrastructureLine = (r: Pick<EvalReport, "infrastructure" | "metri
   if (samples === 0) return undefined
   const counted = Object.entries(reasons).map(([reason, n]) => `${reason} ×${n}`)
   return `${samples} of ${r.metrics.runs} samples: ${counted.join("; ")}`
+}
+
+/** `2 bad rows of the data file left out (--skip-bad-rows): bench.jsonl:2, bench.jsonl:3`, or undefined. */
+export const skippedRowsLine = (r: Pick<EvalReport, "skippedBadRows">): string | undefined => {
+  const skipped = r.skippedBadRows
+  if (skipped === null || skipped.count === 0) return undefined
+  const shown = skipped.rows.slice(0, 10).join(", ")
+  const more = skipped.count > 10 ? `, … and ${skipped.count - 10} more` : ""
+  return `${skipped.count} bad row(s) of the data file left out (--skip-bad-rows): ${shown}${more}`
 }
 
 /** A fraction as a percentage with two decimals ("–" when undefined). */
@@ -108,6 +120,7 @@ export const reportMarkdown = (r: EvalReport): string => {
       [[r.benchmark ?? "–", r.model, r.scorer ?? "–", r.judgeModel ?? "–", k, m.tasks, r.status]],
     ),
     ...(r.reason === null ? [] : [`Run ended: ${r.reason}`]),
+    ...(skippedRowsLine(r) === undefined ? [] : [`Data: ${skippedRowsLine(r)}.`]),
     `## Avg@${k}`,
     mdTable(
       ["metric", "value"],

@@ -271,6 +271,40 @@ export const resolveEnv = (
   return Result.succeed(out)
 }
 
+/**
+ * What would stop the pools of `servers` (default: all) from starting, found before anything
+ * starts or is written: a server name the file lacks, or a `${NAME}` in the env or headers of a
+ * server's starting version whose variable is unset. Later versions are checked when swapped to.
+ */
+export const checkToolsStart = (
+  config: ToolsConfig,
+  env: Readonly<Record<string, string | undefined>>,
+  servers?: ReadonlyArray<string>,
+): Result.Result<void, ConfigError> => {
+  const known = Object.keys(config.servers)
+  for (const name of servers ?? known) {
+    const entry = config.servers[name]
+    if (entry === undefined)
+      return Result.fail(
+        new ConfigError({
+          source: config.source,
+          path: "servers",
+          reason: `unknown server "${name}" (it defines ${known.join(", ") || "none"})`,
+        }),
+      )
+    const where = `servers.${name}`
+    for (const [values, part] of [
+      [entry.current.env, "env"],
+      [entry.current.headers, "headers"],
+    ] as const) {
+      const resolved = resolveEnv(values, env, `${where}.${part}`)
+      if (Result.isFailure(resolved))
+        return Result.fail(new ConfigError({ source: config.source, path: "", reason: resolved.failure }))
+    }
+  }
+  return Result.succeed(undefined)
+}
+
 /** Whether calls of `tool` on this server may be retried or answered from the log. */
 export const isIdempotent = (server: ServerConfig, tool: string): boolean =>
   server.idempotent === true || (Array.isArray(server.idempotent) && server.idempotent.includes(tool))
