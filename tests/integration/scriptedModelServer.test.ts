@@ -561,7 +561,9 @@ describe("episodes named by the x-rollout-episode header", () => {
       const last = server.requests[server.requests.length - 1]!
       expect(last.episodeId).toBe(episodeId)
       expect(last.headers[EPISODE_HEADER]).toBe("run%201/M%C3%BCller%20%E6%97%A5%E6%9C%AC%25/0")
-      expect(last.headers["x-request-id"]).toBe(`run%201/M%C3%BCller%20%E6%97%A5%E6%9C%AC%25/0/model/${model}`)
+      expect(last.headers["x-request-id"]).toBe(
+        `run%201/M%C3%BCller%20%E6%97%A5%E6%9C%AC%25/0/model/${model}`,
+      )
       // The same episode walks one sequence across both calls.
       expect(completion.content).toBe(model === "plain" ? "one" : "two")
     }
