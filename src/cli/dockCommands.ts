@@ -3,19 +3,25 @@
  * and the MCP gateway (127.0.0.1, bearer token) and runs until SIGINT/SIGTERM; it leaves a state
  * file (mode 0600: it holds the token) that `status`, `swap` and `call` use to reach it. Without a
  * running dock, `call` starts the one server it needs, calls once and stops it, and `status` reads
- * what the log recorded.
+ * what the log recorded. A running dock's status also says how many lifecycle events wait for the
+ * log (held while it is unreachable) and how many were dropped.
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import { startDock } from "../actors/tools/dock.ts"
 import type { DockCallResult, ServerStatus } from "../actors/tools/dockTypes.ts"
+import type { RecordingStatus } from "../actors/tools/lifecycleRecorder.ts"
 import { argumentPath } from "../actors/tools/toolArguments.ts"
 import { serverOfToolName } from "../actors/tools/toolNames.ts"
 import { loadToolsConfig, type ToolsConfig } from "../actors/tools/toolsConfig.ts"
+import { advance, initialFolded } from "../projections/projection.ts"
 import type { RolloutConfig } from "../runtime/config.ts"
+import { summarizeUndecodable, undecodableLine } from "./damageReport.ts"
 import { configFrom, type GlobalOptions, printJson, table, UsageError, withRuntime } from "./invocation.ts"
+import { terminalText } from "./terminal.ts"
 
 interface DockState {
   readonly url: string
@@ -199,7 +205,18 @@ const printStatus = (servers: ReadonlyArray<ServerStatus>, source: string) => {
   for (const s of servers)
     for (const r of s.replicas)
       if (r.state !== "up" || r.circuit === "open")
-        process.stdout.write(`  ${r.replica}: ${r.state}${r.circuit === "open" ? ", circuit open" : ""}\n`)
+        process.stdout.write(
+          `  ${terminalText(r.replica)}: ${r.state}${r.circuit === "open" ? ", circuit open" : ""}\n`,
+        )
+}
+
+/** "lifecycle events: 3 pending for the log (unreachable since …: reason), 0 dropped; 41 recorded". */
+const recordingLine = (r: RecordingStatus): string => {
+  const failing =
+    r.failingSince === undefined
+      ? ""
+      : ` (the log has not taken them since ${r.failingSince}: ${terminalText(r.lastError ?? "")})`
+  return `lifecycle events: ${r.pending} pending for the log${failing}, ${r.dropped} dropped (buffer ${r.buffer}); ${r.recorded} recorded`
 }
 
 export const dockStatusCommand = (global: GlobalOptions, options: { json?: boolean }) =>
@@ -210,16 +227,31 @@ export const dockStatusCommand = (global: GlobalOptions, options: { json?: boole
       const servers = (yield* Effect.promise(() =>
         admin(state, "GET", "/status"),
       )) as ReadonlyArray<ServerStatus>
-      if (options.json === true) printJson({ running: true, url: state.url, pid: state.pid, servers })
-      else printStatus(servers, `AgentDock running (pid ${state.pid}) at ${state.url}`)
+      const recording = (yield* Effect.promise(() =>
+        admin(state, "GET", "/recording").catch(() => null),
+      )) as RecordingStatus | null
+      if (options.json === true)
+        printJson({ running: true, url: state.url, pid: state.pid, servers, recording })
+      else {
+        printStatus(servers, `AgentDock running (pid ${state.pid}) at ${state.url}`)
+        if (recording !== null) process.stdout.write(`\n${recordingLine(recording)}\n`)
+      }
       return
     }
     // No dock running: what the log says about the pools.
-    const { toolHealthFromLog } = yield* Effect.promise(() => import("../projections/toolHealth.ts"))
+    const { toolHealth, toolHealthStatus } = yield* Effect.promise(
+      () => import("../projections/toolHealth.ts"),
+    )
     return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
       Effect.gen(function* () {
-        const servers = yield* toolHealthFromLog(runtime.log)
-        if (options.json === true) printJson({ running: false, servers })
+        // The fold of the whole log, saying what it could not decode and where.
+        const entries = yield* Stream.runCollect(runtime.log.read())
+        const folded = advance(toolHealth, initialFolded(toolHealth), entries)
+        const servers = toolHealthStatus(folded.folded.state)
+        const undecodable = summarizeUndecodable(folded.undecodable)
+        const report = undecodableLine("dock status", undecodable, { first: folded.undecodable[0] })
+        if (report !== undefined) process.stderr.write(`rollout: ${report}\n`)
+        if (options.json === true) printJson({ running: false, servers, undecodable })
         else printStatus(servers, `no AgentDock running; from the log at ${runtime.location}`)
       }),
     )

@@ -4,7 +4,8 @@
  * arguments parsed leniently, coerced by the tool's schema and checked against it; it carries
  * an idempotency key, and a key already answered in the log returns the recorded result instead of
  * running the tool twice. Every call (`ToolCallServed`) and lifecycle change is an event; lifecycle
- * events are written by a background recorder so a pool never waits on the log to heal itself.
+ * events are written by a background recorder (`lifecycleRecorder`) so a pool never waits on the
+ * log to heal itself; while the log is unreachable they wait in a bounded buffer and are retried.
  */
 import { randomUUID } from "node:crypto"
 import * as os from "node:os"
@@ -12,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
 import type { EventLogShape } from "../../events/log/eventLog.ts"
-import type { DomainEvent, EventOf, NewEvent } from "../../events/schema.ts"
+import type { EventOf } from "../../events/schema.ts"
 import { entitySubject } from "../../events/subjects.ts"
 import {
   type Dock,
@@ -23,6 +24,7 @@ import {
   type ServerStatus,
   type SwapReport,
 } from "./dockTypes.ts"
+import { LifecycleRecorder, type RecorderOptions } from "./lifecycleRecorder.ts"
 import type { Sandbox } from "./sandbox/sandbox.ts"
 import { type Coercion, parseToolArguments } from "./toolArguments.ts"
 import { publicToolName, serverOfToolName, type ToolNameTable, toolNameTable } from "./toolNames.ts"
@@ -48,56 +50,8 @@ export interface DockOptions {
   /** How often pools are sampled into the log for `dock status` (0 = never; default 2 s). */
   readonly sampleEveryMs?: number
   readonly onStderr?: (replica: string, line: string) => void
-}
-
-/** Background, ordered appends of lifecycle events; failures are reported, never thrown at a pool. */
-class Recorder {
-  private readonly pending: Array<{ subject: string; event: NewEvent }> = []
-  private running: Promise<void> | undefined
-  private seq = 0
-  private readonly instance = randomUUID().slice(0, 8)
-  errors = 0
-
-  constructor(private readonly log: EventLogShape) {}
-
-  add(subject: string, event: DomainEvent): void {
-    this.pending.push({
-      subject,
-      event: {
-        eventId: `dock/${this.instance}/${++this.seq}`,
-        recordedAt: new Date().toISOString(),
-        correlationId: "dock",
-        causationId: `dock/${this.instance}`,
-        actor: "dock",
-        event,
-      },
-    })
-    this.running ??= this.drain().finally(() => {
-      this.running = undefined
-    })
-  }
-
-  private async drain(): Promise<void> {
-    while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, 256)
-      const bySubject = new Map<string, NewEvent[]>()
-      for (const { subject, event } of batch)
-        bySubject.set(subject, [...(bySubject.get(subject) ?? []), event])
-      for (const [subject, events] of bySubject) {
-        const done = await Effect.runPromise(Effect.result(this.log.append(subject, events)))
-        if (done._tag === "Failure") {
-          this.errors++
-          process.stderr.write(
-            `rollout dock: could not record ${events.length} lifecycle event(s): ${done.failure.message}\n`,
-          )
-        }
-      }
-    }
-  }
-
-  async flush(): Promise<void> {
-    while (this.running !== undefined) await this.running
-  }
+  /** How lifecycle events wait while the log is unreachable (buffer bound, retry delays). */
+  readonly recorder?: RecorderOptions
 }
 
 /** Containers that a previous pool process started and never recorded as ended, by owner. */
@@ -127,10 +81,10 @@ const coercedOf = (coerced: ReadonlyArray<Coercion> | undefined) =>
 /** Starts the pools (all replicas started, orphans of a dead predecessor removed first). */
 export const startDock = async (
   options: DockOptions,
-): Promise<Dock & { readonly recorder: { errors: number } }> => {
+): Promise<Dock & { readonly recorder: LifecycleRecorder }> => {
   const { log, config } = options
   const ns = log.namespace
-  const recorder = new Recorder(log)
+  const recorder = new LifecycleRecorder(log, options.recorder)
   const names = options.servers ?? Object.keys(config.servers)
   for (const name of names)
     if (config.servers[name] === undefined)
@@ -444,6 +398,7 @@ export const startDock = async (
 
   return {
     recorder,
+    recording: () => recorder.status(),
     separator,
     tools: (): ReadonlyArray<DockTool> => {
       const table = nameTable()
@@ -486,7 +441,7 @@ export const startDock = async (
     },
     crash: (server: string, index = 0) => pools.get(server)?.crash(index) ?? Promise.resolve(undefined),
   } as Dock & {
-    readonly recorder: { errors: number }
+    readonly recorder: LifecycleRecorder
     crash: (server: string, index?: number) => Promise<string | undefined>
   }
 }

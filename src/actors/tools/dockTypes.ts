@@ -4,6 +4,7 @@
  * the pools, hot-swap a server.
  */
 import type { EventOf } from "../../events/schema.ts"
+import type { RecordingStatus } from "./lifecycleRecorder.ts"
 import type { Coercion } from "./toolArguments.ts"
 
 export type ToolContent = EventOf<"ToolCallServed">["content"][number]
@@ -92,6 +93,8 @@ export interface Dock {
   readonly status: () => ReadonlyArray<ServerStatus>
   readonly swap: (server: string, version: string) => Promise<SwapReport>
   readonly close: () => Promise<void>
+  /** The lifecycle events waiting for the log (held while it is unreachable), for `dock status`. */
+  readonly recording?: () => RecordingStatus
 }
 
 /**

@@ -16,6 +16,7 @@
  *   fresh server and transport and offers no GET stream or DELETE.
  *
  * Routes: `POST|GET|DELETE <path>` (MCP), `GET /healthz` (open), `GET /admin/status`,
+ * `GET /admin/recording` (lifecycle events waiting for the log),
  * `POST /admin/swap` `{server, version}`, `POST /admin/call` `{name, args, idempotencyKey?, timeoutMs?}`.
  * Built on `node:http` and the SDK's `StreamableHTTPServerTransport`.
  */
@@ -282,6 +283,11 @@ export const startGateway = async (dock: Dock, options: GatewayOptions): Promise
         } catch (error) {
           failed(error)
         }
+        return
+      }
+      case "/admin/recording": {
+        if (!only("GET")) return
+        sendJson(res, 200, dock.recording?.() ?? null)
         return
       }
       case "/admin/swap": {
