@@ -4,16 +4,31 @@
  * of re-driving the agent's decisions over the recorded model and tool results — and at the first
  * divergence the fields that differ, exiting 3 — as text or (`--json`) one object. It never calls
  * a model or a tool; `--fork-at` does, from the turn it names on.
+ *
+ * Damage is not a divergence. An entry of the episode that cannot be decoded (a broken line, an
+ * event type this build does not know) is shown where it is, marked `!` with its position, and
+ * everything else is shown too; the replay then exits 4. `--verify` over such a gap says DAMAGED
+ * (exit 4), unless the decisions diverge before it (DIVERGED, exit 3). On the embedded log, a
+ * broken line whose subject cannot be read is named when it lies among the episode's positions.
  */
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import { forkEpisode } from "../actors/agent/fork.ts"
 import { parseForEpisode } from "../actors/agent/index.ts"
-import { describeEvent, openAiMessage, toChat, type Verification, verify } from "../actors/agent/replay.ts"
+import {
+  type Checked,
+  check,
+  describeEvent,
+  type Gap,
+  openAiMessage,
+  toChat,
+  type Verification,
+} from "../actors/agent/replay.ts"
 import { runEpisode } from "../actors/agent/shell.ts"
 import { liveAgentPorts } from "../actors/registry.ts"
 import { decodeEvent, UndecodableEvent } from "../events/codec.ts"
+import type { LogEntry } from "../events/log/eventLog.ts"
 import type { Envelope } from "../events/schema.ts"
 import { entitySubject } from "../events/subjects.ts"
 import {
@@ -24,6 +39,7 @@ import {
   UsageError,
   withRuntime,
 } from "./invocation.ts"
+import { terminalText } from "./terminal.ts"
 
 export interface ReplayOptions {
   readonly format?: string
@@ -35,6 +51,80 @@ export interface ReplayOptions {
 
 /** The exit code of a verification that diverged. */
 export const DIVERGED_EXIT_CODE = 3
+/** The exit code of a replay or verification over an episode with entries that do not decode. */
+export const DAMAGED_EXIT_CODE = 4
+
+/** The episode's events, and the entries among them that cannot be used, each with its position. */
+const episodeOf = (entries: Iterable<LogEntry>): { readonly envelopes: Envelope[]; readonly gaps: Gap[] } => {
+  const envelopes: Envelope[] = []
+  const gaps: Gap[] = []
+  for (const entry of entries) {
+    if (entry instanceof UndecodableEvent) {
+      gaps.push({ position: entry.position, reason: `${entry.stage}: ${entry.reason}`, subjectKnown: true })
+      continue
+    }
+    const decoded = decodeEvent(entry)
+    if (Result.isSuccess(decoded)) envelopes.push(decoded.success)
+    else
+      gaps.push({
+        position: entry.position,
+        type: entry.type,
+        reason: `${decoded.failure.stage}: ${decoded.failure.reason}`,
+        subjectKnown: true,
+      })
+  }
+  return { envelopes, gaps }
+}
+
+/**
+ * Broken lines the embedded log could not attribute to any subject that lie among the episode's
+ * positions: one of them may be an event of the episode.
+ */
+const unattributed = (
+  positions: ReadonlyArray<number>,
+  known: ReadonlyArray<number>,
+  broken: ReadonlyArray<number>,
+): Gap[] => {
+  if (positions.length === 0) return []
+  const first = Math.min(...positions)
+  const last = Math.max(...positions)
+  const seen = new Set(known)
+  return broken
+    .filter((p) => p > first && p < last && !seen.has(p))
+    .map((position) => ({
+      position,
+      reason:
+        "a line that does not decode and whose subject cannot be read: it may be one of this episode's events",
+      subjectKnown: false,
+    }))
+}
+
+/** A gap as the terminal view shows it, in the place of its event. */
+const gapText = (g: Gap): string =>
+  `! ${g.subjectKnown ? (g.type === undefined ? "undecodable entry" : `${g.type} that does not decode`) : "undecodable line of unknown subject"}: ${g.reason}`
+
+/** "1 entry of this episode could not be decoded: position 418 (ModelResponded …)". */
+const gapsLine = (gaps: ReadonlyArray<Gap>): string =>
+  `replay: ${gaps.length} entr${gaps.length === 1 ? "y" : "ies"} of this episode could not be decoded (marked !): ${gaps
+    .map((g) => `position ${g.position}${g.type === undefined ? "" : ` (${g.type})`}`)
+    .join(", ")}`
+
+/** The verdict of `--verify` over a damaged stream: what is missing, and what re-driving did without it. */
+const damagedText = (c: Checked & { verdict: "damaged" }): string => {
+  const lines = c.gaps.map(
+    (g) =>
+      `DAMAGED at position ${g.position}${g.type === undefined ? "" : ` (${g.type})`}: ${
+        g.subjectKnown ? "this entry of the episode" : "a line of unknown subject among its events"
+      } cannot be decoded (${g.reason}); the episode cannot be verified past it`,
+  )
+  const v = c.verification
+  lines.push(
+    v.ok
+      ? `  without it, the other ${v.events} events re-drive cleanly (${v.decisions} decisions)`
+      : `  without it, re-driving stops at position ${v.divergence.position}: ${v.divergence.reason}`,
+  )
+  return `${lines.join("\n")}\n`
+}
 
 const showValue = (value: unknown): string => (value === undefined ? "(absent)" : JSON.stringify(value))
 
@@ -75,14 +165,19 @@ export const replayCommand = (global: GlobalOptions, episodeId: string, options:
     return yield* withRuntime(config, { mode: forkAt === undefined ? "reader" : "writer" }, (runtime) =>
       Effect.gen(function* () {
         const subject = entitySubject(config.log.namespace, "episode", episodeId)
-        const entries = yield* Stream.runCollect(runtime.log.read({ filter: subject }))
-        const envelopes: Envelope[] = []
-        for (const entry of entries) {
-          const decoded = entry instanceof UndecodableEvent ? Result.fail(entry) : decodeEvent(entry)
-          if (Result.isFailure(decoded)) return yield* Effect.fail(new UsageError(decoded.failure.message))
-          envelopes.push(decoded.success)
-        }
-        if (envelopes.length === 0) {
+        const entries = Array.from(yield* Stream.runCollect(runtime.log.read({ filter: subject })))
+        const { envelopes, gaps } = episodeOf(entries)
+        const damage = (yield* runtime.log.stats).damage
+        const unknownSubject =
+          damage === undefined
+            ? []
+            : unattributed(
+                entries.map((e) => e.position),
+                gaps.map((g) => g.position),
+                damage.undecodablePositions,
+              )
+        const allGaps = [...gaps, ...unknownSubject].sort((a, b) => a.position - b.position)
+        if (envelopes.length === 0 && gaps.length === 0) {
           return yield* Effect.fail(
             new UsageError(
               `no episode "${episodeId}" in the ${config.log.backend} log at ${runtime.location}`,
@@ -90,6 +185,12 @@ export const replayCommand = (global: GlobalOptions, episodeId: string, options:
           )
         }
         if (forkAt !== undefined) {
+          if (gaps.length > 0)
+            return yield* Effect.fail(
+              new UsageError(
+                `cannot fork ${episodeId}: ${gaps.length} of its entries do not decode (first at position ${gaps[0]!.position}: ${gaps[0]!.reason})`,
+              ),
+            )
           const newId = options.as ?? `${episodeId}~fork${forkAt}`
           const live = yield* liveAgentPorts({ log: runtime.log, configDir: global.config ?? "config" })
           const fork = forkEpisode(envelopes, newId, forkAt, live)
@@ -114,24 +215,53 @@ export const replayCommand = (global: GlobalOptions, episodeId: string, options:
           return
         }
         if (options.verify === true) {
-          const verification = verify(envelopes, parseForEpisode)
-          if (format === "json") printJson({ episodeId, subject, verification })
-          else process.stdout.write(verdictText(verification))
-          if (!verification.ok) process.exitCode = DIVERGED_EXIT_CODE
+          const checked = check(envelopes, allGaps, parseForEpisode)
+          const { verification } = checked
+          if (format === "json")
+            printJson({
+              episodeId,
+              subject,
+              verdict: checked.verdict,
+              verification,
+              ...(checked.verdict === "damaged" ? { gaps: checked.gaps } : {}),
+            })
+          else
+            process.stdout.write(
+              terminalText(checked.verdict === "damaged" ? damagedText(checked) : verdictText(verification), {
+                multiline: true,
+              }),
+            )
+          if (checked.verdict === "diverged") process.exitCode = DIVERGED_EXIT_CODE
+          if (checked.verdict === "damaged") process.exitCode = DAMAGED_EXIT_CODE
           return
         }
+        // Everything that decodes is shown; what does not is marked where it is.
         if (format === "json") {
-          printJson({
-            episodeId,
-            subject,
-            events: envelopes.map((e) => ({ position: e.position, recordedAt: e.recordedAt, ...e.event })),
-          })
+          const events = [
+            ...envelopes.map((e) => ({ position: e.position, recordedAt: e.recordedAt, ...e.event })),
+            ...allGaps.map((g) => ({ position: g.position, undecodable: g })),
+          ].sort((a, b) => a.position - b.position)
+          printJson({ episodeId, subject, events, gaps: allGaps })
         } else if (format === "openai") {
           for (const m of toChat(envelopes)) process.stdout.write(`${JSON.stringify(openAiMessage(m))}\n`)
         } else {
-          for (const e of envelopes)
-            process.stdout.write(`${String(e.position).padStart(8)}  ${describeEvent(e.event)}\n`)
+          const rows = [
+            ...envelopes.map((e) => ({ position: e.position, text: describeEvent(e.event) })),
+            ...allGaps.map((g) => ({ position: g.position, text: gapText(g) })),
+          ].sort((a, b) => a.position - b.position)
+          for (const r of rows)
+            process.stdout.write(`${String(r.position).padStart(8)}  ${terminalText(r.text)}\n`)
         }
+        if (gaps.length > 0) {
+          process.stderr.write(`rollout: ${terminalText(gapsLine(gaps))}\n`)
+          process.exitCode = DAMAGED_EXIT_CODE
+        }
+        if (unknownSubject.length > 0)
+          process.stderr.write(
+            `rollout: replay: ${unknownSubject.length} undecodable line(s) of unknown subject lie among this episode's positions (${unknownSubject
+              .map((g) => `position ${g.position}`)
+              .join(", ")}): one may be its event\n`,
+          )
       }),
     )
   })

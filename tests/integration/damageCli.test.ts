@@ -3,8 +3,9 @@
  * line in the middle of a demo log, a torn last line, arbitrary damage made by fast-check, and a
  * foreign message on a real nats-server. Every reading command says how many entries it could not
  * decode and where (one line on stderr, `undecodable` in its JSON), the torn tail is reported on
- * open and a writer's cut is announced and kept, and no control character from the log reaches
- * the terminal.
+ * open and a writer's cut is announced and kept, `replay` marks what it cannot decode where it is
+ * and tells damage (exit 4) from divergence (exit 3), and no control character from the log
+ * reaches the terminal.
  */
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
@@ -242,6 +243,133 @@ describe("a damaged embedded log through the CLI", () => {
   }, 300_000)
 })
 
+/** One demo episode's lines: where each is in the file and what it holds. */
+const episodeLines = (file: string) => {
+  const lines = linesOf(fs.readFileSync(file))
+  const parsed = lines.map((l) => JSON.parse(l.toString()))
+  const responded = parsed.findIndex((l) => l.body.event.type === "ModelResponded")
+  const subject: string = parsed[responded].subject
+  const mine = parsed.flatMap((l, i) => (l.subject === subject ? [i] : []))
+  const episodeId: string = parsed[mine[0]!].body.event.episodeId
+  return { lines, parsed, responded, subject, mine, episodeId }
+}
+
+const writeLines = (file: string, lines: ReadonlyArray<Buffer>) =>
+  fs.writeFileSync(file, Buffer.concat(lines.flatMap((l) => [l, Buffer.from("\n")])))
+
+describe("replay over a damaged episode", () => {
+  it("an undecodable ModelResponded: marked where it is, the rest shown, DAMAGED (exit 4), not DIVERGED", async () => {
+    const { dir, file } = copyOfDemo()
+    try {
+      const ep = episodeLines(file)
+      const at = ep.responded + 1
+      // The line still names its subject; its body is broken (and carries a terminal escape).
+      ep.lines[ep.responded] = Buffer.concat([
+        ep.lines[ep.responded]!.subarray(0, 160),
+        Buffer.from("\u001b[31m"),
+      ])
+      writeLines(file, ep.lines)
+      const verify = await rollout("--data-dir", dir, "replay", ep.episodeId, "--verify")
+      expect(verify.code).toBe(4)
+      expect(verify.stdout).toMatch(
+        new RegExp(`^DAMAGED at position ${at}: this entry of the episode cannot be decoded`),
+      )
+      expect(verify.stdout).not.toContain("DIVERGED")
+      const json = JSON.parse(
+        (await rollout("--data-dir", dir, "replay", ep.episodeId, "--verify", "--json")).stdout,
+      )
+      expect(json.verdict).toBe("damaged")
+      expect(json.gaps).toEqual([expect.objectContaining({ position: at, subjectKnown: true })])
+
+      const plain = await rollout("--data-dir", dir, "replay", ep.episodeId)
+      expect(plain.code).toBe(4)
+      const rows = plain.stdout.trim().split("\n")
+      expect(rows.map((r) => Number(r.trim().split(/\s+/)[0]))).toEqual(ep.mine.map((i) => i + 1))
+      expect(rows.find((r) => r.trim().startsWith(`${at} `))).toMatch(
+        /! undecodable entry: envelope: invalid JSON/,
+      )
+      expect(plain.stderr).toContain(
+        `replay: 1 entry of this episode could not be decoded (marked !): position ${at}`,
+      )
+      for (const r of [verify, plain]) {
+        expect(controlsIn(r.stdout)).toEqual([])
+        expect(controlsIn(r.stderr)).toEqual([])
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+
+  it("a garbage line of unknown subject among the episode's events is named; tampering is DIVERGED (exit 3)", async () => {
+    const { dir, file } = copyOfDemo()
+    try {
+      const ep = episodeLines(file)
+      const at = ep.responded + 1
+      const sound = [...ep.lines]
+      ep.lines[ep.responded] = Buffer.from("garbage \u001b[31m line")
+      writeLines(file, ep.lines)
+      const verify = await rollout("--data-dir", dir, "replay", ep.episodeId, "--verify")
+      expect(verify.code).toBe(4)
+      expect(verify.stdout).toContain(`DAMAGED at position ${at}: a line of unknown subject among its events`)
+      const plain = await rollout("--data-dir", dir, "replay", ep.episodeId)
+      expect(plain.stdout).toMatch(new RegExp(`\\s${at}  ! undecodable line of unknown subject`))
+      expect(plain.stderr).toContain(`lie among this episode's positions (position ${at})`)
+
+      // A decision changed in the log is a divergence, with its own exit code.
+      const tampered = [...sound]
+      const call = ep.mine.find((i) => ep.parsed[i].body.event.type === "ToolCallRequested")!
+      const edited = structuredClone(ep.parsed[call])
+      edited.body.event.arguments = { query: "tampered" }
+      tampered[call] = Buffer.from(JSON.stringify(edited))
+      writeLines(file, tampered)
+      const diverged = await rollout("--data-dir", dir, "replay", ep.episodeId, "--verify")
+      expect(diverged.code).toBe(3)
+      expect(diverged.stdout).toMatch(/^DIVERGED at position \d+/)
+      // Damage after a divergence does not hide it; damage of unknown subject that the episode
+      // does not miss leaves it verified.
+      const later = Array.from({ length: ep.mine.at(-1)! - call }, (_, k) => call + 1 + k).find(
+        (i) => !ep.mine.includes(i),
+      )!
+      expect(later).toBeDefined()
+      tampered[later] = Buffer.from("garbage")
+      writeLines(file, tampered)
+      expect((await rollout("--data-dir", dir, "replay", ep.episodeId, "--verify")).code).toBe(3)
+      const clean = [...sound]
+      clean[later] = Buffer.from("garbage")
+      writeLines(file, clean)
+      const verified = await rollout("--data-dir", dir, "replay", ep.episodeId, "--verify")
+      expect(verified.code).toBe(0)
+      expect(verified.stdout).toMatch(/^verified: /)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+
+  it("an event of an unknown type: every other event shown, the unknown one marked with its position and type", async () => {
+    const { dir, file } = copyOfDemo()
+    try {
+      const ep = episodeLines(file)
+      const at = ep.mine[1]! + 1
+      const future = structuredClone(ep.parsed[ep.mine[1]!])
+      future.body.event.type = "FromTheFuture"
+      ep.lines[ep.mine[1]!] = Buffer.from(JSON.stringify(future))
+      writeLines(file, ep.lines)
+      const plain = await rollout("--data-dir", dir, "replay", ep.episodeId)
+      expect(plain.code).toBe(4)
+      expect(plain.stdout.trim().split("\n")).toHaveLength(ep.mine.length)
+      expect(plain.stdout).toContain(
+        `${at}  ! FromTheFuture that does not decode: payload: unknown event type "FromTheFuture"`,
+      )
+      expect(plain.stderr).toContain(`position ${at} (FromTheFuture)`)
+      const json = JSON.parse((await rollout("--data-dir", dir, "replay", ep.episodeId, "--json")).stdout)
+      expect(json.events).toHaveLength(ep.mine.length)
+      expect(json.gaps).toEqual([expect.objectContaining({ position: at, type: "FromTheFuture" })])
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
+
 const probeEvent = (i: number): NewEvent => ({
   eventId: `probe-${i}`,
   recordedAt: "2026-01-01T00:00:00.000Z",
@@ -298,6 +426,56 @@ describe("a foreign message on the JetStream log through the CLI", () => {
     const tailText = await rollout(...nats, "log", "tail")
     expect(tailText.stdout).toContain(`${at}\t!\t`)
     for (const r of [scores, allText, tailText]) {
+      expect(controlsIn(r.stdout)).toEqual([])
+      expect(controlsIn(r.stderr)).toEqual([])
+    }
+  }, 120_000)
+
+  it("in an episode's stream: replay marks it and an unknown type where they are; --verify says DAMAGED", async () => {
+    // One demo episode, copied event by event into the JetStream log.
+    const ep = episodeLines(path.join(demo, "log", "rollout", "events.ndjson"))
+    const events: NewEvent[] = ep.mine.map((i) => {
+      const { eventId, recordedAt, correlationId, causationId, actor, event } = ep.parsed[i].body
+      return { eventId, recordedAt, correlationId, causationId, actor, event }
+    })
+    await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const conn = yield* connectNats({ servers: server.url, name: "damage-cli-replay" })
+          const log = yield* makeJetStreamLog(conn, { namespace: "rollout" })
+          yield* log.append(ep.subject, events)
+        }),
+      ),
+    )
+    const nc = await connect({ servers: server.url })
+    const js = jetstream(nc)
+    const garbageAt = (await js.publish(ep.subject, "garbage \u001b[31mRED")).seq
+    const body = {
+      eventId: "future-1",
+      recordedAt: "2026-01-01T00:00:00.000Z",
+      correlationId: "c",
+      causationId: "c",
+      actor: "a newer build",
+      schemaVersion: 1,
+      event: { type: "FromTheFuture" },
+    }
+    const futureAt = (await js.publish(ep.subject, JSON.stringify(body))).seq
+    await nc.close()
+    const nats = ["--nats", server.url]
+
+    const plain = await rollout(...nats, "replay", ep.episodeId)
+    expect(plain.code).toBe(4)
+    expect(plain.stdout.trim().split("\n")).toHaveLength(events.length + 2)
+    expect(plain.stdout).toContain(`${garbageAt}  ! undecodable entry: envelope: invalid JSON`)
+    expect(plain.stdout).toContain(`${futureAt}  ! FromTheFuture that does not decode`)
+    expect(plain.stderr).toContain(
+      `replay: 2 entries of this episode could not be decoded (marked !): position ${garbageAt}, position ${futureAt} (FromTheFuture)`,
+    )
+    const verify = await rollout(...nats, "replay", ep.episodeId, "--verify")
+    expect(verify.code).toBe(4)
+    expect(verify.stdout).toContain(`DAMAGED at position ${garbageAt}`)
+    expect(verify.stdout).toContain("the other")
+    for (const r of [plain, verify]) {
       expect(controlsIn(r.stdout)).toEqual([])
       expect(controlsIn(r.stderr)).toEqual([])
     }

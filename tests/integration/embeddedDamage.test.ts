@@ -196,6 +196,36 @@ describe("a damaged embedded log", () => {
     }
   })
 
+  it("reports a broken line that still names its subject to that subject's readers, where it is", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-damage-"))
+    try {
+      const a = entitySubject(NS, "probe", "a")
+      const b = entitySubject(NS, "probe", "b")
+      await withLog(dir, "writer", (log) =>
+        Effect.gen(function* () {
+          yield* log.append(a, [probe(1)])
+          yield* log.append(b, [probe(2)])
+          yield* log.append(a, [probe(3)])
+        }),
+      )
+      const lines = linesOf(fs.readFileSync(fileOf(dir)))
+      lines[1] = Buffer.concat([lines[1]!.subarray(0, 70), Buffer.from("\u001b[31m broken")])
+      fs.writeFileSync(fileOf(dir), Buffer.concat(lines.flatMap((l) => [l, Buffer.from([NEWLINE])])))
+      const read = (filter: string) =>
+        withLog(dir, "reader", (log) =>
+          Effect.map(Stream.runCollect(log.read({ filter })), (e) => Array.from(e)),
+        )
+      const ofB = await read(b)
+      expect(ofB).toHaveLength(1)
+      expect(ofB[0]).toBeInstanceOf(UndecodableEvent)
+      expect(ofB[0]!.position).toBe(2)
+      expect((await read(a)).map((e) => e.position)).toEqual([1, 3])
+      expect((await read(`${NS}.ev.>`)).map((e) => e.position)).toEqual([1, 2, 3])
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("says that a live writer may still be writing the incomplete line", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-damage-"))
     try {

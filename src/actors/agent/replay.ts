@@ -3,7 +3,9 @@
  * re-drives the decider over the recorded inputs (model responses and failures, tool results) and
  * reports the first event where the re-driven decision differs from what was recorded, with the
  * fields that differ; `toChat` renders the trajectory as OpenAI chat messages; `describeEvent` is
- * the terminal view's line per event. Pure.
+ * the terminal view's line per event. An entry of the episode that cannot be decoded is a `Gap`,
+ * shown where it is; `check` tells damage (a gap) from a divergence (a decision made otherwise).
+ * Pure.
  */
 import * as Result from "effect/Result"
 import type { DomainEvent, Envelope } from "../../events/schema.ts"
@@ -146,6 +148,49 @@ export const verify = (envelopes: ReadonlyArray<Envelope>, parse: ParseAssistant
     }
   }
   return { ok: true, events: envelopes.length, decisions }
+}
+
+/**
+ * An entry of an episode's stream that replay cannot use, where it is: an entry that does not
+ * decode (`type` absent), or one whose event this build does not know or that breaks its schema
+ * (`type` as recorded). `subjectKnown: false`: a broken line whose subject could not be read, lying
+ * among the episode's positions, so it may be one of its events.
+ */
+export interface Gap {
+  readonly position: number
+  readonly type?: string
+  readonly reason: string
+  readonly subjectKnown: boolean
+}
+
+/** A verification's verdict when the stream may have gaps: damage is not a divergence. */
+export type Checked =
+  | { readonly verdict: "verified"; readonly verification: Verification & { ok: true } }
+  | { readonly verdict: "diverged"; readonly verification: Verification & { ok: false } }
+  | {
+      readonly verdict: "damaged"
+      /** The gaps before the first divergence (or all of them when the rest verifies). */
+      readonly gaps: ReadonlyArray<Gap>
+      /** What re-driving without the gaps did: it verifies, or diverges after the damage. */
+      readonly verification: Verification
+    }
+
+/**
+ * Verifies the decodable events and judges the result with the gaps in view: a divergence before
+ * the first gap is the decider's (`diverged`); one at or after a gap may be the missing event's
+ * doing, and a stream with a gap cannot be fully verified even when the rest re-drives cleanly, so
+ * both are `damaged`. A gap of unknown subject counts only when a divergence follows it.
+ */
+export const check = (
+  envelopes: ReadonlyArray<Envelope>,
+  gaps: ReadonlyArray<Gap>,
+  parse: ParseAssistant,
+): Checked => {
+  const verification = verify(envelopes, parse)
+  const upTo = verification.ok ? Number.POSITIVE_INFINITY : verification.divergence.position
+  const before = gaps.filter((g) => g.position <= upTo && (g.subjectKnown || !verification.ok))
+  if (before.length > 0) return { verdict: "damaged", gaps: before, verification }
+  return verification.ok ? { verdict: "verified", verification } : { verdict: "diverged", verification }
 }
 
 /**

@@ -131,6 +131,22 @@ const SUBJECT_AT_START = /^\{"position":\d+,"subject":"((?:[^"\\]|\\.){1,512})"/
 const TYPE_MARK = /,"event":\{"type":"([A-Za-z0-9]{1,64})"/
 
 /**
+ * The subject a line names at its start, as every line is written (`{"position":…,"subject":"…"`),
+ * even when the rest of it does not decode: a broken line is then still reported to the readers of
+ * its entity instead of vanishing from them. Undefined when the start itself is broken.
+ */
+export const subjectClaimedBy = (text: string): string | undefined => {
+  const raw = SUBJECT_AT_START.exec(text)?.[1]
+  if (raw === undefined) return undefined
+  try {
+    const subject = JSON.parse(`"${raw}"`) as string
+    return subject.length > 0 ? subject : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
  * The incomplete line after the index's last complete one, if there is one: where it is, the
  * position it would have had, and what its first bytes still say (subject, type). `writer` is
  * the live process holding the writer lock, if any (then it may be a write in progress).
@@ -147,16 +163,8 @@ export const tornTailOf = (
   const head = Buffer.alloc(Math.min(bytes, PEEK_BYTES))
   fs.readSync(fd, head, 0, head.length, offset)
   const text = head.toString("utf8")
-  const subject = SUBJECT_AT_START.exec(text)?.[1]
+  const readable = subjectClaimedBy(text)
   const type = TYPE_MARK.exec(text)?.[1]
-  let readable: string | undefined
-  if (subject !== undefined) {
-    try {
-      readable = JSON.parse(`"${subject}"`) as string
-    } catch {
-      readable = undefined
-    }
-  }
   return {
     offset,
     bytes,

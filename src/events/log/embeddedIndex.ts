@@ -13,6 +13,7 @@ import * as Result from "effect/Result"
 import { decodeStoredLine, peekLineType, UndecodableEvent } from "../codec.ts"
 import { subjectMatches } from "../subjects.ts"
 import { DedupeWindow } from "./dedupeWindow.ts"
+import { subjectClaimedBy } from "./embeddedDamage.ts"
 import { type LogEntry, PassedOver } from "./eventLog.ts"
 
 /** The most positions one read returns. */
@@ -31,6 +32,20 @@ const forEachLine = (buf: Buffer, length: number, onLine: (start: number, end: n
   }
 }
 
+/** The ascending `positions` within `[from, upTo]`. */
+const inRange = (positions: ReadonlyArray<number>, from: number, upTo: number): number[] => {
+  let lo = 0
+  let hi = positions.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (positions[mid]! < from) lo = mid + 1
+    else hi = mid
+  }
+  const out: number[] = []
+  for (let i = lo; i < positions.length && positions[i]! <= upTo; i++) out.push(positions[i]!)
+  return out
+}
+
 /** The in-memory index of one log file. */
 export class EmbeddedIndex {
   /** Byte offset of each position's line; position p is at index p - 1 (embedded positions are contiguous). */
@@ -39,6 +54,8 @@ export class EmbeddedIndex {
   /** The subject of each position; `undefined` for a line that could not be decoded. */
   private readonly subjects: Array<string | undefined> = []
   private readonly bySubject = new Map<string, number[]>()
+  /** Broken lines that still name their subject, by that subject: its readers are told of them. */
+  private readonly claimed = new Map<string, number[]>()
   readonly recentIds: DedupeWindow<number>
   /** Bytes of the file covered by the index (always ends on a line boundary). */
   size = 0
@@ -120,6 +137,14 @@ export class EmbeddedIndex {
     } else {
       this.subjects.push(undefined)
       this.brokenPositions.push(expected)
+      const subject = Result.isSuccess(decoded)
+        ? decoded.success.subject
+        : subjectClaimedBy(buf.toString("utf8", start, Math.min(end, start + 1024)))
+      if (subject !== undefined) {
+        const claims = this.claimed.get(subject)
+        if (claims === undefined) this.claimed.set(subject, [expected])
+        else claims.push(expected)
+      }
     }
   }
 
@@ -157,20 +182,15 @@ export class EmbeddedIndex {
     return positions === undefined ? 0 : positions[positions.length - 1]!
   }
 
-  /** Positions matching the filter in `[from, upTo]`; the caller skips this for "every position". */
+  /**
+   * Positions matching the filter in `[from, upTo]`; the caller skips this for "every position".
+   * A broken line goes to the readers of the subject it names, or to every wildcard reader.
+   */
   candidates(filter: string, from: number, upTo: number): number[] {
     if (!filter.includes("*") && !filter.includes(">")) {
-      const positions = this.bySubject.get(filter) ?? []
-      let lo = 0
-      let hi = positions.length
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1
-        if (positions[mid]! < from) lo = mid + 1
-        else hi = mid
-      }
-      const out: number[] = []
-      for (let i = lo; i < positions.length && positions[i]! <= upTo; i++) out.push(positions[i]!)
-      return out
+      const own = inRange(this.bySubject.get(filter) ?? [], from, upTo)
+      const broken = inRange(this.claimed.get(filter) ?? [], from, upTo)
+      return broken.length === 0 ? own : [...own, ...broken].sort((a, b) => a - b)
     }
     const out: number[] = []
     for (let p = from; p <= upTo; p++) {
