@@ -90,7 +90,10 @@ program
   .command("replay <episodeId>")
   .description("render an episode from the log; --verify re-drives its decisions (no model or tool calls)")
   .option("--format <format>", "text (default), openai (chat messages as JSONL) or json")
-  .option("--verify", "re-drive the decisions over the recorded inputs; exit 3 at the first divergence")
+  .option(
+    "--verify",
+    "re-drive the decisions over the recorded inputs; exit 3 at the first divergence, 4 when an entry does not decode",
+  )
   .option("--fork-at <turn>", "start a new episode from this turn with the live model (models.yaml)")
   .option("--as <episodeId>", "the forked episode's id (default <episodeId>~fork<turn>)")
   .option("--json", "same as --format json: one JSON object")
