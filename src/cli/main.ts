@@ -5,10 +5,10 @@
  */
 import { Command } from "commander"
 import type * as Effect from "effect/Effect"
+import type { GlobalOptions } from "./terminal/invocation.ts"
 // Command modules load on demand, so `--help` and small commands start fast.
-import { registerEvalCommands } from "./evalCommands.ts"
-import type { GlobalOptions } from "./invocation.ts"
-import { registerRunCommands } from "./runCommands.ts"
+import { registerEvalCommands } from "./tree/evalCommands.ts"
+import { registerRunCommands } from "./tree/runCommands.ts"
 
 // `rollout … | head` closes stdout early: that is the reader's choice, not an error.
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {
@@ -26,7 +26,7 @@ const program = new Command("rollout")
 
 const globals = (): GlobalOptions => program.opts<GlobalOptions>()
 const run = async (effect: Effect.Effect<unknown, unknown>) =>
-  (await import("./invocation.ts")).execute(effect)
+  (await import("./terminal/invocation.ts")).execute(effect)
 
 program
   .command("worker")
@@ -36,7 +36,9 @@ program
   .option("--concurrency <n>", "commands in flight per role")
   .option("--ack-wait <ms>", "redelivery deadline for an unacknowledged command")
   .option("--json", "print the final counters as JSON")
-  .action(async (options) => run((await import("./workerCommand.ts")).workerCommand(globals(), options)))
+  .action(async (options) =>
+    run((await import("./commands/workerCommand.ts")).workerCommand(globals(), options)),
+  )
 
 const log = program.command("log").description("inspect the event log")
 log
@@ -44,7 +46,9 @@ log
   .description("size, positions, subjects and event counts by type")
   .option("--no-types", "skip counting events by type")
   .option("--json", "print one JSON object")
-  .action(async (options) => run((await import("./logCommands.ts")).logStatsCommand(globals(), options)))
+  .action(async (options) =>
+    run((await import("./commands/logCommands.ts")).logStatsCommand(globals(), options)),
+  )
 log
   .command("tail")
   .description("print the last events (or from --from); --follow keeps printing new ones")
@@ -53,7 +57,9 @@ log
   .option("--from <position>", "first position to print")
   .option("--limit <n>", "stop after n events")
   .option("--json", "JSON: one object {events} (with --follow, one object per line)")
-  .action(async (options) => run((await import("./logCommands.ts")).logTailCommand(globals(), options)))
+  .action(async (options) =>
+    run((await import("./commands/logCommands.ts")).logTailCommand(globals(), options)),
+  )
 
 program
   .command("demo")
@@ -72,8 +78,8 @@ program
   .action(async (options) =>
     run(
       options.actors === true
-        ? (await import("./demoCommand.ts")).demoCommand(globals(), options)
-        : (await import("./evalDemoCommand.ts")).evalDemoCommand(globals(), options),
+        ? (await import("./commands/demoCommand.ts")).demoCommand(globals(), options)
+        : (await import("./commands/evalDemoCommand.ts")).evalDemoCommand(globals(), options),
     ),
   )
 
@@ -84,7 +90,9 @@ program
   .option("--entities <n>", "probe entities to spread them over", "10")
   .option("--timeout <s>", "give up after this many seconds", "120")
   .option("--json", "print one JSON object")
-  .action(async (options) => run((await import("./probeCommand.ts")).probeCommand(globals(), options)))
+  .action(async (options) =>
+    run((await import("./commands/probeCommand.ts")).probeCommand(globals(), options)),
+  )
 
 program
   .command("replay <episodeId>")
@@ -98,7 +106,7 @@ program
   .option("--as <episodeId>", "the forked episode's id (default <episodeId>~fork<turn>)")
   .option("--json", "same as --format json: one JSON object")
   .action(async (episodeId: string, options) =>
-    run((await import("./replayCommand.ts")).replayCommand(globals(), episodeId, options)),
+    run((await import("./commands/replayCommand.ts")).replayCommand(globals(), episodeId, options)),
   )
 
 program
@@ -106,7 +114,7 @@ program
   .description("end an episode with the outcome cancelled (a worker running it stops at its next step)")
   .option("--json", "print one JSON object")
   .action(async (episodeId: string, options) =>
-    run((await import("./cancelCommand.ts")).cancelCommand(globals(), episodeId, options)),
+    run((await import("./commands/cancelCommand.ts")).cancelCommand(globals(), episodeId, options)),
   )
 
 program
@@ -114,7 +122,9 @@ program
   .description("log, command queues per actor kind, dead letters")
   .option("--dead-letters", "list the dead letters")
   .option("--json", "print one JSON object")
-  .action(async (options) => run((await import("./statusCommand.ts")).statusCommand(globals(), options)))
+  .action(async (options) =>
+    run((await import("./commands/statusCommand.ts")).statusCommand(globals(), options)),
+  )
 
 const projections = program
   .command("projections")
@@ -124,7 +134,7 @@ projections
   .description("every projection, its version and checkpoint")
   .option("--json", "print one JSON object")
   .action(async (options) =>
-    run((await import("./projectionCommands.ts")).projectionsListCommand(globals(), options)),
+    run((await import("./commands/projectionCommands.ts")).projectionsListCommand(globals(), options)),
   )
 projections
   .command("rebuild <name>")
@@ -133,7 +143,9 @@ projections
   )
   .option("--json", "print one JSON object")
   .action(async (name: string, options) =>
-    run((await import("./projectionCommands.ts")).projectionsRebuildCommand(globals(), name, options)),
+    run(
+      (await import("./commands/projectionCommands.ts")).projectionsRebuildCommand(globals(), name, options),
+    ),
   )
 
 registerEvalCommands(program, globals, run)
@@ -149,21 +161,25 @@ dock
   .option("--host <host>", "gateway address (default from tools.yaml: 127.0.0.1)")
   .option("--port <port>", "gateway port (default from tools.yaml: 8765; 0 = any free port)")
   .option("--json", "print the start summary as one JSON object")
-  .action(async (options) => run((await import("./dockCommands.ts")).dockUpCommand(globals(), options)))
+  .action(async (options) =>
+    run((await import("./commands/dockCommands.ts")).dockUpCommand(globals(), options)),
+  )
 dock
   .command("status")
   .description(
     "replicas, health, in flight, calls/s, p50/p99 latency, restarts, swaps (from the log when no dock runs)",
   )
   .option("--json", "print one JSON object")
-  .action(async (options) => run((await import("./dockCommands.ts")).dockStatusCommand(globals(), options)))
+  .action(async (options) =>
+    run((await import("./commands/dockCommands.ts")).dockStatusCommand(globals(), options)),
+  )
 dock
   .command("swap <server>")
   .description("hot-swap a server of the running dock to another version from tools.yaml (no failed calls)")
   .option("--to <version>", "the version to run")
   .option("--json", "print one JSON object")
   .action(async (server: string, options) =>
-    run((await import("./dockCommands.ts")).dockSwapCommand(globals(), server, options)),
+    run((await import("./commands/dockCommands.ts")).dockSwapCommand(globals(), server, options)),
   )
 dock
   .command("call <tool>")
@@ -172,7 +188,7 @@ dock
   .option("--key <idempotencyKey>", "idempotency key: a key already answered returns the recorded result")
   .option("--json", "print one JSON object")
   .action(async (tool: string, options) =>
-    run((await import("./dockCommands.ts")).dockCallCommand(globals(), tool, options)),
+    run((await import("./commands/dockCommands.ts")).dockCallCommand(globals(), tool, options)),
   )
 
 program
@@ -180,7 +196,7 @@ program
   .description("serve one of rollout's tool servers on stdio: search, fetch_url or execute_code")
   .option("--options <json>", "the server's options as JSON (see config/tools.yaml)")
   .action(async (name: string, options) =>
-    run((await import("./dockCommands.ts")).mcpServerCommand(name, options)),
+    run((await import("./commands/dockCommands.ts")).mcpServerCommand(name, options)),
   )
 
 await program.parseAsync(process.argv)

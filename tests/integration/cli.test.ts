@@ -212,9 +212,7 @@ describe("rollout replay", () => {
   })
 
   it("forks a recorded episode at a turn and runs it on with a live model", async () => {
-    const { scripts, startScriptedModelServer } = await import(
-      "../../src/actors/inference/scriptedModelServer.ts"
-    )
+    const { scripts, startScriptedModelServer } = await import("../../src/programs/scriptedModel/server.ts")
     const server = await startScriptedModelServer({
       script: scripts.echoTool({ tool: "echo", turns: 0, answer: "<answer>Lyon</answer>" }),
     })

@@ -17,14 +17,14 @@ import { verify } from "../../src/actors/agent/replay.ts"
 import { runEpisode } from "../../src/actors/agent/shell.ts"
 import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../../src/actors/inference/pool.ts"
+import { decodeEvent } from "../../src/events/codec.ts"
+import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
+import type { Envelope, LogRecord } from "../../src/events/schema.ts"
 import {
   type ScriptedModelServer,
   scripts,
   startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
-import { decodeEvent } from "../../src/events/codec.ts"
-import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
-import type { Envelope, LogRecord } from "../../src/events/schema.ts"
+} from "../../src/programs/scriptedModel/server.ts"
 
 const servers: ScriptedModelServer[] = []
 let dir: string

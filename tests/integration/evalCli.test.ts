@@ -11,7 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { scripts, startScriptedModelServer } from "../../src/actors/inference/scriptedModelServer.ts"
+import { scripts, startScriptedModelServer } from "../../src/programs/scriptedModel/server.ts"
 
 const cli = path.resolve("bin/rollout.js")
 const datasets = path.resolve(process.env.ROLLOUT_DATASETS ?? "../shared/datasets")

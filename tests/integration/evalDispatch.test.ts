@@ -15,14 +15,14 @@ import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import { afterAll, describe, expect, it } from "vitest"
-import { scripts } from "../../src/actors/inference/scriptedModel/scripts.ts"
-import {
-  type ScriptedModelServer,
-  startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
 import { decodeEvent, UndecodableEvent } from "../../src/events/codec.ts"
 import { makeJetStreamLog } from "../../src/events/log/jetStreamLog.ts"
 import { connectNats } from "../../src/events/log/natsConnection.ts"
+import { scripts } from "../../src/programs/scriptedModel/scripts.ts"
+import {
+  type ScriptedModelServer,
+  startScriptedModelServer,
+} from "../../src/programs/scriptedModel/server.ts"
 import { startTestNatsServer, type TestNatsServer } from "../support/natsServer.ts"
 import { acquire } from "../support/scoped.ts"
 import { startWorkerProcess } from "../support/workerProcess.ts"

@@ -17,12 +17,12 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { liveAgentPorts } from "../../src/app/actors.ts"
+import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import {
   type ScriptedModelServer,
   startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
-import { liveAgentPorts } from "../../src/actors/registry.ts"
-import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
+} from "../../src/programs/scriptedModel/server.ts"
 
 const cli = path.resolve("bin/rollout.js")
 const run = promisify(execFile)

@@ -29,8 +29,8 @@ import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import type { Envelope, EventOf, LogRecord } from "../../src/events/schema.ts"
 import { foldAll } from "../../src/projections/projection.ts"
-import { scoreboard } from "../../src/projections/scoreboard.ts"
-import { boardMetrics, boardSamples } from "../../src/projections/scoreboardMetrics.ts"
+import { scoreboard } from "../../src/projections/scoreboard/scoreboard.ts"
+import { boardMetrics, boardSamples } from "../../src/projections/scoreboard/scoreboardMetrics.ts"
 
 const cleanup: Array<() => Promise<void>> = []
 afterEach(async () => {

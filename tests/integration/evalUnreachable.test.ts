@@ -17,11 +17,11 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { messageText, type Script } from "../../src/actors/inference/scriptedModel/script.ts"
+import { messageText, type Script } from "../../src/programs/scriptedModel/script.ts"
 import {
   type ScriptedModelServer,
   startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
+} from "../../src/programs/scriptedModel/server.ts"
 
 const cli = path.resolve("bin/rollout.js")
 const run = promisify(execFile)

@@ -17,7 +17,7 @@ import {
   createExecuteCodeServer,
   executeCodeToolName,
   sandboxMetaKey,
-} from "../../src/actors/tools/servers/executeCode/server.ts"
+} from "../../src/programs/toolServers/executeCode/server.ts"
 import { dockerForTests, pythonImage, testOwner } from "../support/docker.ts"
 
 const limits: SandboxLimits = { memoryMb: 128, cpus: 1, pids: 32, wallClockMs: 20_000, outputBytes: 20_000 }

@@ -21,11 +21,11 @@ import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { gaiaScore, meanPassAtK } from "../../src/actors/evaluator/index.ts"
-import { assistantTurns, messageText, type Script } from "../../src/actors/inference/scriptedModel/script.ts"
+import { assistantTurns, messageText, type Script } from "../../src/programs/scriptedModel/script.ts"
 import {
   type ScriptedModelServer,
   startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
+} from "../../src/programs/scriptedModel/server.ts"
 
 const cli = path.resolve("bin/rollout.js")
 const exec = promisify(execFile)

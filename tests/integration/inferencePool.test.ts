@@ -29,18 +29,18 @@ import {
   makeInferencePool,
   type PoolMembershipError,
 } from "../../src/actors/inference/pool.ts"
+import { decodeEvent } from "../../src/events/codec.ts"
+import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
+import type { EventLogShape } from "../../src/events/log/eventLog.ts"
+import type { DomainEvent } from "../../src/events/schema.ts"
+import { entitySubject } from "../../src/events/subjects.ts"
 import {
   type ScriptedModelServer,
   type ScriptedModelServerOptions,
   type ScriptedReply,
   scripts,
   startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
-import { decodeEvent } from "../../src/events/codec.ts"
-import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
-import type { EventLogShape } from "../../src/events/log/eventLog.ts"
-import type { DomainEvent } from "../../src/events/schema.ts"
-import { entitySubject } from "../../src/events/subjects.ts"
+} from "../../src/programs/scriptedModel/server.ts"
 import { acquire } from "../support/scoped.ts"
 
 const cleanups: Array<() => Promise<void> | void> = []

@@ -12,15 +12,15 @@ import * as Stream from "effect/Stream"
 import { afterAll, describe, expect, it } from "vitest"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import { verify } from "../../src/actors/agent/replay.ts"
-import {
-  type ScriptedModelServer,
-  scripts,
-  startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
 import { decodeEvent, UndecodableEvent } from "../../src/events/codec.ts"
 import { makeJetStreamLog } from "../../src/events/log/jetStreamLog.ts"
 import { connectNats } from "../../src/events/log/natsConnection.ts"
 import type { Envelope } from "../../src/events/schema.ts"
+import {
+  type ScriptedModelServer,
+  scripts,
+  startScriptedModelServer,
+} from "../../src/programs/scriptedModel/server.ts"
 import type { Command } from "../../src/runtime/command.ts"
 import { makeJetStreamBus } from "../../src/runtime/jetStreamBus.ts"
 import { startTestNatsServer, type TestNatsServer } from "../support/natsServer.ts"

@@ -12,23 +12,15 @@ import * as path from "node:path"
 import { Kvm } from "@nats-io/kv"
 import { Effect, Exit } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { projectionRegistry } from "../../src/app/projections.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import { makeJetStreamLog } from "../../src/events/log/jetStreamLog.ts"
 import { connectNats, type NatsHandle } from "../../src/events/log/natsConnection.ts"
 import type { DomainEvent, NewEvent } from "../../src/events/schema.ts"
 import { entitySubject } from "../../src/events/subjects.ts"
-import { type EventCountsState, eventCounts } from "../../src/projections/eventCounts.ts"
+import { type EventCountsState, eventCounts } from "../../src/projections/eventCounts/eventCounts.ts"
 import type { AnyProjection, Projection } from "../../src/projections/projection.ts"
-import { projectionRegistry } from "../../src/projections/registry.ts"
-import {
-  listProjections,
-  rebuildProjection,
-  rebuildProjections,
-  runProjection,
-  startProjection,
-} from "../../src/projections/runner.ts"
-import { runs } from "../../src/projections/runs.ts"
 import {
   type CheckpointStoreShape,
   CheckpointUnreadable,
@@ -36,7 +28,15 @@ import {
   fileCheckpointDir,
   fileCheckpointStore,
   kvCheckpointStore,
-} from "../../src/runtime/checkpointStore.ts"
+} from "../../src/projections/runner/checkpointStore.ts"
+import {
+  listProjections,
+  rebuildProjection,
+  rebuildProjections,
+  runProjection,
+  startProjection,
+} from "../../src/projections/runner/runner.ts"
+import { runs } from "../../src/projections/runs/runs.ts"
 import { startTestNatsServer, type TestNatsServer } from "../support/natsServer.ts"
 import { type Acquired, acquire } from "../support/scoped.ts"
 

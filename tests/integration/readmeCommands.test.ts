@@ -22,12 +22,12 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as YAML from "yaml"
 import { canaryKey, xorWithKey } from "../../src/actors/evaluator/canaryDecryption.ts"
-import { messageText, type Script } from "../../src/actors/inference/scriptedModel/script.ts"
+import { messageText, type Script } from "../../src/programs/scriptedModel/script.ts"
 import {
   type ScriptedModelServer,
   scripts,
   startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
+} from "../../src/programs/scriptedModel/server.ts"
 import { findNatsServer } from "../../src/runtime/natsServerProcess.ts"
 import { startTestNatsServer, type TestNatsServer } from "../support/natsServer.ts"
 import {

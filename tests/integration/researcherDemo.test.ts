@@ -24,15 +24,15 @@ import { episodeIdFor } from "../../src/actors/evaluator/evalRun.ts"
 import { gaiaScore } from "../../src/actors/evaluator/index.ts"
 import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../../src/actors/inference/pool.ts"
-import { researcherScript } from "../../src/actors/inference/scriptedModel/researcher.ts"
-import {
-  type ScriptedModelServer,
-  startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
 import { dockToolPort } from "../../src/actors/tools/agentToolPort.ts"
 import { startDock } from "../../src/actors/tools/dock.ts"
 import { toolsConfigFrom } from "../../src/actors/tools/toolsConfig.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
+import { researcherScript } from "../../src/programs/scriptedModel/researcher.ts"
+import {
+  type ScriptedModelServer,
+  startScriptedModelServer,
+} from "../../src/programs/scriptedModel/server.ts"
 
 interface DemoQuestion {
   readonly id: string

@@ -29,7 +29,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import { EPISODE_HEADER } from "../../src/actors/inference/episodeHeader.ts"
 import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../../src/actors/inference/pool.ts"
-import { countTokens } from "../../src/actors/inference/scriptedModel/pseudoTokens.ts"
+import { countTokens } from "../../src/programs/scriptedModel/pseudoTokens.ts"
 import {
   parseScriptName,
   type Script,
@@ -38,7 +38,7 @@ import {
   type ScriptedReply,
   scripts,
   startScriptedModelServer,
-} from "../../src/actors/inference/scriptedModelServer.ts"
+} from "../../src/programs/scriptedModel/server.ts"
 import { acquire } from "../support/scoped.ts"
 
 const started: Array<ScriptedModelServer> = []

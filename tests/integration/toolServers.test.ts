@@ -15,9 +15,9 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js"
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
-import { createFetchUrlServer } from "../../src/actors/tools/servers/fetchUrl/server.ts"
-import { loadCorpus } from "../../src/actors/tools/servers/search/corpus.ts"
-import { createSearchServer } from "../../src/actors/tools/servers/search/server.ts"
+import { createFetchUrlServer } from "../../src/programs/toolServers/fetchUrl/server.ts"
+import { loadCorpus } from "../../src/programs/toolServers/search/corpus.ts"
+import { createSearchServer } from "../../src/programs/toolServers/search/server.ts"
 import { sendJson, serverPool } from "../unit/toolServers/localHttp.ts"
 
 const servers = serverPool()
@@ -136,7 +136,7 @@ describe("the fetch_url server through an MCP client (in memory)", () => {
 })
 
 const entry = path.resolve("tests/support/toolServerMain.mjs")
-const built = path.resolve("dist/src/actors/tools/servers/serve.js")
+const built = path.resolve("dist/src/programs/toolServers/serve.js")
 
 describe("the tool servers on stdio (child process from the build)", () => {
   beforeAll(() => {

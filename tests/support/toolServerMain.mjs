@@ -1,7 +1,7 @@
 // Test-only entry: serves one deep-research tool server (`search` or `fetch_url`) on stdio from the
 // compiled build, with its JSON options as the second argument (build with `npm run build`).
 // Usage: node tests/support/toolServerMain.mjs <name> '<json options>'
-import { serveStdioFromConfig } from "../../dist/src/actors/tools/servers/serve.js"
+import { serveStdioFromConfig } from "../../dist/src/programs/toolServers/serve.js"
 
 const [name, json] = process.argv.slice(2)
 try {

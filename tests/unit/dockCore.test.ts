@@ -12,7 +12,7 @@ import { contentText, normalizeToolResult, truncationMarker } from "../../src/ac
 import { isIdempotent, resolveEnv, toolsConfigFrom } from "../../src/actors/tools/toolsConfig.ts"
 import type { DomainEvent, Envelope } from "../../src/events/schema.ts"
 import { foldAll } from "../../src/projections/projection.ts"
-import { toolHealth, toolHealthStatus } from "../../src/projections/toolHealth.ts"
+import { toolHealth, toolHealthStatus } from "../../src/projections/toolHealth/toolHealth.ts"
 
 describe("tool output", () => {
   it("normalizes every content kind and keeps binary data out of the logged content", () => {

@@ -44,13 +44,13 @@ import {
   type DeltaPiece,
   StreamAssembly,
 } from "../../src/actors/inference/pool/streamingCall.ts"
+import { encodeBodyJson } from "../../src/events/codec.ts"
 import {
   completionBody,
   completionStreamEvents,
   planGeneration,
-} from "../../src/actors/inference/scriptedModel/completion.ts"
-import type { ChatRequest, ScriptedReply } from "../../src/actors/inference/scriptedModel/script.ts"
-import { encodeBodyJson } from "../../src/events/codec.ts"
+} from "../../src/programs/scriptedModel/completion.ts"
+import type { ChatRequest, ScriptedReply } from "../../src/programs/scriptedModel/script.ts"
 
 const tempDirs: Array<string> = []
 const tempDir = (files: Record<string, string> = {}): string => {

@@ -11,12 +11,12 @@ import * as path from "node:path"
 import { fc, it as prop } from "@fast-check/vitest"
 import { Effect, Exit, Result, Scope, Stream } from "effect"
 import { describe, expect, it } from "vitest"
+import { openRuntime } from "../../src/app/wiring.ts"
 import { decodeBody, decodeEvent, UndecodableEvent } from "../../src/events/codec.ts"
 import { overInlineLimit } from "../../src/events/log/largeFields.ts"
 import type { LogRecord } from "../../src/events/schema.ts"
 import { entitySubject } from "../../src/events/subjects.ts"
 import { loadConfig } from "../../src/runtime/config.ts"
-import { openRuntime } from "../../src/runtime/wiring.ts"
 
 const body = (extra: Record<string, unknown>, event: unknown) =>
   JSON.stringify({

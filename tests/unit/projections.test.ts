@@ -8,6 +8,7 @@
 import { fc, test } from "@fast-check/vitest"
 import { Effect, Result, Schema, Stream } from "effect"
 import { describe, expect, it } from "vitest"
+import { projectionRegistry } from "../../src/app/projections.ts"
 import { UndecodableEvent } from "../../src/events/codec.ts"
 import {
   type EventLogShape,
@@ -17,7 +18,7 @@ import {
 } from "../../src/events/log/eventLog.ts"
 import { DomainEvent, type Envelope, type LogRecord } from "../../src/events/schema.ts"
 import { subjectMatches } from "../../src/events/subjects.ts"
-import { eventCounts } from "../../src/projections/eventCounts.ts"
+import { eventCounts } from "../../src/projections/eventCounts/eventCounts.ts"
 import {
   advance,
   decodeState,
@@ -30,14 +31,13 @@ import {
   makeProjectionRegistry,
   type Projection,
 } from "../../src/projections/projection.ts"
-import { projectionRegistry } from "../../src/projections/registry.ts"
-import { rebuildProjection, runProjection } from "../../src/projections/runner.ts"
-import { runs } from "../../src/projections/runs.ts"
 import {
   type Checkpoint,
   type CheckpointStoreShape,
   CheckpointUnreadable,
-} from "../../src/runtime/checkpointStore.ts"
+} from "../../src/projections/runner/checkpointStore.ts"
+import { rebuildProjection, runProjection } from "../../src/projections/runner/runner.ts"
+import { runs } from "../../src/projections/runs/runs.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Arbitraries: valid events of the vocabulary, with ids drawn from small pools so they collide.

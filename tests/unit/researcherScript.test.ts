@@ -26,15 +26,15 @@ import {
   sampleTagOfEpisode,
   seededUnit,
   stem,
-} from "../../src/actors/inference/scriptedModel/researcher.ts"
+} from "../../src/programs/scriptedModel/researcher.ts"
 import {
   type ChatMessage,
   type ChatRequest,
   episodeKeyOf,
   type Script,
   type ScriptedReply,
-} from "../../src/actors/inference/scriptedModel/script.ts"
-import { parseScriptName, scripts } from "../../src/actors/inference/scriptedModel/scripts.ts"
+} from "../../src/programs/scriptedModel/script.ts"
+import { parseScriptName, scripts } from "../../src/programs/scriptedModel/scripts.ts"
 
 const TOOLS = [
   { type: "function", function: { name: "search", parameters: { type: "object" } } },
@@ -543,7 +543,7 @@ describe("the researcher script", () => {
   })
 
   it("reads nothing but the conversation", () => {
-    const source = fs.readFileSync(path.resolve("src/actors/inference/scriptedModel/researcher.ts"), "utf8")
+    const source = fs.readFileSync(path.resolve("src/programs/scriptedModel/researcher.ts"), "utf8")
     expect(source).not.toMatch(/from "node:fs|from "fs|readFile|data\/demo/)
   })
 

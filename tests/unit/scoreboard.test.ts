@@ -11,13 +11,17 @@ import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
 import type { DomainEvent, Envelope, EventOf } from "../../src/events/schema.ts"
 import { advance, encodeState, foldAll, initialFolded } from "../../src/projections/projection.ts"
-import { openEpisodes, type ScoreboardState, scoreboard } from "../../src/projections/scoreboard.ts"
+import {
+  openEpisodes,
+  type ScoreboardState,
+  scoreboard,
+} from "../../src/projections/scoreboard/scoreboard.ts"
 import {
   boardMetrics,
   boardSamples,
   infrastructureFailures,
   leaderboard,
-} from "../../src/projections/scoreboardMetrics.ts"
+} from "../../src/projections/scoreboard/scoreboardMetrics.ts"
 
 const NS = "t"
 

@@ -10,9 +10,9 @@ import {
   positionList,
   summarizeUndecodable,
   undecodableLine,
-} from "../../src/cli/damageReport.ts"
-import { table } from "../../src/cli/invocation.ts"
-import { terminalText } from "../../src/cli/terminal.ts"
+} from "../../src/cli/terminal/damageReport.ts"
+import { table } from "../../src/cli/terminal/invocation.ts"
+import { terminalText } from "../../src/cli/terminal/terminal.ts"
 import { UndecodableEvent } from "../../src/events/codec.ts"
 
 /** Whatever could drive a terminal: C0, DEL, C1, line separators, bidi controls. */

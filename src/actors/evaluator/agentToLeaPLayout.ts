@@ -8,8 +8,8 @@
  */
 import { createHash } from "node:crypto"
 import type { Envelope, EpisodeOutcome, EventOf } from "../../events/schema.ts"
-import type { RunBoard } from "../../projections/scoreboard.ts"
-import type { BoardSample } from "../../projections/scoreboardMetrics.ts"
+import type { RunBoard } from "../../projections/scoreboard/scoreboard.ts"
+import type { BoardSample } from "../../projections/scoreboard/scoreboardMetrics.ts"
 import type { ChatMessage } from "../agent/context.ts"
 import { openAiMessage } from "../agent/replay.ts"
 

@@ -9,14 +9,14 @@
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
-import type { RunBoard, ScoreboardState } from "../../projections/scoreboard.ts"
+import type { GroupMetrics, Metrics } from "../../projections/scoreboard/metrics.ts"
+import type { RunBoard, ScoreboardState } from "../../projections/scoreboard/scoreboard.ts"
 import {
   type BoardSample,
   boardSamples,
   type InfrastructureFailures,
   infrastructureFailures,
-} from "../../projections/scoreboardMetrics.ts"
-import type { GroupMetrics, Metrics } from "./metrics.ts"
+} from "../../projections/scoreboard/scoreboardMetrics.ts"
 
 export interface EvalReport {
   readonly runId: string

@@ -23,13 +23,14 @@ import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts
 import type { DomainEvent, EpisodePolicy, EventOf } from "../../events/schema.ts"
 import { entitySubject } from "../../events/subjects.ts"
 import { type Json, ownValue } from "../../projections/projection.ts"
+import type { Metrics } from "../../projections/scoreboard/metrics.ts"
 import {
   boardRow,
   infrastructureEndings,
   type RunBoard,
   type ScoreboardState,
-} from "../../projections/scoreboard.ts"
-import { boardMetrics, crashedOutcomes } from "../../projections/scoreboardMetrics.ts"
+} from "../../projections/scoreboard/scoreboard.ts"
+import { boardMetrics, crashedOutcomes } from "../../projections/scoreboard/scoreboardMetrics.ts"
 import { defaultPolicy, type StartEpisode } from "../agent/decider.ts"
 import type { EpisodePorts } from "../agent/ports.ts"
 import type { EpisodeError } from "../agent/shell.ts"
@@ -46,7 +47,6 @@ import {
 } from "./evalRunStream.ts"
 import type { JudgeSettings } from "./judge.ts"
 import { xbenchExactMatch } from "./judgeTemplates.ts"
-import type { Metrics } from "./metrics.ts"
 import { JudgeRequired, needsJudge, type ScoreResult, type ScorerName, scoreAnswer } from "./scorers.ts"
 import type { Task } from "./task.ts"
 

@@ -11,7 +11,7 @@ import * as Stream from "effect/Stream"
 import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
 import { type EventLogShape, type LogEntry, PassedOver } from "../../events/log/eventLog.ts"
 import { currentVersions, type Envelope } from "../../events/schema.ts"
-import { type ScoreboardState, scoreboard } from "../../projections/scoreboard.ts"
+import { type ScoreboardState, scoreboard } from "../../projections/scoreboard/scoreboard.ts"
 
 export interface LiveBoard {
   /** The log to run the evaluation on: the same log, watched. */

@@ -3,6 +3,22 @@
  * LLM-judge prompts and verdict parsing, and metrics. Nothing here touches the event log; the eval
  * driver and projections build on these functions.
  */
+
+export {
+  computeMetrics,
+  type Metrics,
+  type MetricsInput,
+  type SampleRecord,
+  type SampleStatus,
+  type TaskInfo,
+} from "../../projections/scoreboard/metrics.ts"
+export {
+  binomial,
+  meanPassAtK,
+  naivePassAtK,
+  passAtK,
+  passAtKFraction,
+} from "../../projections/scoreboard/passAtK.ts"
 export {
   BENCHMARK_NAMES,
   type BenchmarkName,
@@ -39,15 +55,6 @@ export {
   type JudgeTemplate,
   xbenchExactMatch,
 } from "./judgeTemplates.ts"
-export {
-  computeMetrics,
-  type Metrics,
-  type MetricsInput,
-  type SampleRecord,
-  type SampleStatus,
-  type TaskInfo,
-} from "./metrics.ts"
-export { binomial, meanPassAtK, naivePassAtK, passAtK, passAtKFraction } from "./passAtK.ts"
 export { pythonFloat } from "./pythonFloat.ts"
 export {
   isScorerName,

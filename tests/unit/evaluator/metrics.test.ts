@@ -10,9 +10,9 @@ import {
   passAtKValues,
   type SampleRecord,
   sampleStd,
-} from "../../../src/actors/evaluator/metrics.ts"
-import { meanPassAtK } from "../../../src/actors/evaluator/passAtK.ts"
-import { studentTCdf, studentTQuantile } from "../../../src/actors/evaluator/studentT.ts"
+} from "../../../src/projections/scoreboard/metrics.ts"
+import { meanPassAtK } from "../../../src/projections/scoreboard/passAtK.ts"
+import { studentTCdf, studentTQuantile } from "../../../src/projections/scoreboard/studentT.ts"
 
 const scored = (
   taskId: string,

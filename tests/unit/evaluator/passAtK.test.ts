@@ -13,7 +13,7 @@ import {
   naivePassAtK,
   passAtK,
   passAtKFraction,
-} from "../../../src/actors/evaluator/passAtK.ts"
+} from "../../../src/projections/scoreboard/passAtK.ts"
 
 /** 1 − ∏_{i=n−c+1}^{n} (i − k)/i as numerator/denominator, computed independently. */
 const exactByProduct = (n: number, c: number, k: number): { num: bigint; den: bigint } => {

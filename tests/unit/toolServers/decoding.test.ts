@@ -8,16 +8,16 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
-import { decodeFetchUrlArgs } from "../../../src/actors/tools/servers/fetchUrl/args.ts"
+import { decodeFetchUrlArgs } from "../../../src/programs/toolServers/fetchUrl/args.ts"
 import {
   compileBlockList,
   DEFAULT_BLOCK_LIST,
   defaultBlockList,
-} from "../../../src/actors/tools/servers/fetchUrl/blockList.ts"
-import { htmlToMarkdown, stripTags } from "../../../src/actors/tools/servers/fetchUrl/html.ts"
-import { paginate } from "../../../src/actors/tools/servers/fetchUrl/paginate.ts"
-import { decodeSearchArgs } from "../../../src/actors/tools/servers/search/args.ts"
-import { decodeToolServerConfig, loadToolServerOptions } from "../../../src/actors/tools/servers/serve.ts"
+} from "../../../src/programs/toolServers/fetchUrl/blockList.ts"
+import { htmlToMarkdown, stripTags } from "../../../src/programs/toolServers/fetchUrl/html.ts"
+import { paginate } from "../../../src/programs/toolServers/fetchUrl/paginate.ts"
+import { decodeSearchArgs } from "../../../src/programs/toolServers/search/args.ts"
+import { decodeToolServerConfig, loadToolServerOptions } from "../../../src/programs/toolServers/serve.ts"
 
 const error = (r: { ok: boolean; error?: string }) => (r.ok ? "(decoded)" : r.error)
 

@@ -8,12 +8,12 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { loadCorpus, parseCorpus } from "../../../src/actors/tools/servers/search/corpus.ts"
+import { loadCorpus, parseCorpus } from "../../../src/programs/toolServers/search/corpus.ts"
 import {
   bestSnippet,
   createBm25Index,
   offlineProvider,
-} from "../../../src/actors/tools/servers/search/offline.ts"
+} from "../../../src/programs/toolServers/search/offline.ts"
 
 const corpusPath = path.resolve("data/demo/corpus.jsonl")
 const questionsPath = path.resolve("data/demo/questions.jsonl")

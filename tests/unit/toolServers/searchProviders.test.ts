@@ -6,15 +6,15 @@
  * when all are cooling down; timeouts), provider choice from env keys, and API keys never echoed.
  */
 import { afterEach, describe, expect, it } from "vitest"
-import { parseCorpus } from "../../../src/actors/tools/servers/search/corpus.ts"
+import { parseCorpus } from "../../../src/programs/toolServers/search/corpus.ts"
 import {
   bingProvider,
   googleProvider,
   jinaProvider,
   serperProvider,
-} from "../../../src/actors/tools/servers/search/online.ts"
-import type { SearchProvider } from "../../../src/actors/tools/servers/search/provider.ts"
-import { createSearchTool, resolveSearchProviders } from "../../../src/actors/tools/servers/search/server.ts"
+} from "../../../src/programs/toolServers/search/online.ts"
+import type { SearchProvider } from "../../../src/programs/toolServers/search/provider.ts"
+import { createSearchTool, resolveSearchProviders } from "../../../src/programs/toolServers/search/server.ts"
 import { type RecordedRequest, sendJson, serverPool } from "./localHttp.ts"
 
 const servers = serverPool()

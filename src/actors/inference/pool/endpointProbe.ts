@@ -12,8 +12,8 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { APIConnectionTimeoutError, APIError } from "openai"
+import { TEST_DOUBLE_OWNER } from "../../../programs/scriptedModel/server.ts"
 import type { EndpointConfig, ModelConfig, ModelsConfig } from "../modelsConfig.ts"
-import { TEST_DOUBLE_OWNER } from "../scriptedModelServer.ts"
 import { errnoCause, errorCodes, statusCause } from "./failureCause.ts"
 import { makeClient, PLACEHOLDER_API_KEY } from "./openAiCall.ts"
 

@@ -1,0 +1,89 @@
+/**
+ * Wiring: turns a decoded configuration into the running pieces, the log, the command bus and
+ * the checkpoint store, on the embedded default or on NATS JetStream, for the life of a scope.
+ * Every command of the CLI opens its runtime here, so both backends are wired in one place.
+ */
+import * as path from "node:path"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { makeEmbeddedLog } from "../events/log/embeddedLog.ts"
+import { type EventLogShape, LogUnavailable } from "../events/log/eventLog.ts"
+import { makeJetStreamLog } from "../events/log/jetStreamLog.ts"
+import { connectNats, type NatsHandle, redactUrl } from "../events/log/natsConnection.ts"
+import {
+  type CheckpointStoreShape,
+  checkpointBucketFor,
+  fileCheckpointDir,
+  fileCheckpointStore,
+  kvCheckpointStore,
+} from "../projections/runner/checkpointStore.ts"
+import type { BusUnavailable, CommandBusShape } from "../runtime/commandBus.ts"
+import { natsServers, type RolloutConfig, resolveNatsToken } from "../runtime/config.ts"
+import { makeInProcessBus } from "../runtime/inProcessBus.ts"
+import { makeJetStreamBus } from "../runtime/jetStreamBus.ts"
+
+export interface Runtime {
+  readonly config: RolloutConfig
+  readonly log: EventLogShape
+  readonly bus: CommandBusShape
+  readonly checkpoints: CheckpointStoreShape
+  /** Where the log is, for messages: the data dir or the server URLs (credentials removed). */
+  readonly location: string
+  readonly nats: NatsHandle | undefined
+}
+
+export interface OpenOptions {
+  /** `reader` opens the embedded log without the writer lock (for inspection while a run writes). */
+  readonly mode?: "writer" | "reader"
+  readonly clientName?: string
+}
+
+export const openRuntime = (
+  config: RolloutConfig,
+  options: OpenOptions = {},
+): Effect.Effect<Runtime, LogUnavailable | BusUnavailable, Scope.Scope> =>
+  Effect.gen(function* (): Effect.fn.Return<Runtime, LogUnavailable | BusUnavailable, Scope.Scope> {
+    const { namespace } = config.log
+    if (config.log.backend === "embedded") {
+      const dataDir = path.resolve(config.log.dataDir)
+      const log = yield* makeEmbeddedLog({
+        dataDir,
+        namespace,
+        fsync: config.log.fsync,
+        mode: options.mode ?? "writer",
+        inlineLimitBytes: config.log.inlineLimitBytes,
+      })
+      const checkpoints = yield* Effect.sync(() => fileCheckpointStore(fileCheckpointDir(dataDir, namespace)))
+      return {
+        config,
+        log,
+        bus: makeInProcessBus({ dataDir: path.join(dataDir, "log", namespace) }),
+        checkpoints,
+        location: dataDir,
+        nats: undefined,
+      }
+    }
+    const servers = natsServers(config)
+    const token = resolveNatsToken(config)
+    const handle = yield* connectNats({
+      servers,
+      name: options.clientName ?? "rollout",
+      ...(token === undefined ? {} : { token }),
+    })
+    const shared = {
+      namespace,
+      replicas: config.log.nats.replicas,
+      duplicateWindowMs: config.log.nats.duplicateWindowMs,
+    }
+    const log = yield* makeJetStreamLog(handle, { ...shared, inlineLimitBytes: config.log.inlineLimitBytes })
+    const bus = yield* makeJetStreamBus(handle, shared)
+    const checkpoints = yield* kvCheckpointStore(handle, {
+      bucket: checkpointBucketFor(namespace),
+      replicas: config.log.nats.replicas,
+    }).pipe(
+      Effect.mapError(
+        (e) => new LogUnavailable({ backend: "nats", operation: "open checkpoints", reason: e.message }),
+      ),
+    )
+    return { config, log, bus, checkpoints, location: servers.map(redactUrl).join(","), nats: handle }
+  })

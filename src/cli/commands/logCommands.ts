@@ -1,0 +1,180 @@
+/**
+ * `rollout log stats` and `rollout log tail`: look at the log itself. On the embedded log these
+ * open it read-only, so they work while another process is writing. Both say what they could not
+ * decode and where: `stats` counts it for the whole log (with an incomplete last line and the cuts
+ * recorded), `tail` marks each such entry and counts those it printed. Everything printed from
+ * the log is escaped for the terminal.
+ */
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { UndecodableEvent } from "../../events/codec.ts"
+import type { LogEntry } from "../../events/log/eventLog.ts"
+import { eventCounts } from "../../projections/eventCounts/eventCounts.ts"
+import { runProjection } from "../../projections/runner/runner.ts"
+import {
+  beforeCheckpoint,
+  cutLines,
+  cutOnOpenLine,
+  positionList,
+  summarizeUndecodable,
+  tornTailLine,
+  type UndecodableSummary,
+  undecodableLine,
+} from "../terminal/damageReport.ts"
+import {
+  configFrom,
+  type GlobalOptions,
+  integerFlag,
+  printJson,
+  table,
+  withRuntime,
+} from "../terminal/invocation.ts"
+import { terminalText } from "../terminal/terminal.ts"
+
+export const logStatsCommand = (global: GlobalOptions, options: { json?: boolean; types?: boolean }) =>
+  Effect.gen(function* () {
+    const config = yield* configFrom(global)
+    // This command reports the log's damage itself, on stdout with the rest of the stats.
+    return yield* withRuntime(config, { mode: "reader", reportDamage: false }, (runtime) =>
+      Effect.gen(function* () {
+        const stats = yield* runtime.log.stats
+        // Counts by type come from the eventCounts projection (resumed from its checkpoint); the
+        // entries it could not decode this time are collected with their positions.
+        const met: Array<{ position: number }> = []
+        const counts =
+          options.types === false
+            ? undefined
+            : (yield* runProjection(runtime.log, runtime.checkpoints, eventCounts, {
+                live: false,
+                onUndecodable: (u) => met.push(u),
+              })).state
+        // The index's positions, and those the count met this time; the largest count of the two.
+        const undecodable = summarizeUndecodable(
+          met,
+          Math.max(stats.damage?.undecodable ?? 0, counts?.undecodable ?? 0),
+          stats.damage?.undecodablePositions,
+        )
+        if (options.json === true) {
+          printJson({
+            ...stats,
+            namespace: config.log.namespace,
+            ...(counts === undefined ? {} : { counts }),
+            // null: not counted (--no-types on a log without an index).
+            undecodable: counts === undefined && stats.damage === undefined ? null : undecodable,
+          })
+          return
+        }
+        const lines = [
+          `backend     ${stats.backend}`,
+          `location    ${terminalText(stats.location)}`,
+          `stream      ${stats.stream} (namespace ${config.log.namespace})`,
+          `events      ${stats.events}`,
+          `bytes       ${stats.bytes}`,
+          `positions   ${stats.firstPosition}..${stats.lastPosition}`,
+          `subjects    ${stats.subjects}`,
+          `undecodable ${undecodableText(undecodable, counts !== undefined, stats.damage !== undefined)}`,
+        ]
+        process.stdout.write(`${lines.join("\n")}\n`)
+        if (stats.damage !== undefined) {
+          const damage = [
+            tornTailLine(stats.damage, stats.location),
+            cutOnOpenLine(stats.damage, stats.location),
+            ...cutLines(stats.damage, stats.location),
+          ].filter((l) => l !== undefined)
+          if (damage.length > 0) process.stdout.write(`\n${damage.join("\n")}\n`)
+        }
+        if (counts !== undefined) {
+          const rows = Object.entries(counts.byType).sort((a, b) => b[1] - a[1])
+          if (rows.length > 0) process.stdout.write(`\n${table(["type", "events"], rows)}\n`)
+        }
+      }),
+    )
+  })
+
+/**
+ * The `undecodable` line of `log stats`: the count and the positions. Without the count by type
+ * (`--no-types`) only the embedded log's index knows anything: lines whose envelope is broken.
+ */
+const undecodableText = (summary: UndecodableSummary, counted: boolean, indexed: boolean): string => {
+  if (!counted && !indexed) return "not counted (--no-types: only a read of the log finds them)"
+  const scope = counted ? "" : " (envelopes only: --no-types checks no payload)"
+  if (summary.count === 0) return `0${scope}`
+  const unlisted = summary.count > summary.positions.length ? ` (${beforeCheckpoint("eventCounts")})` : ""
+  return `${summary.count}: ${positionList(summary.count, summary.positions)}${unlisted}${scope}`
+}
+
+export interface TailOptions {
+  readonly follow?: boolean
+  readonly filter?: string
+  readonly from?: string
+  readonly limit?: string
+  readonly json?: boolean
+}
+
+const describeEntry = (entry: LogEntry): Record<string, unknown> =>
+  entry instanceof UndecodableEvent
+    ? { position: entry.position, subject: entry.subject, undecodable: entry.message }
+    : {
+        position: entry.position,
+        subject: entry.subject,
+        type: entry.type,
+        eventId: entry.eventId,
+        recordedAt: entry.recordedAt,
+        correlationId: entry.correlationId,
+        causationId: entry.causationId,
+        actor: entry.actor,
+        schemaVersion: entry.schemaVersion,
+        payload: entry.payload,
+      }
+
+/** One entry as one tab-separated line; every field from the log is escaped (tabs and newlines too). */
+const line = (entry: LogEntry): string =>
+  entry instanceof UndecodableEvent
+    ? `${entry.position}\t!\t${terminalText(entry.message)}`
+    : [entry.position, entry.recordedAt, entry.type, entry.subject, entry.eventId]
+        .map((field) => terminalText(String(field)))
+        .join("\t")
+
+/**
+ * Prints entries from `--from` (default: the last 20 when not following). With `--json` and no
+ * `--follow`, one JSON object `{from, events, undecodable}`; with `--follow`, one JSON object per
+ * line. An entry that does not decode is printed where it is (marked `!`), and the count of them
+ * with their positions ends the output on stderr.
+ */
+export const logTailCommand = (global: GlobalOptions, options: TailOptions) =>
+  Effect.gen(function* () {
+    const config = yield* configFrom(global)
+    const parsed = {
+      from: yield* integerFlag("--from", options.from),
+      limit: yield* integerFlag("--limit", options.limit),
+    }
+    return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
+      Effect.gen(function* () {
+        const stats = yield* runtime.log.stats
+        const from =
+          parsed.from ??
+          (options.follow === true ? stats.lastPosition + 1 : Math.max(1, stats.lastPosition - 19))
+        const read = { from, ...(options.filter === undefined ? {} : { filter: options.filter }) }
+        let stream = options.follow === true ? runtime.log.tail(read) : runtime.log.read(read)
+        if (parsed.limit !== undefined) stream = Stream.take(stream, parsed.limit)
+        if (options.follow === true) {
+          return yield* Stream.runForEach(stream, (entry) =>
+            Effect.sync(() => {
+              process.stdout.write(
+                `${options.json === true ? JSON.stringify(describeEntry(entry)) : line(entry)}\n`,
+              )
+            }),
+          )
+        }
+        const entries = Array.from(yield* Stream.runCollect(stream))
+        const broken = entries.filter((e): e is UndecodableEvent => e instanceof UndecodableEvent)
+        const undecodable = summarizeUndecodable(broken)
+        if (options.json === true) return printJson({ from, events: entries.map(describeEntry), undecodable })
+        process.stdout.write(entries.map((e) => `${line(e)}\n`).join(""))
+        const report = undecodableLine(`log tail: of the ${entries.length} entries printed`, undecodable, {
+          done: undecodable.count === 1 ? "is marked !" : "are marked !",
+        })
+        if (report !== undefined) process.stderr.write(`rollout: ${report}\n`)
+      }),
+    )
+  })

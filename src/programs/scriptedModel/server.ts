@@ -1,0 +1,382 @@
+/**
+ * The scripted model server: an OpenAI-compatible HTTP server (`/v1/models`, `/v1/chat/completions`
+ * with and without streaming, `/health`) whose answers come from a deterministic script instead of a
+ * model; a script can also fail a call (an HTTP error, a hang, a stream cut mid-way). It is a TEST
+ * DOUBLE for a GPU inference server, used by tests, benchmarks and the offline demo, and says so in
+ * every response (`x-rollout-test-double: scripted`, the `rollout-scripted-test-double`
+ * fingerprint, `owned_by` of its models) and in its startup line. A request names its episode in
+ * the `x-rollout-episode` header (as the inference pool sends it); scripts key what they choose per
+ * episode by that, and without it fall back to the task and the arrival order (see `ScriptContext`).
+ * Built on `node:http` because effect's HTTP platform crashes on Node 20.
+ */
+import { timingSafeEqual } from "node:crypto"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import { EPISODE_HEADER, parseEpisodeHeader } from "../../actors/inference/episodeHeader.ts"
+import { openAiErrorBody, parseChatRequest } from "./chatRequest.ts"
+import { completionBody, completionStreamEvents, planGeneration } from "./completion.ts"
+import { type ChatRequest, episodeKeyOf, type Script, type ScriptedError } from "./script.ts"
+
+export interface ScriptedModelServerOptions {
+  readonly script: Script
+  /** Default 127.0.0.1: a test double has no business on a public interface. */
+  readonly host?: string
+  /** Default 0: a free port picked by the OS. */
+  readonly port?: number
+  /** When set, `/v1/*` requires `Authorization: Bearer <token>` (401 otherwise); `/health` stays open. */
+  readonly token?: string
+  /** Delay before every chat completion answer (added to a reply's `hangMs`). */
+  readonly latencyMs?: number | ((request: ChatRequest) => number)
+  /**
+   * The models served; a request naming another gets 400, one naming none gets the first.
+   * Default: `["scripted"]` is listed and any name is accepted.
+   */
+  readonly models?: ReadonlyArray<string>
+  /** Receives the startup line and script failures; the server writes nothing else anywhere. */
+  readonly log?: (line: string) => void
+  /** How many recent requests `requests` keeps; default 1000, 0 to keep none (benchmarks). */
+  readonly recordLimit?: number
+}
+
+export interface RecordedRequest {
+  readonly method: string
+  readonly path: string
+  /** Lower-cased header names; `authorization` is redacted. */
+  readonly headers: Readonly<Record<string, string>>
+  /** The chat request when the body was a valid one. */
+  readonly body: ChatRequest | undefined
+  readonly callIndex: number | undefined
+  readonly episodeKey: string | undefined
+  /** The episode the request named in its `x-rollout-episode` header (decoded), if any. */
+  readonly episodeId: string | undefined
+  /** The HTTP status answered, or undefined while pending (or when the client went away first). */
+  readonly status: number | undefined
+}
+
+export interface ScriptedModelServer {
+  /** The OpenAI base URL, e.g. `http://127.0.0.1:PORT/v1`. */
+  readonly url: string
+  readonly port: number
+  /** The most recent requests received, oldest first (see `recordLimit`). */
+  readonly requests: ReadonlyArray<RecordedRequest>
+  /** Replaces the script for later requests; `callIndex` keeps counting. */
+  readonly setScript: (script: Script) => void
+  /** Closes the listener and every connection, ending pending (hanging) answers; idempotent. */
+  readonly stop: () => Promise<void>
+}
+
+/** The header every response carries. */
+export const TEST_DOUBLE_HEADER = "x-rollout-test-double"
+/** `owned_by` of every model in `/v1/models`. */
+export const TEST_DOUBLE_OWNER = "rollout-scripted-test-double"
+export const MAX_BODY_BYTES = 32 * 1024 * 1024
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+const tokenMatches = (header: string | undefined, token: string): boolean => {
+  const expected = Buffer.from(`Bearer ${token}`)
+  const given = Buffer.from(header ?? "")
+  return given.length === expected.length && timingSafeEqual(given, expected)
+}
+
+const wait = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    function done() {
+      clearTimeout(timer)
+      signal.removeEventListener("abort", done)
+      resolve()
+    }
+    signal.addEventListener("abort", done, { once: true })
+  })
+
+export const startScriptedModelServer = async (
+  options: ScriptedModelServerOptions,
+): Promise<ScriptedModelServer> => {
+  let script = options.script
+  let callIndex = 0
+  let requestCount = 0
+  const models = options.models
+  const recordLimit = options.recordLimit ?? 1000
+  const requests: Array<RecordedRequest> = []
+  const pending = new Set<AbortController>()
+  const log = options.log ?? (() => {})
+
+  const sendJson = (
+    res: http.ServerResponse,
+    record: Mutable<RecordedRequest>,
+    status: number,
+    body: unknown,
+    headers: Record<string, string> = {},
+  ): void => {
+    record.status = status
+    const text = JSON.stringify(body)
+    res.writeHead(status, {
+      ...headers,
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+    })
+    res.end(text)
+  }
+  const sendError = (
+    res: http.ServerResponse,
+    record: Mutable<RecordedRequest>,
+    error: ScriptedError,
+    headers: Record<string, string> = {},
+    param: string | null = null,
+  ): void =>
+    sendJson(
+      res,
+      record,
+      error.status,
+      openAiErrorBody(error, param),
+      error.retryAfterSeconds === undefined
+        ? headers
+        : { ...headers, "retry-after": String(error.retryAfterSeconds) },
+    )
+
+  /** Reads the body up to the limit; undefined when it was too large (413 already sent). */
+  const readBody = (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    record: Mutable<RecordedRequest>,
+  ): Promise<Buffer | undefined> =>
+    new Promise((resolve, reject) => {
+      const tooLarge = () => {
+        // Keep reading (and discarding) so the client sees the 413 rather than a reset connection.
+        req.removeAllListeners("data")
+        req.resume()
+        sendError(
+          res,
+          record,
+          {
+            status: 413,
+            message: `the request body exceeds ${MAX_BODY_BYTES} bytes`,
+            code: "body_too_large",
+          },
+          { connection: "close" },
+        )
+        resolve(undefined)
+      }
+      if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) return tooLarge()
+      const chunks: Array<Buffer> = []
+      let size = 0
+      req.on("data", (chunk: Buffer) => {
+        size += chunk.length
+        if (size > MAX_BODY_BYTES) return tooLarge()
+        chunks.push(chunk)
+      })
+      req.on("end", () => resolve(Buffer.concat(chunks, size)))
+      req.on("error", reject)
+    })
+
+  const completeChat = async (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    record: Mutable<RecordedRequest>,
+  ): Promise<void> => {
+    const raw = await readBody(req, res, record)
+    if (raw === undefined) return
+    const parsed = parseChatRequest(raw.toString("utf8"), models)
+    if (!parsed.ok) {
+      const { message, code, param } = parsed.problem
+      return sendError(res, record, { status: 400, message, code }, {}, param)
+    }
+    const request = parsed.request
+    const episode = parseEpisodeHeader(req.headersDistinct[EPISODE_HEADER])
+    if (!episode.ok) {
+      return sendError(res, record, { status: 400, message: episode.message, code: "invalid_episode_header" })
+    }
+    const context = {
+      callIndex: callIndex++,
+      episodeKey: episodeKeyOf(request),
+      ...(episode.episodeId === undefined ? {} : { episodeId: episode.episodeId }),
+    }
+    record.body = request
+    record.callIndex = context.callIndex
+    record.episodeKey = context.episodeKey
+    record.episodeId = episode.episodeId
+
+    // Aborted when the client goes away or the server stops, so a hanging reply never outlives either.
+    const abort = new AbortController()
+    pending.add(abort)
+    res.once("close", () => abort.abort())
+    try {
+      let reply: Awaited<ReturnType<Script>>
+      try {
+        reply = await script(request, context)
+        if (typeof reply !== "object" || reply === null) throw new TypeError(`it returned ${String(reply)}`)
+      } catch (cause) {
+        log(`scripted model server: the script threw on call ${context.callIndex}: ${String(cause)}`)
+        return sendError(res, record, {
+          status: 500,
+          message: `the script threw: ${String(cause)}`,
+          code: "script_error",
+        })
+      }
+      const latency = typeof options.latencyMs === "function" ? options.latencyMs(request) : options.latencyMs
+      const delay = (latency ?? 0) + (reply.hangMs ?? 0)
+      if (delay > 0) await wait(delay, abort.signal)
+      if (abort.signal.aborted) return
+      if (reply.error !== undefined) return sendError(res, record, reply.error)
+
+      const generation = planGeneration(request, reply, context)
+      const meta = {
+        id: `chatcmpl-scripted-${context.callIndex}`,
+        created: Math.floor(Date.now() / 1000),
+        model: request.model,
+      }
+      if (request.stream !== true) return sendJson(res, record, 200, completionBody(generation, meta))
+      record.status = 200
+      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" })
+      const events = completionStreamEvents(generation, meta, request.stream_options?.include_usage === true)
+      const cut = reply.cutStream
+      if (cut === undefined) return void res.end(events.join(""))
+      const sent = events.slice(0, Math.max(0, Math.trunc(cut.afterEvents))).join("")
+      if (cut.how === "end") return void res.end(sent)
+      if (cut.how === "stall") {
+        if (sent === "") res.flushHeaders()
+        else res.write(sent)
+        await wait(2 ** 31 - 1, abort.signal)
+        return void res.destroy()
+      }
+      // Flush what is kept (at least the headers), then drop the connection before the chunked
+      // body's end, as a server that crashes mid-answer does.
+      if (sent === "") res.flushHeaders()
+      await new Promise<void>((resolve) => {
+        const socket = res.socket
+        if (sent !== "") res.write(sent, () => resolve())
+        else if (socket !== null) socket.write("", () => resolve())
+        else resolve()
+      })
+      res.destroy()
+    } finally {
+      pending.delete(abort)
+    }
+  }
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const path = (req.url ?? "/").split("?")[0] ?? "/"
+    const headers: Record<string, string> = {}
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value === undefined) continue
+      headers[name] =
+        name === "authorization" ? "<redacted>" : Array.isArray(value) ? value.join(", ") : value
+    }
+    const record: Mutable<RecordedRequest> = {
+      method: req.method ?? "GET",
+      path,
+      headers,
+      body: undefined,
+      callIndex: undefined,
+      episodeKey: undefined,
+      episodeId: undefined,
+      status: undefined,
+    }
+    if (recordLimit > 0) {
+      requests.push(record)
+      if (requests.length > recordLimit) requests.shift()
+    }
+    res.setHeader(TEST_DOUBLE_HEADER, "scripted")
+    res.setHeader("x-request-id", `scripted-${requestCount++}`)
+
+    const route = `${req.method} ${path.replace(/\/+$/, "")}`
+    if (route === "GET /health") {
+      return sendJson(res, record, 200, { status: "ok", test_double: "scripted" })
+    }
+    if (!path.startsWith("/v1/")) {
+      req.resume()
+      return sendError(res, record, {
+        status: 404,
+        message: `no route ${req.method} ${path}`,
+        code: "not_found",
+      })
+    }
+    if (options.token !== undefined && !tokenMatches(req.headers.authorization, options.token)) {
+      req.resume()
+      return sendError(res, record, {
+        status: 401,
+        message: "missing or wrong bearer token (the scripted test double was started with a token)",
+        code: "invalid_api_key",
+      })
+    }
+    switch (route) {
+      case "GET /v1/models": {
+        const served = models ?? ["scripted"]
+        return sendJson(res, record, 200, {
+          object: "list",
+          data: served.map((id) => ({ id, object: "model", created: 0, owned_by: TEST_DOUBLE_OWNER })),
+        })
+      }
+      case "POST /v1/chat/completions":
+        return completeChat(req, res, record)
+      default:
+        req.resume()
+        return sendError(res, record, {
+          status: path === "/v1/models" || path === "/v1/chat/completions" ? 405 : 404,
+          message: `no route ${req.method} ${path} on the scripted test double`,
+          code: "not_found",
+        })
+    }
+  }
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((cause: unknown) => {
+      // A bug or a broken socket: answer 500 if still possible, never crash the test process.
+      log(`scripted model server: request failed: ${String(cause)}`)
+      if (!res.headersSent) {
+        res.writeHead(500, { "content-type": "application/json" })
+        res.end(JSON.stringify({ error: { message: String(cause), type: "server_error", code: null } }))
+      } else res.destroy()
+    })
+  })
+  // Longer than clients' idle pools keep sockets, so reused connections are not closed under them.
+  server.keepAliveTimeout = 65_000
+  server.headersTimeout = 66_000
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+      server.off("error", reject)
+      resolve()
+    })
+  })
+  const address = server.address() as AddressInfo
+  const hostInUrl = address.family === "IPv6" ? `[${address.address}]` : address.address
+  const url = `http://${hostInUrl}:${address.port}/v1`
+  log(`scripted model server (TEST DOUBLE, not a real model) listening on ${url}`)
+
+  let stopped: Promise<void> | undefined
+  return {
+    url,
+    port: address.port,
+    get requests() {
+      return requests
+    },
+    setScript: (next) => {
+      script = next
+    },
+    stop: () => {
+      stopped ??= new Promise<void>((resolve) => {
+        for (const abort of pending) abort.abort()
+        server.close(() => resolve())
+        server.closeAllConnections()
+      })
+      return stopped
+    },
+  }
+}
+
+// The scripts and their vocabulary, so callers need only this module.
+export type {
+  ChatMessage,
+  ChatRequest,
+  FinishReason,
+  Script,
+  ScriptContext,
+  ScriptedError,
+  ScriptedReply,
+  ScriptedToolCall,
+} from "./script.ts"
+export { parseScriptName, SCRIPT_NAME_HELP, scripts } from "./scripts.ts"
