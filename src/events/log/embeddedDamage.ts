@@ -18,7 +18,7 @@ import * as Result from "effect/Result"
 import { decodeEvent, UndecodableEvent } from "../codec.ts"
 import type { NewEvent } from "../schema.ts"
 import { entitySubject } from "../subjects.ts"
-import type { EmbeddedIndex } from "./embeddedIndex.ts"
+import { type EmbeddedIndex, subjectClaimedBy } from "./embeddedIndex.ts"
 import { DAMAGE_POSITIONS_KEPT, type LogDamage, PassedOver, type TailCut, type TornTail } from "./eventLog.ts"
 
 /** The side directory of kept cuts, relative to the log's directory. */
@@ -127,24 +127,7 @@ export const unrecordedCuts = (
   }))
 }
 
-const SUBJECT_AT_START = /^\{"position":\d+,"subject":"((?:[^"\\]|\\.){1,512})"/
 const TYPE_MARK = /,"event":\{"type":"([A-Za-z0-9]{1,64})"/
-
-/**
- * The subject a line names at its start, as every line is written (`{"position":…,"subject":"…"`),
- * even when the rest of it does not decode: a broken line is then still reported to the readers of
- * its entity instead of vanishing from them. Undefined when the start itself is broken.
- */
-export const subjectClaimedBy = (text: string): string | undefined => {
-  const raw = SUBJECT_AT_START.exec(text)?.[1]
-  if (raw === undefined) return undefined
-  try {
-    const subject = JSON.parse(`"${raw}"`) as string
-    return subject.length > 0 ? subject : undefined
-  } catch {
-    return undefined
-  }
-}
 
 /**
  * The incomplete line after the index's last complete one, if there is one: where it is, the

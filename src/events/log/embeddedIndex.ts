@@ -13,8 +13,25 @@ import * as Result from "effect/Result"
 import { decodeStoredLine, peekLineType, UndecodableEvent } from "../codec.ts"
 import { subjectMatches } from "../subjects.ts"
 import { DedupeWindow } from "./dedupeWindow.ts"
-import { subjectClaimedBy } from "./embeddedDamage.ts"
 import { type LogEntry, PassedOver } from "./eventLog.ts"
+
+const SUBJECT_AT_START = /^\{"position":\d+,"subject":"((?:[^"\\]|\\.){1,512})"/
+
+/**
+ * The subject a line names at its start, as every line is written (`{"position":…,"subject":"…"`),
+ * even when the rest of it does not decode: a broken line is then still reported to the readers of
+ * its entity instead of vanishing from them. Undefined when the start itself is broken.
+ */
+export const subjectClaimedBy = (text: string): string | undefined => {
+  const raw = SUBJECT_AT_START.exec(text)?.[1]
+  if (raw === undefined) return undefined
+  try {
+    const subject = JSON.parse(`"${raw}"`) as string
+    return subject.length > 0 ? subject : undefined
+  } catch {
+    return undefined
+  }
+}
 
 /** The most positions one read returns. */
 export const MAX_BATCH = 4096
