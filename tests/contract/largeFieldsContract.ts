@@ -293,6 +293,38 @@ export const largeFieldsContract = (name: string, makeHarness: () => Promise<Lar
       )
     })
 
+    it("keeps appends to one subject in call order when an earlier one is still storing its blobs", async () => {
+      await withLog(
+        "order",
+        async (log, ns) => {
+          const subject = entitySubject(ns, "episode", "e-order")
+          const big = { ...meta("order-1"), event: episodeStarted("e-order", bigQuestion(2_000_000)) }
+          const small = (i: number) => ({
+            ...meta(`order-${i}`),
+            event: { type: "ProbeRecorded" as const, probeId: "p", seq: i, worker: "w" },
+          })
+          // Not awaited one by one: the small appends start while the big one uploads its blob.
+          const appended = await run(
+            Effect.all(
+              [
+                log.append(subject, [big]),
+                log.append(subject, [small(2)]),
+                log.append(subject, [small(3), small(4)]),
+              ],
+              {
+                concurrency: "unbounded",
+              },
+            ),
+          )
+          const positions = appended.flatMap((a) => a.positions)
+          expect(positions).toEqual([...positions].sort((a, b) => a - b))
+          const ids = (await collect(log.read({ filter: subject }))).filter(isRecord).map((r) => r.eventId)
+          expect(ids).toEqual(["order-1", "order-2", "order-3", "order-4"])
+        },
+        { inlineLimitBytes: 4096 },
+      )
+    })
+
     it("reports a missing or damaged blob with the event's position, the field and the hash; the rest reads", async () => {
       await withLog(
         "lost",

@@ -38,7 +38,13 @@ import {
   type TailCut,
 } from "./eventLog.ts"
 import { fileBlobDir, fileBlobStore } from "./fileBlobStore.ts"
-import { DEFAULT_INLINE_LIMIT, type LargeFields, resolvingPull, storeLargeFields } from "./largeFields.ts"
+import {
+  DEFAULT_INLINE_LIMIT,
+  type LargeFields,
+  resolvingPull,
+  storeLargeFields,
+  subjectOrder,
+} from "./largeFields.ts"
 
 export interface EmbeddedLogOptions {
   /** The data directory (default `.rollout` in the working directory). */
@@ -85,6 +91,7 @@ class EmbeddedLog implements EventLogShape {
   private closed = false
   private readonly prefix: string
   private readonly largeFields: LargeFields
+  private readonly inOrder = subjectOrder()
 
   constructor(
     private readonly options: Required<
@@ -173,10 +180,15 @@ class EmbeddedLog implements EventLogShape {
         bodies.push(body.success)
       }
       const stored = storeLargeFields(events, bodies, this.largeFields)
-      if (stored === undefined) return this.write(subject, events, bodies, options)
-      return Effect.flatMap(
-        Effect.mapError(stored, (error) => unavailable("append", error, error.code)),
-        (withBlobs) => Effect.suspend(() => this.write(subject, events, withBlobs, options)),
+      return this.inOrder(
+        subject,
+        stored !== undefined,
+        stored === undefined
+          ? Effect.suspend(() => this.write(subject, events, bodies, options))
+          : Effect.flatMap(
+              Effect.mapError(stored, (error) => unavailable("append", error, error.code)),
+              (withBlobs) => Effect.suspend(() => this.write(subject, events, withBlobs, options)),
+            ),
       )
     })
 

@@ -41,7 +41,13 @@ import {
 } from "./eventLog.ts"
 import { type AppendOutcome, appendChained, appendPipelined } from "./jetStreamAppend.ts"
 import { JetStreamReplay } from "./jetStreamReplay.ts"
-import { DEFAULT_INLINE_LIMIT, type LargeFields, resolvingPull, storeLargeFields } from "./largeFields.ts"
+import {
+  DEFAULT_INLINE_LIMIT,
+  type LargeFields,
+  resolvingPull,
+  storeLargeFields,
+  subjectOrder,
+} from "./largeFields.ts"
 import { NatsClient, type NatsHandle, natsFailure } from "./natsConnection.ts"
 import { blobBucketFor, objectBlobStore } from "./objectBlobStore.ts"
 
@@ -155,6 +161,8 @@ export const makeJetStreamLog = (
           })
     }
 
+    const inOrder = subjectOrder()
+
     const append = (
       subject: string,
       events: ReadonlyArray<NewEvent>,
@@ -172,10 +180,15 @@ export const makeJetStreamLog = (
           bodies.push(body.success)
         }
         const stored = storeLargeFields(events, bodies, largeFields)
-        if (stored === undefined) return publish(subject, events, bodies, appendOptions)
-        return Effect.flatMap(
-          Effect.mapError(stored, (error) => natsFailure("append", error)),
-          (withBlobs) => publish(subject, events, withBlobs, appendOptions),
+        return inOrder(
+          subject,
+          stored !== undefined,
+          stored === undefined
+            ? Effect.suspend(() => publish(subject, events, bodies, appendOptions))
+            : Effect.flatMap(
+                Effect.mapError(stored, (error) => natsFailure("append", error)),
+                (withBlobs) => publish(subject, events, withBlobs, appendOptions),
+              ),
         )
       })
 

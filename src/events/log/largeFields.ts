@@ -278,3 +278,29 @@ export const resolvingPull = <A extends LogEntry | PassedOver, E>(
     }
     return Effect.succeed(entries)
   })
+
+/**
+ * Keeps the appends to one subject in call order when some of them first store blobs, which
+ * takes a while: an append that stores blobs, or that comes while an earlier one on its subject
+ * is still storing, runs only once that earlier one has finished. An append with nothing to
+ * store on a subject with nothing pending runs at once (one map lookup).
+ */
+export const subjectOrder = () => {
+  const pending = new Map<string, Promise<void>>()
+  return <A, E>(subject: string, storesBlobs: boolean, append: Effect.Effect<A, E>): Effect.Effect<A, E> => {
+    const before = pending.get(subject)
+    if (!storesBlobs && before === undefined) return append
+    let markDone = (): void => {}
+    const done = new Promise<void>((resolve) => {
+      markDone = () => {
+        if (pending.get(subject) === done) pending.delete(subject)
+        resolve()
+      }
+    })
+    pending.set(subject, done)
+    return Effect.ensuring(
+      Effect.flatMap(before === undefined ? Effect.void : Effect.promise(() => before), () => append),
+      Effect.sync(markDone),
+    )
+  }
+}
