@@ -6,7 +6,7 @@
  */
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
-import { errorCodes, failureCause, statusCause } from "../../src/actors/inference/pool/failureCause.ts"
+import { errorCodes, failureCause, statusCause } from "../../src/events/failureCause.ts"
 
 describe("failureCause", () => {
   it("names the causes of messages the pool writes", () => {

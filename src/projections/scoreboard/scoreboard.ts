@@ -14,7 +14,7 @@
  * by sample), so an update copies one task's k slots and an array of references — never an object
  * with a key per task, whose copy would make a large run's fold quadratic.
  */
-import { failureCause } from "../../actors/inference/pool/failureCause.ts"
+import { failureCause } from "../../events/failureCause.ts"
 import type { Envelope, EpisodeOutcome, EventOf } from "../../events/schema.ts"
 import { type Buckets, bucketGet, bucketSet, bucketValues } from "../buckets.ts"
 import { ownValue, type Projection } from "../projection.ts"

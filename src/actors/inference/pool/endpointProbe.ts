@@ -14,7 +14,7 @@ import * as Schema from "effect/Schema"
 import { APIConnectionTimeoutError, APIError } from "openai"
 import { TEST_DOUBLE_OWNER } from "../../../programs/scriptedModel/server.ts"
 import type { EndpointConfig, ModelConfig, ModelsConfig } from "../modelsConfig.ts"
-import { errnoCause, errorCodes, statusCause } from "./failureCause.ts"
+import { errnoCause, errorCodes, statusCause } from "../../../events/failureCause.ts"
 import { makeClient, PLACEHOLDER_API_KEY } from "./openAiCall.ts"
 
 /** What one endpoint answered. */

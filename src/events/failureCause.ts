@@ -3,7 +3,8 @@
  * refused" (nothing listens there), "host not found (DNS)", "timeout", "HTTP 401 unauthorized (API
  * key refused)", "HTTP 404 not found", … Used by the endpoint probe before a run (from the error the
  * client threw) and by the scoreboard to count a run's infrastructure failures (from the code and
- * message a `ModelCallFailed` recorded). No client import here: projections load this module.
+ * message a `ModelCallFailed` recorded). It reads what an event records, so it sits with the
+ * events, below both of its readers; pure (no client import), as all of events/ outside log/ is.
  */
 
 /** Node's and undici's error codes an operator can act on, most specific first. */
