@@ -13,6 +13,7 @@ import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { EPISODE_HEADER, parseEpisodeHeader } from "../../actors/inference/episodeHeader.ts"
+import { TEST_DOUBLE_HEADER, TEST_DOUBLE_OWNER } from "../../actors/inference/testDouble.ts"
 import { openAiErrorBody, parseChatRequest } from "./chatRequest.ts"
 import { completionBody, completionStreamEvents, planGeneration } from "./completion.ts"
 import { type ChatRequest, episodeKeyOf, type Script, type ScriptedError } from "./script.ts"
@@ -65,10 +66,6 @@ export interface ScriptedModelServer {
   readonly stop: () => Promise<void>
 }
 
-/** The header every response carries. */
-export const TEST_DOUBLE_HEADER = "x-rollout-test-double"
-/** `owned_by` of every model in `/v1/models`. */
-export const TEST_DOUBLE_OWNER = "rollout-scripted-test-double"
 export const MAX_BODY_BYTES = 32 * 1024 * 1024
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }

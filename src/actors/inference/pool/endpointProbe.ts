@@ -12,9 +12,9 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { APIConnectionTimeoutError, APIError } from "openai"
-import { TEST_DOUBLE_OWNER } from "../../../programs/scriptedModel/server.ts"
-import type { EndpointConfig, ModelConfig, ModelsConfig } from "../modelsConfig.ts"
 import { errnoCause, errorCodes, statusCause } from "../../../events/failureCause.ts"
+import type { EndpointConfig, ModelConfig, ModelsConfig } from "../modelsConfig.ts"
+import { TEST_DOUBLE_OWNER } from "../testDouble.ts"
 import { makeClient, PLACEHOLDER_API_KEY } from "./openAiCall.ts"
 
 /** What one endpoint answered. */
