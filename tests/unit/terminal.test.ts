@@ -5,15 +5,10 @@
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import {
-  damageLines,
-  positionList,
-  summarizeUndecodable,
-  undecodableLine,
-} from "../../src/cli/terminal/damageReport.ts"
-import { table } from "../../src/cli/terminal/invocation.ts"
-import { terminalText } from "../../src/cli/terminal/terminal.ts"
+import { damageLines, positionList, undecodableLine } from "../../src/cli/terminal/damageReport.ts"
 import { UndecodableEvent } from "../../src/events/codec.ts"
+import { table, terminalText } from "../../src/projections/terminalText.ts"
+import { summarizeUndecodable } from "../../src/projections/undecodable.ts"
 
 /** Whatever could drive a terminal: C0, DEL, C1, line separators, bidi controls. */
 const unsafe = (code: number) =>

@@ -18,6 +18,7 @@ import { makeInferencePool } from "../../actors/inference/pool.ts"
 import { UndecodableEvent } from "../../events/codec.ts"
 import { eventsFilter } from "../../events/subjects.ts"
 import { scripts, startScriptedModelServer } from "../../programs/scriptedModel/server.ts"
+import { table } from "../../projections/terminalText.ts"
 import { startHost } from "../../runtime/actorHost.ts"
 import {
   configFrom,
@@ -25,7 +26,6 @@ import {
   integerFlag,
   printJson,
   progressLine,
-  table,
   UsageError,
   withRuntime,
 } from "../terminal/invocation.ts"

@@ -18,17 +18,11 @@ import { argumentPath } from "../../actors/tools/toolArguments.ts"
 import { serverOfToolName } from "../../actors/tools/toolNames.ts"
 import { loadToolsConfig, type ToolsConfig } from "../../actors/tools/toolsConfig.ts"
 import { advance, initialFolded } from "../../projections/projection.ts"
+import { table, terminalText } from "../../projections/terminalText.ts"
+import { summarizeUndecodable } from "../../projections/undecodable.ts"
 import type { RolloutConfig } from "../../runtime/config.ts"
-import { summarizeUndecodable, undecodableLine } from "../terminal/damageReport.ts"
-import {
-  configFrom,
-  type GlobalOptions,
-  printJson,
-  table,
-  UsageError,
-  withRuntime,
-} from "../terminal/invocation.ts"
-import { terminalText } from "../terminal/terminal.ts"
+import { undecodableLine } from "../terminal/damageReport.ts"
+import { configFrom, type GlobalOptions, printJson, UsageError, withRuntime } from "../terminal/invocation.ts"
 
 interface DockState {
   readonly url: string

@@ -11,14 +11,14 @@ import { UndecodableEvent } from "../../events/codec.ts"
 import type { LogEntry } from "../../events/log/eventLog.ts"
 import { eventCounts } from "../../projections/eventCounts/eventCounts.ts"
 import { runProjection } from "../../projections/runner/runner.ts"
+import { table, terminalText } from "../../projections/terminalText.ts"
+import { summarizeUndecodable, type UndecodableSummary } from "../../projections/undecodable.ts"
 import {
   beforeCheckpoint,
   cutLines,
   cutOnOpenLine,
   positionList,
-  summarizeUndecodable,
   tornTailLine,
-  type UndecodableSummary,
   undecodableLine,
 } from "../terminal/damageReport.ts"
 import {
@@ -26,10 +26,8 @@ import {
   type GlobalOptions,
   integerFlag,
   printJson,
-  table,
   withRuntime,
 } from "../terminal/invocation.ts"
-import { terminalText } from "../terminal/terminal.ts"
 
 export const logStatsCommand = (global: GlobalOptions, options: { json?: boolean; types?: boolean }) =>
   Effect.gen(function* () {

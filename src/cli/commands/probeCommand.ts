@@ -10,6 +10,7 @@ import * as Stream from "effect/Stream"
 import { probeActor } from "../../actors/probe/index.ts"
 import { UndecodableEvent } from "../../events/codec.ts"
 import { eventsFilter } from "../../events/subjects.ts"
+import { table } from "../../projections/terminalText.ts"
 import { startHost } from "../../runtime/actorHost.ts"
 import type { Command } from "../../runtime/command.ts"
 import {
@@ -18,7 +19,6 @@ import {
   integerFlag,
   printJson,
   progressLine,
-  table,
   UsageError,
   withRuntime,
 } from "../terminal/invocation.ts"

@@ -13,13 +13,14 @@ import {
   rebuildProjection,
   rebuildProjections,
 } from "../../projections/runner/runner.ts"
-import { summarizeUndecodable, undecodableLine } from "../terminal/damageReport.ts"
+import { table } from "../../projections/terminalText.ts"
+import { summarizeUndecodable } from "../../projections/undecodable.ts"
+import { undecodableLine } from "../terminal/damageReport.ts"
 import {
   configFrom,
   type GlobalOptions,
   printJson,
   progressLine,
-  table,
   withRuntime,
 } from "../terminal/invocation.ts"
 

@@ -31,6 +31,7 @@ import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
 import type { LogEntry } from "../../events/log/eventLog.ts"
 import type { Envelope } from "../../events/schema.ts"
 import { entitySubject } from "../../events/subjects.ts"
+import { terminalText } from "../../projections/terminalText.ts"
 import {
   configFrom,
   type GlobalOptions,
@@ -39,7 +40,6 @@ import {
   UsageError,
   withRuntime,
 } from "../terminal/invocation.ts"
-import { terminalText } from "../terminal/terminal.ts"
 
 export interface ReplayOptions {
   readonly format?: string

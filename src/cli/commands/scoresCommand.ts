@@ -25,21 +25,10 @@ import { ownValue } from "../../projections/projection.ts"
 import { runProjection } from "../../projections/runner/runner.ts"
 import { type ScoreboardState, scoreboard } from "../../projections/scoreboard/scoreboard.ts"
 import { boardMetrics, leaderboard } from "../../projections/scoreboard/scoreboardMetrics.ts"
-import {
-  beforeCheckpoint,
-  summarizeUndecodable,
-  type UndecodableSummary,
-  undecodableLine,
-} from "../terminal/damageReport.ts"
-import {
-  configFrom,
-  type GlobalOptions,
-  printJson,
-  table,
-  UsageError,
-  withRuntime,
-} from "../terminal/invocation.ts"
-import { terminalText } from "../terminal/terminal.ts"
+import { table, terminalText } from "../../projections/terminalText.ts"
+import { summarizeUndecodable, type UndecodableSummary } from "../../projections/undecodable.ts"
+import { beforeCheckpoint, undecodableLine } from "../terminal/damageReport.ts"
+import { configFrom, type GlobalOptions, printJson, UsageError, withRuntime } from "../terminal/invocation.ts"
 
 export interface ScoresOptions {
   readonly run?: string

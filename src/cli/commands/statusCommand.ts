@@ -7,8 +7,8 @@
 import * as Effect from "effect/Effect"
 import { roles } from "../../app/actors.ts"
 import type { LogDamage } from "../../events/log/eventLog.ts"
-import { configFrom, type GlobalOptions, printJson, table, withRuntime } from "../terminal/invocation.ts"
-import { terminalText } from "../terminal/terminal.ts"
+import { table, terminalText } from "../../projections/terminalText.ts"
+import { configFrom, type GlobalOptions, printJson, withRuntime } from "../terminal/invocation.ts"
 
 /** "; damaged: 1 undecodable line, an incomplete last line", or nothing for a sound log. */
 const damageSummary = (damage: LogDamage | undefined): string => {

@@ -7,7 +7,8 @@
 import * as path from "node:path"
 import type { UndecodableEvent } from "../../events/codec.ts"
 import type { LogDamage } from "../../events/log/eventLog.ts"
-import { terminalText } from "./terminal.ts"
+import { terminalText } from "../../projections/terminalText.ts"
+import type { UndecodableSummary } from "../../projections/undecodable.ts"
 
 /** How many positions a line names before it says "and N more". */
 const SHOWN = 10
@@ -22,26 +23,6 @@ export const positionList = (count: number, positions: ReadonlyArray<number>): s
   if (shown.length === 1 && rest === 0) return `position ${shown[0]}`
   const head = rest === 0 ? `${shown.slice(0, -1).join(", ")} and ${shown.at(-1)}` : shown.join(", ")
   return `positions ${head}${rest === 0 ? "" : ` and ${rest} more`}`
-}
-
-/** What a reading command met and could not decode, for its `--json` object. */
-export interface UndecodableSummary {
-  readonly count: number
-  readonly positions: ReadonlyArray<number>
-}
-
-/**
- * Distinct positions, in order (the same entry may reach a reader more than once, and the log's
- * index may know some already), with the largest count any source gives: a count resumed from a
- * checkpoint includes entries before it whose positions this run did not see.
- */
-export const summarizeUndecodable = (
-  entries: ReadonlyArray<Pick<UndecodableEvent, "position">>,
-  count = 0,
-  known: ReadonlyArray<number> = [],
-): UndecodableSummary => {
-  const positions = [...new Set([...known, ...entries.map((e) => e.position)])].sort((a, b) => a - b)
-  return { count: Math.max(count, positions.length), positions }
 }
 
 /**

@@ -11,9 +11,9 @@ import * as Exit from "effect/Exit"
 import * as Logger from "effect/Logger"
 import type * as Scope from "effect/Scope"
 import { type OpenOptions, openRuntime, type Runtime } from "../../app/wiring.ts"
+import { terminalText } from "../../projections/terminalText.ts"
 import { type ConfigOverrides, loadConfig, type RolloutConfig } from "../../runtime/config.ts"
 import { damageLines } from "./damageReport.ts"
-import { terminalText } from "./terminal.ts"
 
 export interface GlobalOptions {
   readonly log?: string
@@ -130,24 +130,6 @@ export const integerFlag = (
 
 export const printJson = (value: unknown): void => {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
-}
-
-/** Renders rows as an aligned text table. */
-export const table = (
-  header: ReadonlyArray<string>,
-  rows: ReadonlyArray<ReadonlyArray<string | number>>,
-): string => {
-  // Cells often hold text from the log (ids, models, reasons): one cell stays one inert line.
-  const cells = [header, ...rows.map((r) => r.map((c) => terminalText(String(c))))]
-  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)))
-  return cells
-    .map((r) =>
-      r
-        .map((c, i) => (c ?? "").padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n")
 }
 
 /** A one-line progress display on stderr, redrawn in place on a terminal, throttled elsewhere. */

@@ -1,9 +1,11 @@
 /**
- * Text that reaches the terminal from outside the program — log entries, tool output, error
- * messages quoting either — made inert. A damaged or hostile log line can carry an ESC sequence
- * that recolours, moves the cursor, retitles the window or hides what came before it; printed raw,
- * the report of the damage would itself be damaged. Every printer of such text goes through
- * `terminalText` (the CLI's tables, warnings, error lines and `log tail` do it for their callers).
+ * Text that reaches a terminal from outside the program — log entries, tool output, error
+ * messages quoting either — made inert, and the aligned text table every read model renders its
+ * rows into. A damaged or hostile log line can carry an ESC sequence that recolours, moves the
+ * cursor, retitles the window or hides what came before it; printed raw, the report of the damage
+ * would itself be damaged. Every printer of such text goes through `terminalText` (the read models'
+ * tables and reports, the CLI's warnings and error lines, `log tail`). Pure: renderings that use it
+ * are strings a command prints and a viewer may show.
  */
 
 /**
@@ -44,4 +46,22 @@ export const terminalText = (text: string, options?: { readonly multiline?: bool
     from = i + 1
   }
   return from === 0 ? text : out + text.slice(from)
+}
+
+/** Renders rows as an aligned text table. */
+export const table = (
+  header: ReadonlyArray<string>,
+  rows: ReadonlyArray<ReadonlyArray<string | number>>,
+): string => {
+  // Cells often hold text from the log (ids, models, reasons): one cell stays one inert line.
+  const cells = [header, ...rows.map((r) => r.map((c) => terminalText(String(c))))]
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)))
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => (c ?? "").padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n")
 }
