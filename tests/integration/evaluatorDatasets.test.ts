@@ -10,9 +10,9 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import { describe, expect, it } from "vitest"
-import type { BenchmarkName } from "../../src/actors/evaluator/benchmarks.ts"
-import { type LoadOptions, loadBenchmark } from "../../src/actors/evaluator/datasetLoader.ts"
-import { formatIssue, type LoadResult } from "../../src/actors/evaluator/task.ts"
+import type { BenchmarkName } from "../../src/actors/evaluator/datasets/benchmarks.ts"
+import { type LoadOptions, loadBenchmark } from "../../src/actors/evaluator/datasets/datasetLoader.ts"
+import { formatIssue, type LoadResult } from "../../src/actors/evaluator/datasets/task.ts"
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const datasets = path.resolve(repoRoot, process.env.ROLLOUT_DATASETS ?? "../shared/datasets")

@@ -21,7 +21,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as YAML from "yaml"
-import { canaryKey, xorWithKey } from "../../src/actors/evaluator/canaryDecryption.ts"
+import { canaryKey, xorWithKey } from "../../src/actors/evaluator/datasets/canaryDecryption.ts"
 import { messageText, type Script } from "../../src/programs/scriptedModel/script.ts"
 import {
   type ScriptedModelServer,

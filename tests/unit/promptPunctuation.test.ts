@@ -6,7 +6,7 @@
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
 import { taskPrompt } from "../../src/actors/agent/episodeState.ts"
-import { JUDGE_PROFILES, JUDGE_TEMPLATES } from "../../src/actors/evaluator/judgeTemplates.ts"
+import { JUDGE_PROFILES, JUDGE_TEMPLATES } from "../../src/actors/evaluator/scoring/judgeTemplates.ts"
 
 const PREFIX = "Your task is to answer the user's question: "
 const MARKS = [".", "?", "!", "。", "？", "！", "…"]

@@ -34,6 +34,7 @@ import { boardMetrics, crashedOutcomes } from "../../projections/scoreboard/scor
 import { defaultPolicy, type StartEpisode } from "../agent/decider.ts"
 import type { EpisodePorts } from "../agent/ports.ts"
 import type { EpisodeError } from "../agent/shell.ts"
+import type { Task } from "./datasets/task.ts"
 import { type EpisodeRunner, runHere } from "./episodeRunner.ts"
 import { makeLiveBoard } from "./evalRunBoard.ts"
 import { type JudgeCacheStats, makeCachedJudge } from "./evalRunJudge.ts"
@@ -45,10 +46,15 @@ import {
   runSubject,
   sampleKey,
 } from "./evalRunStream.ts"
-import type { JudgeSettings } from "./judge.ts"
-import { xbenchExactMatch } from "./judgeTemplates.ts"
-import { JudgeRequired, needsJudge, type ScoreResult, type ScorerName, scoreAnswer } from "./scorers.ts"
-import type { Task } from "./task.ts"
+import type { JudgeSettings } from "./scoring/judge.ts"
+import { xbenchExactMatch } from "./scoring/judgeTemplates.ts"
+import {
+  JudgeRequired,
+  needsJudge,
+  type ScoreResult,
+  type ScorerName,
+  scoreAnswer,
+} from "./scoring/scorers.ts"
 
 /** Run ids become the first part of episode ids and a folder name: no `/`, no leading dot. */
 export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/

@@ -22,9 +22,14 @@ import {
   judgeCacheKey,
   makeJudge,
   parseJudgeVerdict,
-} from "./judge.ts"
-import { JUDGE_TEMPLATES, type JudgeInput, type JudgeProfile, xbenchExactMatch } from "./judgeTemplates.ts"
-import { PARSER_VERSION, type Verdict } from "./verdictParsers.ts"
+} from "./scoring/judge.ts"
+import {
+  JUDGE_TEMPLATES,
+  type JudgeInput,
+  type JudgeProfile,
+  xbenchExactMatch,
+} from "./scoring/judgeTemplates.ts"
+import { PARSER_VERSION, type Verdict } from "./scoring/verdictParsers.ts"
 
 export interface JudgeCacheStats {
   /** Judgements asked of the judge model (each may be several calls: a retry of an unparseable verdict). */

@@ -12,7 +12,7 @@ import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts
 import type { EpisodePolicy, EventOf } from "../../events/schema.ts"
 import { entitySubject } from "../../events/subjects.ts"
 import type { Json } from "../../projections/projection.ts"
-import type { Task } from "./task.ts"
+import type { Task } from "./datasets/task.ts"
 
 export const runSubject = (namespace: string, runId: string): string => entitySubject(namespace, "run", runId)
 

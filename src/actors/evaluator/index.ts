@@ -29,10 +29,12 @@ export {
   isBenchmarkName,
   judgeProfileFor,
   parseCustomMapping,
-} from "./benchmarks.ts"
-export { type CanaryKeyScheme, canaryKey, decryptField } from "./canaryDecryption.ts"
-export { type LoadOptions, loadBenchmark, readIdList } from "./datasetLoader.ts"
-export { type GaiaMode, type GaiaScore, gaiaScore } from "./gaiaScorer.ts"
+} from "./datasets/benchmarks.ts"
+export { type CanaryKeyScheme, canaryKey, decryptField } from "./datasets/canaryDecryption.ts"
+export { type LoadOptions, loadBenchmark, readIdList } from "./datasets/datasetLoader.ts"
+export { DatasetUnreadable, readTable, type TableFormat } from "./datasets/tableFiles.ts"
+export { type Cell, formatIssue, type LoadIssue, type LoadResult, type Task } from "./datasets/task.ts"
+export { type GaiaMode, type GaiaScore, gaiaScore } from "./scoring/gaiaScorer.ts"
 export {
   type Judge,
   JudgeCallError,
@@ -43,8 +45,8 @@ export {
   makeJudge,
   parseJudgeVerdict,
   promptHash,
-} from "./judge.ts"
-export { poolJudgePort } from "./judgePort.ts"
+} from "./scoring/judge.ts"
+export { poolJudgePort } from "./scoring/judgePort.ts"
 export {
   isJudgeProfile,
   JUDGE_PROFILES,
@@ -54,8 +56,8 @@ export {
   type JudgeProfile,
   type JudgeTemplate,
   xbenchExactMatch,
-} from "./judgeTemplates.ts"
-export { pythonFloat } from "./pythonFloat.ts"
+} from "./scoring/judgeTemplates.ts"
+export { pythonFloat } from "./scoring/pythonFloat.ts"
 export {
   isScorerName,
   JudgeRequired,
@@ -65,7 +67,5 @@ export {
   type ScoreResult,
   type ScorerName,
   scoreAnswer,
-} from "./scorers.ts"
-export { DatasetUnreadable, readTable, type TableFormat } from "./tableFiles.ts"
-export { type Cell, formatIssue, type LoadIssue, type LoadResult, type Task } from "./task.ts"
-export { PARSER_VERSION, parseVerdict, type Verdict } from "./verdictParsers.ts"
+} from "./scoring/scorers.ts"
+export { PARSER_VERSION, parseVerdict, type Verdict } from "./scoring/verdictParsers.ts"

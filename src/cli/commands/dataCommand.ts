@@ -5,8 +5,8 @@
  * Exit code 3 when some rows are bad (the rest loaded).
  */
 import * as Effect from "effect/Effect"
-import { loadBenchmark } from "../../actors/evaluator/datasetLoader.ts"
-import { formatIssue, type Task } from "../../actors/evaluator/task.ts"
+import { loadBenchmark } from "../../actors/evaluator/datasets/datasetLoader.ts"
+import { formatIssue, type Task } from "../../actors/evaluator/datasets/task.ts"
 import { benchmarkFlags } from "../terminal/benchmarkFlags.ts"
 import { type GlobalOptions, printJson } from "../terminal/invocation.ts"
 

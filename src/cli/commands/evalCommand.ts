@@ -10,15 +10,20 @@
 import * as path from "node:path"
 import cliProgress from "cli-progress"
 import * as Effect from "effect/Effect"
-import { benchmarkSpec } from "../../actors/evaluator/benchmarks.ts"
-import { loadBenchmark } from "../../actors/evaluator/datasetLoader.ts"
+import { benchmarkSpec } from "../../actors/evaluator/datasets/benchmarks.ts"
+import { loadBenchmark } from "../../actors/evaluator/datasets/datasetLoader.ts"
+import { formatIssue, type LoadIssue } from "../../actors/evaluator/datasets/task.ts"
 import { type EpisodeRunner, runHere, runOnWorkers } from "../../actors/evaluator/episodeRunner.ts"
 import { evalReport, percent, writeReportFiles } from "../../actors/evaluator/evalReport.ts"
 import { type EvalProgress, RUN_ID_PATTERN, runEvaluation } from "../../actors/evaluator/evalRun.ts"
-import type { JudgeSettings } from "../../actors/evaluator/judge.ts"
-import { poolJudgePort } from "../../actors/evaluator/judgePort.ts"
-import { isScorerName, needsJudge, SCORER_NAMES, type ScorerName } from "../../actors/evaluator/scorers.ts"
-import { formatIssue, type LoadIssue } from "../../actors/evaluator/task.ts"
+import type { JudgeSettings } from "../../actors/evaluator/scoring/judge.ts"
+import { poolJudgePort } from "../../actors/evaluator/scoring/judgePort.ts"
+import {
+  isScorerName,
+  needsJudge,
+  SCORER_NAMES,
+  type ScorerName,
+} from "../../actors/evaluator/scoring/scorers.ts"
 import {
   loadModelsConfig,
   modelUrlVariable,

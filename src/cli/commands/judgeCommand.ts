@@ -4,10 +4,10 @@
  * the parser against real judge outputs.
  */
 import * as Effect from "effect/Effect"
-import { judgeProfileFor } from "../../actors/evaluator/benchmarks.ts"
-import { parseJudgeVerdict } from "../../actors/evaluator/judge.ts"
-import { JUDGE_PROFILES } from "../../actors/evaluator/judgeTemplates.ts"
-import { PARSER_VERSION } from "../../actors/evaluator/verdictParsers.ts"
+import { judgeProfileFor } from "../../actors/evaluator/datasets/benchmarks.ts"
+import { parseJudgeVerdict } from "../../actors/evaluator/scoring/judge.ts"
+import { JUDGE_PROFILES } from "../../actors/evaluator/scoring/judgeTemplates.ts"
+import { PARSER_VERSION } from "../../actors/evaluator/scoring/verdictParsers.ts"
 import { type GlobalOptions, printJson, UsageError } from "../terminal/invocation.ts"
 
 export interface JudgeParseOptions {

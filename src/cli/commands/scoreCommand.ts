@@ -6,8 +6,8 @@
  * Write values that may be empty or start with `-` as `--pred=<text>`.
  */
 import * as Effect from "effect/Effect"
-import { makeJudge } from "../../actors/evaluator/judge.ts"
-import { poolJudgePort } from "../../actors/evaluator/judgePort.ts"
+import { makeJudge } from "../../actors/evaluator/scoring/judge.ts"
+import { poolJudgePort } from "../../actors/evaluator/scoring/judgePort.ts"
 import {
   isScorerName,
   type JudgeRequired,
@@ -15,7 +15,7 @@ import {
   SCORER_NAMES,
   type ScoreResult,
   scoreAnswer,
-} from "../../actors/evaluator/scorers.ts"
+} from "../../actors/evaluator/scoring/scorers.ts"
 import { loadModelsConfig } from "../../actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../../actors/inference/pool.ts"
 import { type GlobalOptions, printJson, UsageError } from "../terminal/invocation.ts"

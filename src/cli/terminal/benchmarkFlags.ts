@@ -10,8 +10,8 @@ import {
   type CustomMapping,
   isBenchmarkName,
   parseCustomMapping,
-} from "../../actors/evaluator/benchmarks.ts"
-import { TABLE_FORMATS, type TableFormat } from "../../actors/evaluator/tableFiles.ts"
+} from "../../actors/evaluator/datasets/benchmarks.ts"
+import { TABLE_FORMATS, type TableFormat } from "../../actors/evaluator/datasets/tableFiles.ts"
 import { UsageError } from "./invocation.ts"
 
 export interface BenchmarkFlags {

@@ -6,7 +6,11 @@ import { createHash } from "node:crypto"
 import { fc, test } from "@fast-check/vitest"
 import * as Result from "effect/Result"
 import { describe, expect, it } from "vitest"
-import { canaryKey, decodeBase64, decryptField } from "../../../src/actors/evaluator/canaryDecryption.ts"
+import {
+  canaryKey,
+  decodeBase64,
+  decryptField,
+} from "../../../src/actors/evaluator/datasets/canaryDecryption.ts"
 
 /** The benchmarks' encryption: UTF-8 bytes XOR the key (repeated), base64. */
 const encrypt = (plaintext: string, key: Buffer): string => {

@@ -22,10 +22,10 @@ import {
   BENCHMARK_NAMES,
   type BenchmarkName,
   parseCustomMapping,
-} from "../../../src/actors/evaluator/benchmarks.ts"
-import { type LoadOptions, loadBenchmark } from "../../../src/actors/evaluator/datasetLoader.ts"
-import { readTable } from "../../../src/actors/evaluator/tableFiles.ts"
-import { formatIssue, type LoadResult } from "../../../src/actors/evaluator/task.ts"
+} from "../../../src/actors/evaluator/datasets/benchmarks.ts"
+import { type LoadOptions, loadBenchmark } from "../../../src/actors/evaluator/datasets/datasetLoader.ts"
+import { readTable } from "../../../src/actors/evaluator/datasets/tableFiles.ts"
+import { formatIssue, type LoadResult } from "../../../src/actors/evaluator/datasets/task.ts"
 
 let dir: string
 beforeAll(() => {

@@ -4,7 +4,7 @@
  * missing answer, and an unparseable answer against a ground truth of "inf"), marked below.
  */
 import { describe, expect, it } from "vitest"
-import { gaiaScore, normalizeGaiaString } from "../../../src/actors/evaluator/gaiaScorer.ts"
+import { gaiaScore, normalizeGaiaString } from "../../../src/actors/evaluator/scoring/gaiaScorer.ts"
 
 const score = (prediction: string | undefined, truth: string) => gaiaScore(prediction, truth)
 

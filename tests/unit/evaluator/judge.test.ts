@@ -13,15 +13,15 @@ import {
   judgeCacheKey,
   makeJudge,
   promptHash,
-} from "../../../src/actors/evaluator/judge.ts"
+} from "../../../src/actors/evaluator/scoring/judge.ts"
 import {
   JUDGE_PROFILES,
   JUDGE_TEMPLATES,
   type JudgeMessage,
   xbenchExactMatch,
-} from "../../../src/actors/evaluator/judgeTemplates.ts"
-import { scoreAnswer } from "../../../src/actors/evaluator/scorers.ts"
-import { PARSER_VERSION } from "../../../src/actors/evaluator/verdictParsers.ts"
+} from "../../../src/actors/evaluator/scoring/judgeTemplates.ts"
+import { scoreAnswer } from "../../../src/actors/evaluator/scoring/scorers.ts"
+import { PARSER_VERSION } from "../../../src/actors/evaluator/scoring/verdictParsers.ts"
 
 /** A port that answers from a list and records what it was sent. */
 const fakePort = (replies: ReadonlyArray<string | JudgeCallError>) => {

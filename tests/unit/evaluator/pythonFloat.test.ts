@@ -18,7 +18,7 @@ import {
   decimalDigitValue,
   isPythonWhitespace,
   pythonFloat,
-} from "../../../src/actors/evaluator/pythonFloat.ts"
+} from "../../../src/actors/evaluator/scoring/pythonFloat.ts"
 
 const ASCII_SPACES = [" ", "\t", "\n", "\v", "\f", "\r"]
 /** Every code point ≥ U+0080 for which Python's str.isspace() is true. */

@@ -5,9 +5,9 @@
  */
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
-import { parseJudgeVerdict } from "../../../src/actors/evaluator/judge.ts"
-import { JUDGE_PROFILES, type VerdictFormat } from "../../../src/actors/evaluator/judgeTemplates.ts"
-import { PARSER_VERSION, parseVerdict } from "../../../src/actors/evaluator/verdictParsers.ts"
+import { parseJudgeVerdict } from "../../../src/actors/evaluator/scoring/judge.ts"
+import { JUDGE_PROFILES, type VerdictFormat } from "../../../src/actors/evaluator/scoring/judgeTemplates.ts"
+import { PARSER_VERSION, parseVerdict } from "../../../src/actors/evaluator/scoring/verdictParsers.ts"
 
 const v = (format: VerdictFormat, text: string) => parseVerdict(format, text)
 

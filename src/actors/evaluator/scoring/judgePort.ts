@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto"
 import * as Effect from "effect/Effect"
-import type { InferencePool } from "../inference/pool.ts"
+import type { InferencePool } from "../../inference/pool.ts"
 import { JudgeCallError, type JudgePort } from "./judge.ts"
 
 export interface PoolJudgeOptions {

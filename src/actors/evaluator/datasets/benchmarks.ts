@@ -6,9 +6,10 @@
  * Benchmarks without an id column number their tasks by data row ("1", "2", …), which is stable
  * for a given file.
  */
+
+import { isJudgeProfile, type JudgeProfile } from "../scoring/judgeTemplates.ts"
+import type { ScorerName } from "../scoring/scorers.ts"
 import type { CanaryKeyScheme } from "./canaryDecryption.ts"
-import { isJudgeProfile, type JudgeProfile } from "./judgeTemplates.ts"
-import type { ScorerName } from "./scorers.ts"
 import type { TableFormat } from "./tableFiles.ts"
 import type { Cell, Task } from "./task.ts"
 
