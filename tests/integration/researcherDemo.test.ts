@@ -28,7 +28,7 @@ import { dockToolPort } from "../../src/actors/tools/agentToolPort.ts"
 import { startDock } from "../../src/actors/tools/dock.ts"
 import { toolsConfigFrom } from "../../src/actors/tools/toolsConfig.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
-import { researcherScript } from "../../src/programs/scriptedModel/researcher.ts"
+import { researcherScript } from "../../src/programs/scriptedModel/researcher/researcherScript.ts"
 import {
   type ScriptedModelServer,
   startScriptedModelServer,

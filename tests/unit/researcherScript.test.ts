@@ -11,22 +11,18 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
+import { rankCandidates } from "../../src/programs/scriptedModel/researcher/answers.ts"
+import { questionOf, readConversation } from "../../src/programs/scriptedModel/researcher/conversation.ts"
+import { analyzeQuestion, answerKindOf } from "../../src/programs/scriptedModel/researcher/question.ts"
+import { researcherScript } from "../../src/programs/scriptedModel/researcher/researcherScript.ts"
+import { sampleTagOfEpisode, seededUnit } from "../../src/programs/scriptedModel/researcher/samples.ts"
+import { buildQuery, findBridge } from "../../src/programs/scriptedModel/researcher/searching.ts"
 import {
-  analyzeQuestion,
-  answerKindOf,
-  buildQuery,
-  findBridge,
   type Page,
   parsePage,
   parseSearchResults,
-  questionOf,
-  rankCandidates,
-  readConversation,
-  researcherScript,
-  sampleTagOfEpisode,
-  seededUnit,
-  stem,
-} from "../../src/programs/scriptedModel/researcher.ts"
+} from "../../src/programs/scriptedModel/researcher/toolResults.ts"
+import { stem } from "../../src/programs/scriptedModel/researcher/words.ts"
 import {
   type ChatMessage,
   type ChatRequest,
@@ -543,8 +539,13 @@ describe("the researcher script", () => {
   })
 
   it("reads nothing but the conversation", () => {
-    const source = fs.readFileSync(path.resolve("src/programs/scriptedModel/researcher.ts"), "utf8")
-    expect(source).not.toMatch(/from "node:fs|from "fs|readFile|data\/demo/)
+    const dir = path.resolve("src/programs/scriptedModel/researcher")
+    const files = fs.readdirSync(dir).filter((name) => name.endsWith(".ts"))
+    expect(files).toContain("researcherScript.ts")
+    for (const name of files) {
+      const source = fs.readFileSync(path.join(dir, name), "utf8")
+      expect(source, name).not.toMatch(/from "node:fs|from "fs|readFile|data\/demo/)
+    }
   })
 
   it("is registered as a script and by name", () => {

@@ -2,10 +2,10 @@
  * Ready-made scripts for the scripted model server (a test double for a GPU server): an echo, an
  * agent that calls one tool for N turns and then answers, a lookup table, a per-episode sequence,
  * a wrapper that injects HTTP failures, and a researcher that answers questions only through the
- * `search` and `fetch_url` tools (researcher.ts). `parseScriptName` maps a short name such as
+ * `search` and `fetch_url` tools (researcher/). `parseScriptName` maps a short name such as
  * `echo-tool:search:5` to one of them, so a command line can start the server without code.
  */
-import { researcherScript } from "./researcher.ts"
+import { researcherScript } from "./researcher/researcherScript.ts"
 import {
   assistantTurns,
   type ChatRequest,
