@@ -4,8 +4,12 @@
  * the pools, hot-swap a server.
  */
 import type { EventOf } from "../../events/schema.ts"
+import type { ReplicaStatus, ServerStatus } from "../../projections/toolHealth/serverStatus.ts"
 import type { RecordingStatus } from "./lifecycleRecorder.ts"
 import type { Coercion } from "./toolArguments.ts"
+
+/** A pool's status is the toolHealth read model's shape (the same answer from a live dock or the log). */
+export type { ReplicaStatus, ServerStatus }
 
 export type ToolContent = EventOf<"ToolCallServed">["content"][number]
 
@@ -46,34 +50,6 @@ export interface DockCallResult {
   readonly replayed: boolean
   /** Arguments the schema refused as written and accepted as read (`"2"` as 2), when there were any. */
   readonly coerced?: ReadonlyArray<Coercion>
-}
-
-export interface ReplicaStatus {
-  readonly replica: string
-  readonly version: string
-  readonly state: "starting" | "up" | "down" | "draining" | "stopped"
-  readonly inFlight: number
-  readonly circuit: "open" | "closed"
-  readonly restarts: number
-  readonly sandboxId?: string
-  /** stdio replicas: the server process. */
-  readonly pid?: number
-}
-
-export interface ServerStatus {
-  readonly server: string
-  readonly transport: "stdio" | "http" | "docker"
-  readonly version: string
-  readonly weights: Readonly<Record<string, number>>
-  readonly replicas: ReadonlyArray<ReplicaStatus>
-  readonly queued: number
-  readonly calls: number
-  readonly failed: number
-  readonly callsPerSecond: number
-  readonly p50Ms: number
-  readonly p99Ms: number
-  readonly restarts: number
-  readonly swaps: number
 }
 
 export interface SwapReport {

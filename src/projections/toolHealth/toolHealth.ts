@@ -4,12 +4,9 @@
  * histogram, so the state stays small however many calls there were), restarts, swaps and the last
  * sampled in-flight/queued figures. `rollout dock status` shows it when no dock is running.
  */
-import * as Effect from "effect/Effect"
-import * as Stream from "effect/Stream"
-import type { ServerStatus } from "../../actors/tools/dockTypes.ts"
-import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts"
 import type { Envelope } from "../../events/schema.ts"
-import { foldAll, ownValue, type Projection } from "../projection.ts"
+import { ownValue, type Projection } from "../projection.ts"
+import type { ServerStatus } from "./serverStatus.ts"
 
 /** Bucket i holds latencies in [2^(i/4) − 1, 2^((i+1)/4) − 1) ms: about 19% wide. */
 const BUCKETS = 96
@@ -203,9 +200,3 @@ export const toolHealthStatus = (state: ToolHealthState): ReadonlyArray<ServerSt
       swaps: s.swaps,
     }
   })
-
-/** Folds the whole log (a one-off read for the CLI). */
-export const toolHealthFromLog = (
-  log: EventLogShape,
-): Effect.Effect<ReadonlyArray<ServerStatus>, LogUnavailable> =>
-  Effect.map(Stream.runCollect(log.read()), (entries) => toolHealthStatus(foldAll(toolHealth, entries)))
