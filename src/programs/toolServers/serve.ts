@@ -14,9 +14,8 @@
 import * as path from "node:path"
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js"
-import { compileBlockList, DEFAULT_BLOCK_LIST } from "./fetchUrl/blockList.ts"
-import { createFetchUrlServer, type FetchUrlServerOptions } from "./fetchUrl/server.ts"
-import { type Corpus, loadCorpus } from "./search/corpus.ts"
+import { compileBlockList, DEFAULT_BLOCK_LIST } from "./blockList/blockList.ts"
+import { type Corpus, loadCorpus } from "./corpus/corpus.ts"
 import {
   type Decoded,
   decodeBoolean,
@@ -28,7 +27,8 @@ import {
   isRecord,
   ok,
   rejectUnknownFields,
-} from "./search/decode.ts"
+} from "./decoding/decode.ts"
+import { createFetchUrlServer, type FetchUrlServerOptions } from "./fetchUrl/server.ts"
 import { ONLINE_PROVIDERS, type OnlineProviderName } from "./search/online.ts"
 import {
   createSearchServer,

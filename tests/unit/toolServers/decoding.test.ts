@@ -8,12 +8,12 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fc, test } from "@fast-check/vitest"
 import { describe, expect, it } from "vitest"
-import { decodeFetchUrlArgs } from "../../../src/programs/toolServers/fetchUrl/args.ts"
 import {
   compileBlockList,
   DEFAULT_BLOCK_LIST,
   defaultBlockList,
-} from "../../../src/programs/toolServers/fetchUrl/blockList.ts"
+} from "../../../src/programs/toolServers/blockList/blockList.ts"
+import { decodeFetchUrlArgs } from "../../../src/programs/toolServers/fetchUrl/args.ts"
 import { htmlToMarkdown, stripTags } from "../../../src/programs/toolServers/fetchUrl/html.ts"
 import { paginate } from "../../../src/programs/toolServers/fetchUrl/paginate.ts"
 import { decodeSearchArgs } from "../../../src/programs/toolServers/search/args.ts"

@@ -6,8 +6,8 @@
  * failure is an `isError` result naming the URL and the reason.
  */
 import { afterEach, describe, expect, it } from "vitest"
+import { parseCorpus } from "../../../src/programs/toolServers/corpus/corpus.ts"
 import { createFetchUrlTool } from "../../../src/programs/toolServers/fetchUrl/server.ts"
-import { parseCorpus } from "../../../src/programs/toolServers/search/corpus.ts"
 import { serverPool } from "./localHttp.ts"
 
 const servers = serverPool()

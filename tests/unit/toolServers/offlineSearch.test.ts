@@ -8,7 +8,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { loadCorpus, parseCorpus } from "../../../src/programs/toolServers/search/corpus.ts"
+import { loadCorpus, parseCorpus } from "../../../src/programs/toolServers/corpus/corpus.ts"
 import {
   bestSnippet,
   createBm25Index,

@@ -6,7 +6,7 @@
  * when all are cooling down; timeouts), provider choice from env keys, and API keys never echoed.
  */
 import { afterEach, describe, expect, it } from "vitest"
-import { parseCorpus } from "../../../src/programs/toolServers/search/corpus.ts"
+import { parseCorpus } from "../../../src/programs/toolServers/corpus/corpus.ts"
 import {
   bingProvider,
   googleProvider,

@@ -3,8 +3,15 @@
  * JSON or JSON5 string is parsed first; a URL without a scheme gets `https://`; only http(s) URLs
  * pass; page is 1-based (numeric strings accepted).
  */
-import { parseLenient } from "../search/args.ts"
-import { type Decoded, decodeInteger, describe, fail, isRecord, ok } from "../search/decode.ts"
+import {
+  type Decoded,
+  decodeInteger,
+  describe,
+  fail,
+  isRecord,
+  ok,
+  parseLenient,
+} from "../decoding/decode.ts"
 
 export interface FetchUrlArgs {
   readonly url: string

@@ -5,7 +5,7 @@
  * the body turned into readable text — HTML to Markdown, plain text and JSON as they are; other
  * types (PDF, images, archives) are refused by name. Failures are `FetchError`s naming the reason.
  */
-import type { BlockList } from "./blockList.ts"
+import type { BlockList } from "../blockList/blockList.ts"
 import { htmlToMarkdown } from "./html.ts"
 
 export interface FetchedDocument {

@@ -1,6 +1,5 @@
-/** The `fetch_url` tool server: fetching, HTML to Markdown, pagination and the answer-leak block list. */
+/** The `fetch_url` tool server: fetching, HTML to Markdown and pagination (the answer-leak block list is ../blockList). */
 export { decodeFetchUrlArgs, decodeHttpUrl, type FetchUrlArgs } from "./args.ts"
-export { type BlockList, compileBlockList, DEFAULT_BLOCK_LIST, defaultBlockList } from "./blockList.ts"
 export { FetchError, type FetchedDocument, fetchDocument } from "./fetchDocument.ts"
 export { htmlToMarkdown, type Readable, stripTags } from "./html.ts"
 export { paginate } from "./paginate.ts"

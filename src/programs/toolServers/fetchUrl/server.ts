@@ -10,9 +10,9 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js"
 import { z } from "zod"
-import type { Corpus } from "../search/corpus.ts"
+import { type BlockList, compileBlockList, DEFAULT_BLOCK_LIST } from "../blockList/blockList.ts"
+import type { Corpus } from "../corpus/corpus.ts"
 import { decodeFetchUrlArgs } from "./args.ts"
-import { type BlockList, compileBlockList, DEFAULT_BLOCK_LIST } from "./blockList.ts"
 import { FetchError, type FetchedDocument, fetchDocument } from "./fetchDocument.ts"
 import { paginate } from "./paginate.ts"
 

@@ -3,8 +3,15 @@
  * Total (never throws): a JSON or JSON5 string is parsed first; queries are trimmed, empty ones
  * dropped and duplicates removed; num_results is capped to the server's maximum.
  */
-import JSON5 from "json5"
-import { type Decoded, decodeInteger, describe, fail, isRecord, ok } from "./decode.ts"
+import {
+  type Decoded,
+  decodeInteger,
+  describe,
+  fail,
+  isRecord,
+  ok,
+  parseLenient,
+} from "../decoding/decode.ts"
 
 export interface SearchLimits {
   readonly defaultNumResults: number
@@ -23,20 +30,6 @@ export const DEFAULT_SEARCH_LIMITS: SearchLimits = {
 export interface SearchArgs {
   readonly queries: ReadonlyArray<string>
   readonly numResults: number
-}
-
-/** A JSON (then JSON5) object from a string; other values pass through. */
-export const parseLenient = (input: unknown): unknown => {
-  if (typeof input !== "string") return input
-  try {
-    return JSON.parse(input)
-  } catch {
-    try {
-      return JSON5.parse(input)
-    } catch {
-      return input
-    }
-  }
 }
 
 export const decodeSearchArgs = (

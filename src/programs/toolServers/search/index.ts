@@ -1,14 +1,5 @@
-/** The `search` tool server: providers, failover, the offline BM25 provider and the corpus. */
+/** The `search` tool server: providers, failover and the offline BM25 provider (over ../corpus). */
 export { DEFAULT_SEARCH_LIMITS, decodeSearchArgs, type SearchArgs, type SearchLimits } from "./args.ts"
-export {
-  type Corpus,
-  type CorpusDocument,
-  corpusUrlKey,
-  loadCorpus,
-  makeCorpus,
-  parseCorpus,
-} from "./corpus.ts"
-export type { Decoded } from "./decode.ts"
 export { createFailover, type Failover, type FailoverOptions, type ProviderStatus } from "./failover.ts"
 export { bestSnippet, createBm25Index, offlineProvider } from "./offline.ts"
 export {

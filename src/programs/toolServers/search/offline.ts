@@ -6,7 +6,7 @@
  * cover the query terms best (see `bestSnippet`).
  */
 import MiniSearch from "minisearch"
-import type { Corpus, CorpusDocument } from "./corpus.ts"
+import type { Corpus, CorpusDocument } from "../corpus/corpus.ts"
 import type { SearchHit, SearchProvider } from "./provider.ts"
 
 const STOP_WORDS = new Set(

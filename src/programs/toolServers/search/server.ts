@@ -8,9 +8,9 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js"
 import { z } from "zod"
-import { type BlockList, compileBlockList, DEFAULT_BLOCK_LIST } from "../fetchUrl/blockList.ts"
+import { type BlockList, compileBlockList, DEFAULT_BLOCK_LIST } from "../blockList/blockList.ts"
+import type { Corpus } from "../corpus/corpus.ts"
 import { DEFAULT_SEARCH_LIMITS, decodeSearchArgs, type SearchLimits } from "./args.ts"
-import type { Corpus } from "./corpus.ts"
 import { createFailover, type ProviderStatus } from "./failover.ts"
 import { offlineProvider } from "./offline.ts"
 import {

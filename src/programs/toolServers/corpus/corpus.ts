@@ -5,7 +5,7 @@
  * lower-cased, fragment and trailing slash dropped).
  */
 import * as fs from "node:fs/promises"
-import { type Decoded, describe, fail, isRecord, ok } from "./decode.ts"
+import { type Decoded, describe, fail, isRecord, ok } from "../decoding/decode.ts"
 
 export interface CorpusDocument {
   readonly id: string

@@ -13,7 +13,7 @@
  * The path is percent-decoded and its repeated slashes collapsed before matching, so encoding does
  * not slip past a rule.
  */
-import { type Decoded, fail, ok } from "../search/decode.ts"
+import { type Decoded, fail, ok } from "../decoding/decode.ts"
 
 /** Benchmark answer sources (see REFERENCE §4): extend it with `extraBlockList`, or replace it. */
 export const DEFAULT_BLOCK_LIST: ReadonlyArray<string> = [

@@ -1,7 +1,9 @@
 /**
- * Small total decoders shared by the tool servers (search, fetch_url) and their option decoder:
- * each takes an unknown value and returns a result naming the offending field, never throwing.
+ * Small total decoders shared by the tool servers (search, fetch_url), their corpus, block list and
+ * option decoder: each takes an unknown value and returns a result naming the offending field,
+ * never throwing; and the lenient parse of a tool's arguments as a model wrote them.
  */
+import JSON5 from "json5"
 
 export type Decoded<A> =
   | { readonly ok: true; readonly value: A }
@@ -85,4 +87,18 @@ export const rejectUnknownFields = (
       (close === undefined ? "" : ` (did you mean "${close}"?)`) +
       `; known fields: ${known.join(", ")}`,
   )
+}
+
+/** A JSON (then JSON5) object from a string; other values pass through. */
+export const parseLenient = (input: unknown): unknown => {
+  if (typeof input !== "string") return input
+  try {
+    return JSON.parse(input)
+  } catch {
+    try {
+      return JSON5.parse(input)
+    } catch {
+      return input
+    }
+  }
 }
