@@ -16,7 +16,14 @@ import { EPISODE_HEADER, parseEpisodeHeader } from "../../actors/inference/episo
 import { TEST_DOUBLE_HEADER, TEST_DOUBLE_OWNER } from "../../actors/inference/testDouble.ts"
 import { openAiErrorBody, parseChatRequest } from "./chatRequest.ts"
 import { completionBody, completionStreamEvents, planGeneration } from "./completion.ts"
-import { type ChatRequest, episodeKeyOf, type Script, type ScriptedError } from "./script.ts"
+import {
+  type ChatRequest,
+  episodeKeyOf,
+  type Script,
+  type ScriptContext,
+  type ScriptedError,
+  type ScriptedReply,
+} from "./script.ts"
 
 export interface ScriptedModelServerOptions {
   readonly script: Script
@@ -70,6 +77,22 @@ export const MAX_BODY_BYTES = 32 * 1024 * 1024
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
+/** What one server instance keeps between requests. */
+interface ServerState {
+  readonly options: ScriptedModelServerOptions
+  /** Replaced by `setScript`. */
+  script: Script
+  /** Valid chat completion requests so far (the next one's `callIndex`). */
+  callIndex: number
+  /** Every request so far (the next one's `x-request-id`). */
+  requestCount: number
+  readonly recordLimit: number
+  readonly requests: Array<RecordedRequest>
+  /** One per answer still pending: aborted when the server stops. */
+  readonly pending: Set<AbortController>
+  readonly log: (line: string) => void
+}
+
 const tokenMatches = (header: string | undefined, token: string): boolean => {
   const expected = Buffer.from(`Bearer ${token}`)
   const given = Buffer.from(header ?? "")
@@ -88,275 +111,328 @@ const wait = (ms: number, signal: AbortSignal): Promise<void> =>
     signal.addEventListener("abort", done, { once: true })
   })
 
-export const startScriptedModelServer = async (
-  options: ScriptedModelServerOptions,
-): Promise<ScriptedModelServer> => {
-  let script = options.script
-  let callIndex = 0
-  let requestCount = 0
-  const models = options.models
-  const recordLimit = options.recordLimit ?? 1000
-  const requests: Array<RecordedRequest> = []
-  const pending = new Set<AbortController>()
-  const log = options.log ?? (() => {})
+const sendJson = (
+  res: http.ServerResponse,
+  record: Mutable<RecordedRequest>,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void => {
+  record.status = status
+  const text = JSON.stringify(body)
+  res.writeHead(status, {
+    ...headers,
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+  })
+  res.end(text)
+}
 
-  const sendJson = (
-    res: http.ServerResponse,
-    record: Mutable<RecordedRequest>,
-    status: number,
-    body: unknown,
-    headers: Record<string, string> = {},
-  ): void => {
-    record.status = status
-    const text = JSON.stringify(body)
-    res.writeHead(status, {
-      ...headers,
-      "content-type": "application/json",
-      "content-length": Buffer.byteLength(text),
+const sendError = (
+  res: http.ServerResponse,
+  record: Mutable<RecordedRequest>,
+  error: ScriptedError,
+  headers: Record<string, string> = {},
+  param: string | null = null,
+): void =>
+  sendJson(
+    res,
+    record,
+    error.status,
+    openAiErrorBody(error, param),
+    error.retryAfterSeconds === undefined
+      ? headers
+      : { ...headers, "retry-after": String(error.retryAfterSeconds) },
+  )
+
+/** Reads the body up to the limit; undefined when it was too large (413 already sent). */
+const readBody = (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  record: Mutable<RecordedRequest>,
+): Promise<Buffer | undefined> =>
+  new Promise((resolve, reject) => {
+    const tooLarge = () => {
+      // Keep reading (and discarding) so the client sees the 413 rather than a reset connection.
+      req.removeAllListeners("data")
+      req.resume()
+      sendError(
+        res,
+        record,
+        {
+          status: 413,
+          message: `the request body exceeds ${MAX_BODY_BYTES} bytes`,
+          code: "body_too_large",
+        },
+        { connection: "close" },
+      )
+      resolve(undefined)
+    }
+    if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) return tooLarge()
+    const chunks: Array<Buffer> = []
+    let size = 0
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length
+      if (size > MAX_BODY_BYTES) return tooLarge()
+      chunks.push(chunk)
     })
-    res.end(text)
-  }
-  const sendError = (
-    res: http.ServerResponse,
-    record: Mutable<RecordedRequest>,
-    error: ScriptedError,
-    headers: Record<string, string> = {},
-    param: string | null = null,
-  ): void =>
-    sendJson(
-      res,
-      record,
-      error.status,
-      openAiErrorBody(error, param),
-      error.retryAfterSeconds === undefined
-        ? headers
-        : { ...headers, "retry-after": String(error.retryAfterSeconds) },
-    )
+    req.on("end", () => resolve(Buffer.concat(chunks, size)))
+    req.on("error", reject)
+  })
 
-  /** Reads the body up to the limit; undefined when it was too large (413 already sent). */
-  const readBody = (
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    record: Mutable<RecordedRequest>,
-  ): Promise<Buffer | undefined> =>
-    new Promise((resolve, reject) => {
-      const tooLarge = () => {
-        // Keep reading (and discarding) so the client sees the 413 rather than a reset connection.
-        req.removeAllListeners("data")
-        req.resume()
-        sendError(
-          res,
-          record,
-          {
-            status: 413,
-            message: `the request body exceeds ${MAX_BODY_BYTES} bytes`,
-            code: "body_too_large",
-          },
-          { connection: "close" },
-        )
-        resolve(undefined)
-      }
-      if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) return tooLarge()
-      const chunks: Array<Buffer> = []
-      let size = 0
-      req.on("data", (chunk: Buffer) => {
-        size += chunk.length
-        if (size > MAX_BODY_BYTES) return tooLarge()
-        chunks.push(chunk)
-      })
-      req.on("end", () => resolve(Buffer.concat(chunks, size)))
-      req.on("error", reject)
+/** A `/v1/chat/completions` request: its body parsed, its episode named, the script's reply sent. */
+const completeChat = async (
+  state: ServerState,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  record: Mutable<RecordedRequest>,
+): Promise<void> => {
+  const raw = await readBody(req, res, record)
+  if (raw === undefined) return
+  const parsed = parseChatRequest(raw.toString("utf8"), state.options.models)
+  if (!parsed.ok) {
+    const { message, code, param } = parsed.problem
+    return sendError(res, record, { status: 400, message, code }, {}, param)
+  }
+  const request = parsed.request
+  const episode = parseEpisodeHeader(req.headersDistinct[EPISODE_HEADER])
+  if (!episode.ok) {
+    return sendError(res, record, { status: 400, message: episode.message, code: "invalid_episode_header" })
+  }
+  const context: ScriptContext = {
+    callIndex: state.callIndex++,
+    episodeKey: episodeKeyOf(request),
+    ...(episode.episodeId === undefined ? {} : { episodeId: episode.episodeId }),
+  }
+  record.body = request
+  record.callIndex = context.callIndex
+  record.episodeKey = context.episodeKey
+  record.episodeId = episode.episodeId
+
+  // Aborted when the client goes away or the server stops, so a hanging reply never outlives either.
+  const abort = new AbortController()
+  state.pending.add(abort)
+  res.once("close", () => abort.abort())
+  try {
+    await answerChat(state, res, record, request, context, abort.signal)
+  } finally {
+    state.pending.delete(abort)
+  }
+}
+
+/**
+ * Runs the script on a parsed request and sends what it replied — after its latency and hang, as
+ * an error, a completion or a stream (cut when the reply says so) — unless `signal` aborted first.
+ */
+const answerChat = async (
+  state: ServerState,
+  res: http.ServerResponse,
+  record: Mutable<RecordedRequest>,
+  request: ChatRequest,
+  context: ScriptContext,
+  signal: AbortSignal,
+): Promise<void> => {
+  let reply: ScriptedReply
+  try {
+    reply = await state.script(request, context)
+    if (typeof reply !== "object" || reply === null) throw new TypeError(`it returned ${String(reply)}`)
+  } catch (cause) {
+    state.log(`scripted model server: the script threw on call ${context.callIndex}: ${String(cause)}`)
+    return sendError(res, record, {
+      status: 500,
+      message: `the script threw: ${String(cause)}`,
+      code: "script_error",
     })
-
-  const completeChat = async (
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    record: Mutable<RecordedRequest>,
-  ): Promise<void> => {
-    const raw = await readBody(req, res, record)
-    if (raw === undefined) return
-    const parsed = parseChatRequest(raw.toString("utf8"), models)
-    if (!parsed.ok) {
-      const { message, code, param } = parsed.problem
-      return sendError(res, record, { status: 400, message, code }, {}, param)
-    }
-    const request = parsed.request
-    const episode = parseEpisodeHeader(req.headersDistinct[EPISODE_HEADER])
-    if (!episode.ok) {
-      return sendError(res, record, { status: 400, message: episode.message, code: "invalid_episode_header" })
-    }
-    const context = {
-      callIndex: callIndex++,
-      episodeKey: episodeKeyOf(request),
-      ...(episode.episodeId === undefined ? {} : { episodeId: episode.episodeId }),
-    }
-    record.body = request
-    record.callIndex = context.callIndex
-    record.episodeKey = context.episodeKey
-    record.episodeId = episode.episodeId
-
-    // Aborted when the client goes away or the server stops, so a hanging reply never outlives either.
-    const abort = new AbortController()
-    pending.add(abort)
-    res.once("close", () => abort.abort())
-    try {
-      let reply: Awaited<ReturnType<Script>>
-      try {
-        reply = await script(request, context)
-        if (typeof reply !== "object" || reply === null) throw new TypeError(`it returned ${String(reply)}`)
-      } catch (cause) {
-        log(`scripted model server: the script threw on call ${context.callIndex}: ${String(cause)}`)
-        return sendError(res, record, {
-          status: 500,
-          message: `the script threw: ${String(cause)}`,
-          code: "script_error",
-        })
-      }
-      const latency = typeof options.latencyMs === "function" ? options.latencyMs(request) : options.latencyMs
-      const delay = (latency ?? 0) + (reply.hangMs ?? 0)
-      if (delay > 0) await wait(delay, abort.signal)
-      if (abort.signal.aborted) return
-      if (reply.error !== undefined) return sendError(res, record, reply.error)
-
-      const generation = planGeneration(request, reply, context)
-      const meta = {
-        id: `chatcmpl-scripted-${context.callIndex}`,
-        created: Math.floor(Date.now() / 1000),
-        model: request.model,
-      }
-      if (request.stream !== true) return sendJson(res, record, 200, completionBody(generation, meta))
-      record.status = 200
-      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" })
-      const events = completionStreamEvents(generation, meta, request.stream_options?.include_usage === true)
-      const cut = reply.cutStream
-      if (cut === undefined) return void res.end(events.join(""))
-      const sent = events.slice(0, Math.max(0, Math.trunc(cut.afterEvents))).join("")
-      if (cut.how === "end") return void res.end(sent)
-      if (cut.how === "stall") {
-        if (sent === "") res.flushHeaders()
-        else res.write(sent)
-        await wait(2 ** 31 - 1, abort.signal)
-        return void res.destroy()
-      }
-      // Flush what is kept (at least the headers), then drop the connection before the chunked
-      // body's end, as a server that crashes mid-answer does.
-      if (sent === "") res.flushHeaders()
-      await new Promise<void>((resolve) => {
-        const socket = res.socket
-        if (sent !== "") res.write(sent, () => resolve())
-        else if (socket !== null) socket.write("", () => resolve())
-        else resolve()
-      })
-      res.destroy()
-    } finally {
-      pending.delete(abort)
-    }
   }
+  const { options } = state
+  const latency = typeof options.latencyMs === "function" ? options.latencyMs(request) : options.latencyMs
+  const delay = (latency ?? 0) + (reply.hangMs ?? 0)
+  if (delay > 0) await wait(delay, signal)
+  if (signal.aborted) return
+  if (reply.error !== undefined) return sendError(res, record, reply.error)
 
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const path = (req.url ?? "/").split("?")[0] ?? "/"
-    const headers: Record<string, string> = {}
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (value === undefined) continue
-      headers[name] =
-        name === "authorization" ? "<redacted>" : Array.isArray(value) ? value.join(", ") : value
-    }
-    const record: Mutable<RecordedRequest> = {
-      method: req.method ?? "GET",
-      path,
-      headers,
-      body: undefined,
-      callIndex: undefined,
-      episodeKey: undefined,
-      episodeId: undefined,
-      status: undefined,
-    }
-    if (recordLimit > 0) {
-      requests.push(record)
-      if (requests.length > recordLimit) requests.shift()
-    }
-    res.setHeader(TEST_DOUBLE_HEADER, "scripted")
-    res.setHeader("x-request-id", `scripted-${requestCount++}`)
+  const generation = planGeneration(request, reply, context)
+  const meta = {
+    id: `chatcmpl-scripted-${context.callIndex}`,
+    created: Math.floor(Date.now() / 1000),
+    model: request.model,
+  }
+  if (request.stream !== true) return sendJson(res, record, 200, completionBody(generation, meta))
+  record.status = 200
+  res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" })
+  const events = completionStreamEvents(generation, meta, request.stream_options?.include_usage === true)
+  return streamEvents(res, events, reply.cutStream, signal)
+}
 
-    const route = `${req.method} ${path.replace(/\/+$/, "")}`
-    if (route === "GET /health") {
-      return sendJson(res, record, 200, { status: "ok", test_double: "scripted" })
+/**
+ * Sends a stream's events (headers already written): all of them, or — a reply's `cutStream` —
+ * the first `afterEvents` and then an end, a stall until `signal` aborts, or a dropped connection.
+ */
+const streamEvents = async (
+  res: http.ServerResponse,
+  events: ReadonlyArray<string>,
+  cut: ScriptedReply["cutStream"],
+  signal: AbortSignal,
+): Promise<void> => {
+  if (cut === undefined) return void res.end(events.join(""))
+  const sent = events.slice(0, Math.max(0, Math.trunc(cut.afterEvents))).join("")
+  if (cut.how === "end") return void res.end(sent)
+  if (cut.how === "stall") {
+    if (sent === "") res.flushHeaders()
+    else res.write(sent)
+    await wait(2 ** 31 - 1, signal)
+    return void res.destroy()
+  }
+  // Flush what is kept (at least the headers), then drop the connection before the chunked
+  // body's end, as a server that crashes mid-answer does.
+  if (sent === "") res.flushHeaders()
+  await new Promise<void>((resolve) => {
+    const socket = res.socket
+    if (sent !== "") res.write(sent, () => resolve())
+    else if (socket !== null) socket.write("", () => resolve())
+    else resolve()
+  })
+  res.destroy()
+}
+
+/** The record of a request as it arrives (headers lower-cased, `authorization` redacted). */
+const recordOf = (req: http.IncomingMessage, path: string): Mutable<RecordedRequest> => {
+  const headers: Record<string, string> = {}
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue
+    headers[name] = name === "authorization" ? "<redacted>" : Array.isArray(value) ? value.join(", ") : value
+  }
+  return {
+    method: req.method ?? "GET",
+    path,
+    headers,
+    body: undefined,
+    callIndex: undefined,
+    episodeKey: undefined,
+    episodeId: undefined,
+    status: undefined,
+  }
+}
+
+/** One request: recorded, labelled as the test double's, checked for its token and routed. */
+const handle = async (
+  state: ServerState,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> => {
+  const path = (req.url ?? "/").split("?")[0] ?? "/"
+  const record = recordOf(req, path)
+  if (state.recordLimit > 0) {
+    state.requests.push(record)
+    if (state.requests.length > state.recordLimit) state.requests.shift()
+  }
+  res.setHeader(TEST_DOUBLE_HEADER, "scripted")
+  res.setHeader("x-request-id", `scripted-${state.requestCount++}`)
+
+  const route = `${req.method} ${path.replace(/\/+$/, "")}`
+  if (route === "GET /health") {
+    return sendJson(res, record, 200, { status: "ok", test_double: "scripted" })
+  }
+  if (!path.startsWith("/v1/")) {
+    req.resume()
+    return sendError(res, record, {
+      status: 404,
+      message: `no route ${req.method} ${path}`,
+      code: "not_found",
+    })
+  }
+  const token = state.options.token
+  if (token !== undefined && !tokenMatches(req.headers.authorization, token)) {
+    req.resume()
+    return sendError(res, record, {
+      status: 401,
+      message: "missing or wrong bearer token (the scripted test double was started with a token)",
+      code: "invalid_api_key",
+    })
+  }
+  switch (route) {
+    case "GET /v1/models": {
+      const served = state.options.models ?? ["scripted"]
+      return sendJson(res, record, 200, {
+        object: "list",
+        data: served.map((id) => ({ id, object: "model", created: 0, owned_by: TEST_DOUBLE_OWNER })),
+      })
     }
-    if (!path.startsWith("/v1/")) {
+    case "POST /v1/chat/completions":
+      return completeChat(state, req, res, record)
+    default:
       req.resume()
       return sendError(res, record, {
-        status: 404,
-        message: `no route ${req.method} ${path}`,
+        status: path === "/v1/models" || path === "/v1/chat/completions" ? 405 : 404,
+        message: `no route ${req.method} ${path} on the scripted test double`,
         code: "not_found",
       })
-    }
-    if (options.token !== undefined && !tokenMatches(req.headers.authorization, options.token)) {
-      req.resume()
-      return sendError(res, record, {
-        status: 401,
-        message: "missing or wrong bearer token (the scripted test double was started with a token)",
-        code: "invalid_api_key",
-      })
-    }
-    switch (route) {
-      case "GET /v1/models": {
-        const served = models ?? ["scripted"]
-        return sendJson(res, record, 200, {
-          object: "list",
-          data: served.map((id) => ({ id, object: "model", created: 0, owned_by: TEST_DOUBLE_OWNER })),
-        })
-      }
-      case "POST /v1/chat/completions":
-        return completeChat(req, res, record)
-      default:
-        req.resume()
-        return sendError(res, record, {
-          status: path === "/v1/models" || path === "/v1/chat/completions" ? 405 : 404,
-          message: `no route ${req.method} ${path} on the scripted test double`,
-          code: "not_found",
-        })
-    }
   }
+}
 
-  const server = http.createServer((req, res) => {
-    handle(req, res).catch((cause: unknown) => {
-      // A bug or a broken socket: answer 500 if still possible, never crash the test process.
-      log(`scripted model server: request failed: ${String(cause)}`)
-      if (!res.headersSent) {
-        res.writeHead(500, { "content-type": "application/json" })
-        res.end(JSON.stringify({ error: { message: String(cause), type: "server_error", code: null } }))
-      } else res.destroy()
-    })
-  })
-  // Longer than clients' idle pools keep sockets, so reused connections are not closed under them.
-  server.keepAliveTimeout = 65_000
-  server.headersTimeout = 66_000
+/** A bug or a broken socket: answer 500 if still possible, never crash the test process. */
+const failRequest = (res: http.ServerResponse, cause: unknown, log: (line: string) => void): void => {
+  log(`scripted model server: request failed: ${String(cause)}`)
+  if (!res.headersSent) {
+    res.writeHead(500, { "content-type": "application/json" })
+    res.end(JSON.stringify({ error: { message: String(cause), type: "server_error", code: null } }))
+  } else res.destroy()
+}
 
+/** Listens on the host and port (0: any free one); resolves with the OpenAI base URL. */
+const listen = async (
+  server: http.Server,
+  port: number,
+  host: string,
+): Promise<{ url: string; port: number }> => {
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject)
-    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+    server.listen(port, host, () => {
       server.off("error", reject)
       resolve()
     })
   })
   const address = server.address() as AddressInfo
   const hostInUrl = address.family === "IPv6" ? `[${address.address}]` : address.address
-  const url = `http://${hostInUrl}:${address.port}/v1`
-  log(`scripted model server (TEST DOUBLE, not a real model) listening on ${url}`)
+  return { url: `http://${hostInUrl}:${address.port}/v1`, port: address.port }
+}
+
+export const startScriptedModelServer = async (
+  options: ScriptedModelServerOptions,
+): Promise<ScriptedModelServer> => {
+  const state: ServerState = {
+    options,
+    script: options.script,
+    callIndex: 0,
+    requestCount: 0,
+    recordLimit: options.recordLimit ?? 1000,
+    requests: [],
+    pending: new Set(),
+    log: options.log ?? (() => {}),
+  }
+  const server = http.createServer((req, res) => {
+    handle(state, req, res).catch((cause: unknown) => failRequest(res, cause, state.log))
+  })
+  // Longer than clients' idle pools keep sockets, so reused connections are not closed under them.
+  server.keepAliveTimeout = 65_000
+  server.headersTimeout = 66_000
+
+  const { url, port } = await listen(server, options.port ?? 0, options.host ?? "127.0.0.1")
+  state.log(`scripted model server (TEST DOUBLE, not a real model) listening on ${url}`)
 
   let stopped: Promise<void> | undefined
   return {
     url,
-    port: address.port,
+    port,
     get requests() {
-      return requests
+      return state.requests
     },
     setScript: (next) => {
-      script = next
+      state.script = next
     },
     stop: () => {
       stopped ??= new Promise<void>((resolve) => {
-        for (const abort of pending) abort.abort()
+        for (const abort of state.pending) abort.abort()
         server.close(() => resolve())
         server.closeAllConnections()
       })

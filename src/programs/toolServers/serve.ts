@@ -236,46 +236,58 @@ const blockListOf = (config: {
   readonly extraBlockList?: ReadonlyArray<string>
 }): ReadonlyArray<string> => [...(config.blockList ?? DEFAULT_BLOCK_LIST), ...(config.extraBlockList ?? [])]
 
+/** The configured corpus, if any, its path resolved against the context's base directory. */
+const corpusOf = async (
+  corpusPath: string | undefined,
+  context: ToolServerContext,
+): Promise<Corpus | undefined> =>
+  corpusPath === undefined
+    ? undefined
+    : loadCorpus(path.resolve(context.baseDir ?? process.cwd(), corpusPath))
+
+/** The search server's options from its configuration, the corpus it names and the key environment. */
+const searchServerOptions = (
+  c: SearchServerConfig,
+  corpus: Corpus | undefined,
+  context: ToolServerContext,
+): SearchServerOptions => ({
+  blockList: blockListOf(c),
+  ...(c.providers !== undefined ? { providers: c.providers } : {}),
+  ...(corpus !== undefined ? { corpus } : {}),
+  ...(context.env !== undefined ? { env: context.env } : {}),
+  ...(c.endpoints !== undefined ? { endpoints: c.endpoints } : {}),
+  ...(c.numResults !== undefined ? { defaultNumResults: c.numResults } : {}),
+  ...(c.maxNumResults !== undefined ? { maxNumResults: c.maxNumResults } : {}),
+  ...(c.maxQueries !== undefined ? { maxQueries: c.maxQueries } : {}),
+  ...(c.cooldownMs !== undefined ? { cooldownMs: c.cooldownMs } : {}),
+  ...(c.timeoutMs !== undefined ? { timeoutMs: c.timeoutMs } : {}),
+})
+
+/** The fetch_url server's options from its configuration and the corpus it names. */
+const fetchUrlServerOptions = (
+  c: FetchUrlServerConfig,
+  corpus: Corpus | undefined,
+): FetchUrlServerOptions => ({
+  blockList: blockListOf(c),
+  ...(corpus !== undefined ? { corpus } : {}),
+  ...(c.offline !== undefined ? { offline: c.offline } : {}),
+  ...(c.pageSize !== undefined ? { pageSize: c.pageSize } : {}),
+  ...(c.timeoutMs !== undefined ? { timeoutMs: c.timeoutMs } : {}),
+  ...(c.maxBytes !== undefined ? { maxBytes: c.maxBytes } : {}),
+  ...(c.maxRedirects !== undefined ? { maxRedirects: c.maxRedirects } : {}),
+  ...(c.userAgent !== undefined ? { userAgent: c.userAgent } : {}),
+  ...(c.cacheEntries !== undefined ? { cacheEntries: c.cacheEntries } : {}),
+})
+
 /** Server options from a decoded configuration: loads the corpus; rejects naming the corpus path. */
 export const loadToolServerOptions = async (
   config: ToolServerConfig,
   context: ToolServerContext = {},
 ): Promise<ToolServerOptions> => {
-  const load = async (corpusPath: string | undefined): Promise<Corpus | undefined> =>
-    corpusPath === undefined
-      ? undefined
-      : loadCorpus(path.resolve(context.baseDir ?? process.cwd(), corpusPath))
-  if (config.name === "search") {
-    const c = config.config
-    const corpus = await load(c.corpusPath)
-    const options: SearchServerOptions = {
-      blockList: blockListOf(c),
-      ...(c.providers !== undefined ? { providers: c.providers } : {}),
-      ...(corpus !== undefined ? { corpus } : {}),
-      ...(context.env !== undefined ? { env: context.env } : {}),
-      ...(c.endpoints !== undefined ? { endpoints: c.endpoints } : {}),
-      ...(c.numResults !== undefined ? { defaultNumResults: c.numResults } : {}),
-      ...(c.maxNumResults !== undefined ? { maxNumResults: c.maxNumResults } : {}),
-      ...(c.maxQueries !== undefined ? { maxQueries: c.maxQueries } : {}),
-      ...(c.cooldownMs !== undefined ? { cooldownMs: c.cooldownMs } : {}),
-      ...(c.timeoutMs !== undefined ? { timeoutMs: c.timeoutMs } : {}),
-    }
-    return { name: "search", options }
-  }
-  const c = config.config
-  const corpus = await load(c.corpusPath)
-  const options: FetchUrlServerOptions = {
-    blockList: blockListOf(c),
-    ...(corpus !== undefined ? { corpus } : {}),
-    ...(c.offline !== undefined ? { offline: c.offline } : {}),
-    ...(c.pageSize !== undefined ? { pageSize: c.pageSize } : {}),
-    ...(c.timeoutMs !== undefined ? { timeoutMs: c.timeoutMs } : {}),
-    ...(c.maxBytes !== undefined ? { maxBytes: c.maxBytes } : {}),
-    ...(c.maxRedirects !== undefined ? { maxRedirects: c.maxRedirects } : {}),
-    ...(c.userAgent !== undefined ? { userAgent: c.userAgent } : {}),
-    ...(c.cacheEntries !== undefined ? { cacheEntries: c.cacheEntries } : {}),
-  }
-  return { name: "fetch_url", options }
+  const corpus = await corpusOf(config.config.corpusPath, context)
+  return config.name === "search"
+    ? { name: "search", options: searchServerOptions(config.config, corpus, context) }
+    : { name: "fetch_url", options: fetchUrlServerOptions(config.config, corpus) }
 }
 
 /** The MCP server for a name (throws when the options are unusable, e.g. no search provider). */
@@ -296,6 +308,11 @@ export const serveStdio = async <N extends ToolServerName>(
   const server = createToolServer({ name, options } as ToolServerOptions)
   const transport = new StdioServerTransport()
   await server.connect(transport)
+  return { server, close: closeAtStdinEnd(server) }
+}
+
+/** Closes `server` when stdin ends; returns the same close for the caller, effective once. */
+const closeAtStdinEnd = (server: McpServer): (() => Promise<void>) => {
   let closed = false
   const close = async () => {
     if (closed) return
@@ -307,7 +324,20 @@ export const serveStdio = async <N extends ToolServerName>(
     void close()
   }
   process.stdin.on("end", onEnd)
-  return { server, close }
+  return close
+}
+
+/** What the ready line says about a server: the search providers used and skipped, or fetch_url's mode. */
+const readyDetail = (loaded: ToolServerOptions): string => {
+  if (loaded.name === "search") {
+    const resolved = resolveSearchProviders(loaded.options)
+    const skipped = resolved.skipped.map((s) => `${s.name}: ${s.reason}`).join("; ")
+    return (
+      `providers ${resolved.providers.map((p) => p.name).join(", ") || "(none)"}` +
+      (skipped === "" ? "" : ` (skipped ${skipped})`)
+    )
+  }
+  return loaded.options.offline === true ? "offline (corpus only)" : "online"
 }
 
 /**
@@ -324,16 +354,7 @@ export const serveStdioFromConfig = async (
   const config = decodeToolServerConfig(name, json)
   if (!config.ok) throw new Error(config.error)
   const loaded = await loadToolServerOptions(config.value, context)
-  let detail: string
-  if (loaded.name === "search") {
-    const resolved = resolveSearchProviders(loaded.options)
-    const skipped = resolved.skipped.map((s) => `${s.name}: ${s.reason}`).join("; ")
-    detail =
-      `providers ${resolved.providers.map((p) => p.name).join(", ") || "(none)"}` +
-      (skipped === "" ? "" : ` (skipped ${skipped})`)
-  } else {
-    detail = loaded.options.offline === true ? "offline (corpus only)" : "online"
-  }
+  const detail = readyDetail(loaded)
   const running =
     loaded.name === "search"
       ? await serveStdio("search", loaded.options)
