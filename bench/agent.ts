@@ -11,9 +11,10 @@ import { parseArgs } from "node:util"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
-import { defaultPolicy, type ModelResponse } from "../src/actors/agent/decider.ts"
+import { defaultPolicy } from "../src/actors/agent/decider.ts"
 import { parseForEpisode } from "../src/actors/agent/index.ts"
 import { type EpisodePorts, runEpisode } from "../src/actors/agent/shell.ts"
+import type { Completion } from "../src/events/chat.ts"
 import { decodeEvent, UndecodableEvent } from "../src/events/codec.ts"
 import { makeEmbeddedLog } from "../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../src/events/log/eventLog.ts"
@@ -41,7 +42,7 @@ interface Measured {
 const usage = { promptTokens: 10, completionTokens: 5 }
 
 /** The scripted model: calls `echo` until the episode has `turns` tool results, then answers. */
-const decideReply = (requestId: string, toolResults: number, turns: number): ModelResponse =>
+const decideReply = (requestId: string, toolResults: number, turns: number): Completion =>
   toolResults >= turns
     ? { endpoint: "in-process", latencyMs: 0, finishReason: "stop", content: "<answer>done</answer>", usage }
     : {

@@ -19,12 +19,12 @@ import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import { extractAnswer } from "../src/actors/agent/answer.ts"
 import { builtinToolSpecs, builtinTools } from "../src/actors/agent/builtinTools.ts"
-import type { ModelResponse } from "../src/actors/agent/decider.ts"
 import { parseForEpisode } from "../src/actors/agent/index.ts"
 import type { EpisodePorts } from "../src/actors/agent/ports.ts"
 import type { Task } from "../src/actors/evaluator/datasets/task.ts"
 import { type EvalProgress, type EvalRunResult, runEvaluation } from "../src/actors/evaluator/evalRun.ts"
 import { gaiaScore } from "../src/actors/evaluator/scoring/gaiaScorer.ts"
+import type { Completion } from "../src/events/chat.ts"
 import { decodeEvent, UndecodableEvent } from "../src/events/codec.ts"
 import { makeEmbeddedLog } from "../src/events/log/embeddedLog.ts"
 import type { EventLogShape, LogEntry } from "../src/events/log/eventLog.ts"
@@ -143,7 +143,7 @@ const scriptedReply = (
   i: number,
   sample: number,
   toolResults: number,
-): ModelResponse =>
+): Completion =>
   toolResults >= echoCallsFor(i, sample)
     ? {
         endpoint: "in-process",

@@ -4,23 +4,11 @@
  * breaking change bumps that type's schema version and moves the old shape to `legacy.ts`.
  */
 import * as Schema from "effect/Schema"
+import { Completion, ToolCall } from "./chat.ts"
 
 const Id = Schema.NonEmptyString
 const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const Millis = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
-
-/** Token usage of one model call, as the server reported it. */
-export const Usage = Schema.Struct({
-  promptTokens: Count,
-  completionTokens: Count,
-})
-
-/** A tool call as the model asked for it, after parsing. */
-export const RequestedToolCall = Schema.Struct({
-  callId: Id,
-  tool: Id,
-  arguments: Schema.Json,
-})
 
 /** Why an episode ended. An end state is an explicit outcome, never a sentinel string in `answer`. */
 export const EpisodeOutcome = Schema.Literals([
@@ -101,23 +89,13 @@ export const ModelRequested = Schema.Struct({
   messageCount: Count,
 })
 
+/** The model's completion for a turn's request (`chat.ts`), as the agent received it. */
 export const ModelResponded = Schema.Struct({
   type: Schema.Literal("ModelResponded"),
   episodeId: Id,
   turn: Count,
   requestId: Id,
-  endpoint: Schema.String,
-  latencyMs: Millis,
-  finishReason: Schema.String,
-  content: Schema.String,
-  reasoning: Schema.optionalKey(Schema.String),
-  toolCalls: Schema.optionalKey(Schema.Array(RequestedToolCall)),
-  usage: Usage,
-  policyVersion: Schema.optionalKey(Schema.String),
-  /** The generated tokens, token-exact, when the server returns them (for training batches). */
-  tokenIds: Schema.optionalKey(Schema.Array(Schema.Int)),
-  /** The behaviour policy's log-prob of each generated token, when the server returns them. */
-  logprobs: Schema.optionalKey(Schema.Array(Schema.Finite)),
+  ...Completion.fields,
 })
 
 export const ModelCallFailed = Schema.Struct({
@@ -131,13 +109,12 @@ export const ModelCallFailed = Schema.Struct({
   retryable: Schema.Boolean,
 })
 
+/** A tool call of the turn that the agent read and will run (`chat.ts`; its arguments an object). */
 export const ToolCallRequested = Schema.Struct({
   type: Schema.Literal("ToolCallRequested"),
   episodeId: Id,
   turn: Count,
-  callId: Id,
-  tool: Id,
-  arguments: Schema.Json,
+  ...ToolCall.fields,
 })
 
 /** Content larger than the inline limit lives in the blob store; the event keeps its hash and size. */

@@ -11,10 +11,11 @@ import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import { describe, expect, it } from "vitest"
-import { defaultPolicy, type ModelResponse } from "../../src/actors/agent/decider.ts"
+import { defaultPolicy } from "../../src/actors/agent/decider.ts"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import { toChat, verify } from "../../src/actors/agent/replay.ts"
 import { type EpisodePorts, runEpisode, type ToolPort } from "../../src/actors/agent/shell.ts"
+import type { Completion } from "../../src/events/chat.ts"
 import { decodeEvent, UndecodableEvent } from "../../src/events/codec.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { Envelope, EpisodePolicy } from "../../src/events/schema.ts"
@@ -25,7 +26,7 @@ const goldenDir = path.join("tests", "golden")
 interface Scenario {
   readonly id: string
   readonly policy: EpisodePolicy
-  readonly replies: ReadonlyArray<Omit<ModelResponse, "endpoint" | "latencyMs" | "usage">>
+  readonly replies: ReadonlyArray<Omit<Completion, "endpoint" | "latencyMs" | "usage">>
   readonly tools: "echo" | "down"
   readonly outcome: string
 }

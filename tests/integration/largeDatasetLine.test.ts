@@ -16,7 +16,6 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Deferred, Effect, Exit, Fiber, Result, Scope, Stream } from "effect"
 import { describe, expect, it } from "vitest"
-import type { ModelResponse } from "../../src/actors/agent/decider.ts"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import type { EpisodePorts } from "../../src/actors/agent/ports.ts"
 import { toChat, verify } from "../../src/actors/agent/replay.ts"
@@ -24,6 +23,7 @@ import { loadBenchmark } from "../../src/actors/evaluator/datasets/datasetLoader
 import { episodeIdFor, runEvaluation } from "../../src/actors/evaluator/evalRun.ts"
 import { exportRun } from "../../src/actors/evaluator/exportTrajectories.ts"
 import type { JudgePort } from "../../src/actors/evaluator/scoring/judge.ts"
+import type { Completion } from "../../src/events/chat.ts"
 import { decodeEvent, UndecodableEvent } from "../../src/events/codec.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
@@ -117,7 +117,7 @@ describe.each([
       const ports: EpisodePorts = {
         model: {
           complete: (request) =>
-            Effect.sync((): ModelResponse => {
+            Effect.sync((): Completion => {
               modelCalls.push(request.requestId)
               const user = request.messages.find((m) => m.role === "user")!.content
               // The task prompt wraps the question: answer for the question inside it.

@@ -14,10 +14,10 @@ import {
   evolve,
   finalAnswerNudge,
   initial,
-  type ModelResponse,
   nextIntent,
   type ParseAssistant,
 } from "../../src/actors/agent/decider.ts"
+import type { Completion } from "../../src/events/chat.ts"
 import type { DomainEvent, Envelope, EpisodePolicy } from "../../src/events/schema.ts"
 
 /** The OpenAI-native parser: calls come structured from the server; a non-object argument is an error. */
@@ -63,10 +63,7 @@ const start = (p: EpisodePolicy = policy()) =>
     ),
   )
 
-const response = (
-  content: string,
-  calls: Array<{ tool: string; arguments: unknown }> = [],
-): ModelResponse => ({
+const response = (content: string, calls: Array<{ tool: string; arguments: unknown }> = []): Completion => ({
   endpoint: "http://127.0.0.1:1/v1",
   latencyMs: 5,
   finishReason: calls.length > 0 ? "tool_calls" : "stop",
@@ -90,7 +87,7 @@ const step = (state: EpisodeState, input: Parameters<typeof decide>[1]) => {
 const types = (events: ReadonlyArray<DomainEvent>) => events.map((e) => e.type)
 
 /** Runs an episode against scripted responses; tools answer "ok" (or fail, per `toolFails`). */
-const drive = (p: EpisodePolicy, responses: ReadonlyArray<ModelResponse>, toolFails?: "infrastructure") => {
+const drive = (p: EpisodePolicy, responses: ReadonlyArray<Completion>, toolFails?: "infrastructure") => {
   let state = fold(start(p))
   const log: DomainEvent[] = [...start(p)]
   const inputs: Array<Parameters<typeof decide>[1]> = []

@@ -10,12 +10,12 @@ import * as path from "node:path"
 import { Effect, Exit, Scope } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import { agentActor } from "../../src/actors/agent/actor.ts"
-import type { ModelResponse } from "../../src/actors/agent/decider.ts"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import type { EpisodePorts } from "../../src/actors/agent/ports.ts"
 import type { Task } from "../../src/actors/evaluator/datasets/task.ts"
 import { runOnWorkers } from "../../src/actors/evaluator/episodeRunner.ts"
 import { runEvaluation } from "../../src/actors/evaluator/evalRun.ts"
+import type { Completion } from "../../src/events/chat.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import { startHost } from "../../src/runtime/actorHost.ts"
 import { makeInProcessBus } from "../../src/runtime/inProcessBus.ts"
@@ -36,7 +36,7 @@ const inScope = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>): Promise<A> => 
 const usage = { promptTokens: 10, completionTokens: 5 }
 
 /** One `echo` call with the question, then the answer "done". */
-const reply = (requestId: string, question: string, toolResults: number): ModelResponse =>
+const reply = (requestId: string, question: string, toolResults: number): Completion =>
   toolResults >= 1
     ? { endpoint: "in-process", latencyMs: 0, finishReason: "stop", content: "<answer>done</answer>", usage }
     : {

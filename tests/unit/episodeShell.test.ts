@@ -14,9 +14,10 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { afterEach, describe, expect, it } from "vitest"
 import { estimateTokens } from "../../src/actors/agent/context.ts"
-import { defaultPolicy, type ModelResponse, type StartEpisode } from "../../src/actors/agent/decider.ts"
+import { defaultPolicy, type StartEpisode } from "../../src/actors/agent/decider.ts"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import { type EpisodePorts, runEpisode, type ToolPort } from "../../src/actors/agent/shell.ts"
+import type { Completion } from "../../src/events/chat.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import type { LogRecord } from "../../src/events/schema.ts"
@@ -52,7 +53,7 @@ const start = (episodeId: string, maxTurns = 200): StartEpisode => ({
 /** A model that calls `echo` until `toolTurns` tool results are in the context, then answers. */
 const echoModel = (toolTurns: number, calls: string[]) => ({
   complete: (request: { requestId: string; messages: ReadonlyArray<{ role: string }> }) =>
-    Effect.sync((): ModelResponse => {
+    Effect.sync((): Completion => {
       calls.push(request.requestId)
       const results = request.messages.filter((m) => m.role === "tool").length
       const base = { endpoint: "in-process", latencyMs: 0, usage: { promptTokens: 10, completionTokens: 3 } }
@@ -133,7 +134,7 @@ describe("episode shell", () => {
     let maxContext = 0
     const model: EpisodePorts["model"] = {
       complete: (request) =>
-        Effect.sync((): ModelResponse => {
+        Effect.sync((): Completion => {
           const turn = Number(request.requestId.split("/").at(-1))
           maxContext = Math.max(maxContext, estimateTokens(request.messages))
           if (turn === 50 || turn === 150) {

@@ -1,7 +1,7 @@
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import type { ChatMessage } from "../../src/actors/agent/context.ts"
 import { MessageList } from "../../src/actors/agent/messageList.ts"
+import type { ChatMessage } from "../../src/events/chat.ts"
 
 const message = (n: number): ChatMessage => ({ role: n % 2 === 0 ? "user" : "assistant", content: `m${n}` })
 

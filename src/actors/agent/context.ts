@@ -3,19 +3,10 @@
  * and the `discard_all_tools` reset of AgentToLeaP (drop tool results, then keep the last ≤ 15
  * messages, never fewer than 10, after the system prompt and the task). Pure.
  */
+import type { ChatMessage } from "../../events/chat.ts"
 
-export interface ChatToolCall {
-  readonly callId: string
-  readonly tool: string
-  readonly arguments: unknown
-}
-
-export interface ChatMessage {
-  readonly role: "system" | "user" | "assistant" | "tool"
-  readonly content: string
-  readonly toolCalls?: ReadonlyArray<ChatToolCall>
-  readonly toolCallId?: string
-}
+/** The message shape is the shared chat vocabulary's; re-exported for readers of the context. */
+export type { ChatMessage } from "../../events/chat.ts"
 
 /**
  * A deterministic estimate (characters / 4, rounded up, plus a small per-message overhead): the

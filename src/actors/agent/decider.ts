@@ -9,22 +9,16 @@
  * the outside world.
  */
 import * as Result from "effect/Result"
+import type { ChatMessage, Completion } from "../../events/chat.ts"
 import type { DomainEvent, EpisodePolicy, EventOf } from "../../events/schema.ts"
 import { countRepeats, extractAnswer } from "./answer.ts"
-import {
-  type ChatMessage,
-  contextSummaryRequest,
-  discardAllTools,
-  estimateTokens,
-  summarizeReset,
-} from "./context.ts"
+import { contextSummaryRequest, discardAllTools, estimateTokens, summarizeReset } from "./context.ts"
 import {
   defaultPolicy,
   type EpisodeState,
   finalAnswerNudge,
   idleNudge,
   type ParseAssistant,
-  type RecordedCall,
   repeatText,
   requestIdFor,
 } from "./episodeState.ts"
@@ -39,7 +33,6 @@ export {
   type ParseAssistant,
   type ParsedCall,
   type ParsedTurn,
-  type RecordedCall,
   requestIdFor,
   type Status,
   taskPrompt,
@@ -102,19 +95,6 @@ export interface StartEpisode {
   readonly policy?: EpisodePolicy
 }
 
-export interface ModelResponse {
-  readonly endpoint: string
-  readonly latencyMs: number
-  readonly finishReason: string
-  readonly content: string
-  readonly reasoning?: string
-  readonly toolCalls?: ReadonlyArray<RecordedCall>
-  readonly usage: { readonly promptTokens: number; readonly completionTokens: number }
-  readonly policyVersion?: string
-  readonly tokenIds?: ReadonlyArray<number>
-  readonly logprobs?: ReadonlyArray<number>
-}
-
 export type Input =
   | StartEpisode
   | { readonly kind: "prepare" }
@@ -122,7 +102,7 @@ export type Input =
   | { readonly kind: "stop"; readonly outcome: "cancelled" | "timeout" }
   /** The summarizer's answer for a `summarize_context` intent; no summary when it failed. */
   | { readonly kind: "context_summarized"; readonly summary: string | undefined }
-  | { readonly kind: "model_responded"; readonly response: ModelResponse }
+  | { readonly kind: "model_responded"; readonly response: Completion }
   | {
       readonly kind: "model_failed"
       readonly code: string
@@ -315,7 +295,7 @@ const prepare = (state: EpisodeState): DomainEvent[] => {
 }
 
 /** After a response: record it, flag the turn, then answer, end, or request the tool calls. */
-const afterResponse = (state: EpisodeState, r: ModelResponse, parse: ParseAssistant): DomainEvent[] => {
+const afterResponse = (state: EpisodeState, r: Completion, parse: ParseAssistant): DomainEvent[] => {
   const { episodeId, policy, turn } = state
   const events: DomainEvent[] = [
     {

@@ -4,15 +4,10 @@
  * AgentToLeaP's defaults. Pure; the decisions over this state live in `decider.ts`.
  */
 import * as HashMap from "effect/HashMap"
+import type { ChatMessage, ToolCall } from "../../events/chat.ts"
 import type { Envelope, EpisodePolicy, EventOf } from "../../events/schema.ts"
 import { countRepeats } from "./answer.ts"
-import {
-  type ChatMessage,
-  discardAllTools,
-  estimateTokens,
-  messageTokens,
-  summarizeReset,
-} from "./context.ts"
+import { discardAllTools, estimateTokens, messageTokens, summarizeReset } from "./context.ts"
 import { MessageList } from "./messageList.ts"
 import { needsRefinement, purposeOf } from "./refinement.ts"
 
@@ -63,11 +58,9 @@ export interface ParsedTurn {
 /** The tool-call parser for the episode's format; pure, injected so this module stays small. */
 export type ParseAssistant = (
   format: EpisodePolicy["toolCallFormat"],
-  message: { readonly content: string; readonly toolCalls?: ReadonlyArray<RecordedCall> },
+  message: { readonly content: string; readonly toolCalls?: ReadonlyArray<ToolCall> },
   turnId: string,
 ) => ParsedTurn
-
-export type RecordedCall = NonNullable<EventOf<"ModelResponded">["toolCalls"]>[number]
 
 export type Status = "new" | "ready" | "awaiting_model" | "awaiting_tools" | "finished"
 
@@ -284,5 +277,5 @@ const setContext = (d: Draft, messages: ReadonlyArray<ChatMessage>): void => {
 const ownPurpose = (state: EpisodeState, callId: string): string | undefined =>
   Object.hasOwn(state.purposes, callId) ? state.purposes[callId] : undefined
 
-export const repeatText = (content: string, calls: ReadonlyArray<RecordedCall> | undefined): string =>
+export const repeatText = (content: string, calls: ReadonlyArray<ToolCall> | undefined): string =>
   calls === undefined || calls.length === 0 ? content : `${content}\n${JSON.stringify(calls)}`

@@ -4,8 +4,9 @@
  * `turn` on. The new episode gets its own, self-consistent history, so it verifies like any other.
  */
 import * as Effect from "effect/Effect"
+import type { Completion } from "../../events/chat.ts"
 import type { Envelope } from "../../events/schema.ts"
-import { type ModelResponse, recordedInput, type StartEpisode } from "./decider.ts"
+import { recordedInput, type StartEpisode } from "./decider.ts"
 import type { EpisodePorts, ToolOutcome } from "./ports.ts"
 
 export interface Fork {
@@ -24,7 +25,7 @@ export const forkEpisode = (
   const started = first === undefined ? undefined : recordedInput(first)
   if (started?.kind !== "start") return { error: "the recorded episode does not begin with EpisodeStarted" }
   const oldId = started.episodeId
-  const responses = new Map<number, ModelResponse>()
+  const responses = new Map<number, Completion>()
   const results = new Map<string, ToolOutcome>()
   const callTurn = new Map<string, number>()
   for (const { event: e } of recorded) {

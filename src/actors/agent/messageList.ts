@@ -5,7 +5,7 @@
  * first, so no version ever sees another's messages. Copying the whole context for every event
  * made folding an episode quadratic in its length (a fifth of an agent step's CPU at 60 turns).
  */
-import type { ChatMessage } from "./context.ts"
+import type { ChatMessage } from "../../events/chat.ts"
 
 export class MessageList implements Iterable<ChatMessage> {
   private array: ReadonlyArray<ChatMessage> | undefined

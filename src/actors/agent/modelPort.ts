@@ -1,7 +1,8 @@
 /**
- * The episode shell's model port on the inference pool: a completion becomes the decider's
- * `ModelResponse` (token ids and log-probs included when the server returned them), and a pool
- * failure after its retries becomes the port's typed failure, recorded as `ModelCallFailed`.
+ * The episode shell's model port on the inference pool: the pool's completion is the decider's
+ * input as it is (one `Completion` for both, token ids and log-probs included when the server
+ * returned them), and a pool failure after its retries becomes the port's typed failure, recorded
+ * as `ModelCallFailed`.
  */
 import * as Effect from "effect/Effect"
 import type { InferencePool } from "../inference/pool.ts"
@@ -25,26 +26,6 @@ export const poolModelPort = (
         ...(options.logprobs === undefined ? {} : { logprobs: options.logprobs }),
       })
       .pipe(
-        Effect.map((c) => ({
-          endpoint: c.endpoint,
-          latencyMs: c.latencyMs,
-          finishReason: c.finishReason,
-          content: c.content,
-          ...(c.reasoning === undefined ? {} : { reasoning: c.reasoning }),
-          ...(c.toolCalls === undefined
-            ? {}
-            : {
-                toolCalls: c.toolCalls.map((t) => ({
-                  callId: t.callId,
-                  tool: t.tool,
-                  arguments: t.arguments as never,
-                })),
-              }),
-          usage: c.usage,
-          ...(c.policyVersion === undefined ? {} : { policyVersion: c.policyVersion }),
-          ...(c.tokenIds === undefined ? {} : { tokenIds: c.tokenIds }),
-          ...(c.logprobs === undefined ? {} : { logprobs: c.logprobs }),
-        })),
         Effect.mapError((e) => ({
           code: e.code,
           message: e.message,

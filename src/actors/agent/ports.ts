@@ -4,9 +4,12 @@
  * tool sandboxes in production and on in-process stand-ins in tests and benchmarks.
  */
 import type * as Effect from "effect/Effect"
+import type { ChatMessage, Completion, ToolSpec } from "../../events/chat.ts"
 import type { EventOf } from "../../events/schema.ts"
-import type { ChatMessage } from "./context.ts"
-import type { ModelResponse, ParseAssistant } from "./decider.ts"
+import type { ParseAssistant } from "./decider.ts"
+
+/** A tool as the model sees it is the shared chat vocabulary's; re-exported for the tool ports. */
+export type { ToolSpec } from "../../events/chat.ts"
 
 /** What the shell asks of a model: one completion, or a failure after the pool's own retries. */
 export interface ModelPort {
@@ -21,7 +24,7 @@ export interface ModelPort {
     /** The tool catalog offered to the model (the agent's calls; not the summarizer's). */
     readonly tools?: ReadonlyArray<ToolSpec>
   }) => Effect.Effect<
-    ModelResponse,
+    Completion,
     { readonly code: string; readonly message: string; readonly endpoint?: string }
   >
 }
@@ -47,13 +50,6 @@ export interface ToolPort {
      */
     readonly idempotencyKey?: string
   }) => Effect.Effect<ToolOutcome>
-}
-
-/** A tool as the model sees it: name, description and JSON-schema parameters. */
-export interface ToolSpec {
-  readonly name: string
-  readonly description?: string
-  readonly parameters: object
 }
 
 export interface EpisodePorts {

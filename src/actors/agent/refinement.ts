@@ -5,8 +5,8 @@
  * joined summaries reach the agent. The raw result stays in the log; the refinement is its own
  * event. Pure: when to refine, how to page, what to ask, how to join.
  */
+import type { ChatMessage } from "../../events/chat.ts"
 import type { EpisodePolicy } from "../../events/schema.ts"
-import type { ChatMessage } from "./context.ts"
 
 /** AgentCPM truncates a browse result to 60k tokens before paging it. */
 export const MAX_REFINED_TOKENS = 60_000

@@ -8,8 +8,8 @@
  * Pure.
  */
 import * as Result from "effect/Result"
+import type { ChatMessage } from "../../events/chat.ts"
 import type { DomainEvent, Envelope } from "../../events/schema.ts"
-import type { ChatMessage } from "./context.ts"
 import {
   decide,
   type EpisodeState,

@@ -8,6 +8,7 @@
  * variant is `streamingCall.ts`; both produce the same `Completion`.
  */
 import * as Effect from "effect/Effect"
+import type { Json, JsonObject } from "effect/Schema"
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai"
 import type {
   ChatCompletion,
@@ -15,15 +16,14 @@ import type {
   ChatCompletionMessageParam,
   ChatCompletionTool,
 } from "openai/resources/chat/completions"
-import type { ChatMessage } from "../../agent/context.ts"
+import type { ChatMessage, Completion, ToolCall, ToolSpec } from "../../../events/chat.ts"
 import { EPISODE_HEADER, episodeHeaderValue } from "../episodeHeader.ts"
 import type { ModelConfig } from "../modelsConfig.ts"
 
-export interface ToolSpec {
-  readonly name: string
-  readonly description?: string
-  readonly parameters: object
-}
+/** The chat vocabulary is shared with the agent (`events/chat.ts`); re-exported for the pool's callers. */
+export type { Completion, ToolSpec } from "../../../events/chat.ts"
+/** The old name of a completion's tool call, still re-exported by `pool.ts`. */
+export type CompletionToolCall = ToolCall
 
 export interface CompletionRequest {
   /** The model name in `models.yaml`. */
@@ -65,30 +65,6 @@ export interface CompletionDelta {
     readonly name?: string
     readonly arguments?: string
   }
-}
-
-export interface CompletionToolCall {
-  readonly callId: string
-  readonly tool: string
-  /** The parsed JSON object, or the raw string when the model sent something that is not one. */
-  readonly arguments: { readonly [key: string]: unknown } | string
-}
-
-export interface Completion {
-  /** The endpoint's base URL (never with credentials). */
-  readonly endpoint: string
-  readonly latencyMs: number
-  readonly finishReason: string
-  readonly content: string
-  readonly reasoning?: string
-  readonly toolCalls?: ReadonlyArray<CompletionToolCall>
-  readonly usage: { readonly promptTokens: number; readonly completionTokens: number }
-  /** From the `policyVersionHeader` response header, else (when configured) `system_fingerprint`. */
-  readonly policyVersion?: string
-  /** vLLM's `choices[0].token_ids` (with `returnTokenIds`): the generated tokens, token-exact. */
-  readonly tokenIds?: ReadonlyArray<number>
-  /** `choices[0].logprobs.content[].logprob`, one per generated token. */
-  readonly logprobs?: ReadonlyArray<number>
 }
 
 /** How a failed attempt should be treated. */
@@ -173,11 +149,15 @@ export const requestBody = (
   return body as unknown as ChatCompletionCreateParamsNonStreaming
 }
 
-const parseArguments = (raw: string): { readonly [key: string]: unknown } | string => {
+/**
+ * A tool call's arguments as the wire sent them, decoded once: the JSON object, or the text as
+ * sent when it is not one (the agent reads that leniently, and tells the model when it cannot).
+ */
+const parseArguments = (raw: string): JsonObject | string => {
   try {
-    const parsed: unknown = JSON.parse(raw)
+    const parsed = JSON.parse(raw) as Json
     return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
-      ? (parsed as { [key: string]: unknown })
+      ? (parsed as JsonObject)
       : raw
   } catch {
     return raw
@@ -202,7 +182,7 @@ export const readCompletion = (
   const message = choice.message as unknown as Record<string, unknown>
   // SGLang and older vLLM send `reasoning_content`; newer vLLM sends `reasoning`.
   const reasoning = message.reasoning_content ?? message.reasoning
-  const toolCalls: Array<CompletionToolCall> = []
+  const toolCalls: Array<ToolCall> = []
   for (const [index, call] of (choice.message.tool_calls ?? []).entries()) {
     if (call.type !== "function") continue
     toolCalls.push({

@@ -19,10 +19,10 @@ import type {
   ChatCompletionCreateParamsStreaming,
   ChatCompletionTokenLogprob,
 } from "openai/resources/chat/completions"
+import type { Completion } from "../../../events/chat.ts"
 import type { ModelConfig } from "../modelsConfig.ts"
 import {
   type AttemptFailure,
-  type Completion,
   type CompletionDelta,
   type CompletionRequest,
   causeText,
