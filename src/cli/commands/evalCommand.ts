@@ -14,7 +14,7 @@ import { benchmarkSpec } from "../../actors/evaluator/datasets/benchmarks.ts"
 import { loadBenchmark } from "../../actors/evaluator/datasets/datasetLoader.ts"
 import { formatIssue, type LoadIssue } from "../../actors/evaluator/datasets/task.ts"
 import { type EpisodeRunner, runHere, runOnWorkers } from "../../actors/evaluator/episodeRunner.ts"
-import { evalReport, percent, writeReportFiles } from "../../actors/evaluator/evalReport.ts"
+import { writeReportFiles } from "../../actors/evaluator/evalReport.ts"
 import { type EvalProgress, RUN_ID_PATTERN, runEvaluation } from "../../actors/evaluator/evalRun.ts"
 import type { JudgeSettings } from "../../actors/evaluator/scoring/judge.ts"
 import { poolJudgePort } from "../../actors/evaluator/scoring/judgePort.ts"
@@ -32,6 +32,8 @@ import {
 import { requireReachable } from "../../actors/inference/pool/endpointProbe.ts"
 import { makeInferencePool } from "../../actors/inference/pool.ts"
 import { agentToolsConfig, liveAgentPorts } from "../../app/actors.ts"
+import { evalReport } from "../../projections/scoreboard/queries.ts"
+import { percent, reportText } from "../../projections/scoreboard/render.ts"
 import { benchmarkFlags } from "../terminal/benchmarkFlags.ts"
 import {
   configFrom,
@@ -42,7 +44,6 @@ import {
   UsageError,
   withRuntime,
 } from "../terminal/invocation.ts"
-import { reportText } from "./scoresCommand.ts"
 
 export interface EvalOptions {
   readonly bench: string

@@ -15,8 +15,8 @@ import {
   MANIFEST,
 } from "../../actors/evaluator/exportTrajectories.ts"
 import { ownValue } from "../../projections/projection.ts"
+import { foldScoreboard } from "../../projections/scoreboard/queries.ts"
 import { configFrom, type GlobalOptions, printJson, UsageError, withRuntime } from "../terminal/invocation.ts"
-import { loadScoreboard } from "./scoresCommand.ts"
 
 export interface ExportOptions {
   readonly format?: string
@@ -35,7 +35,11 @@ export const exportCommand = (global: GlobalOptions, runId: string, options: Exp
     const config = yield* configFrom(global)
     return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
       Effect.gen(function* () {
-        const state = yield* loadScoreboard(runtime)
+        const { state } = yield* foldScoreboard({
+          log: runtime.log,
+          checkpoints: runtime.checkpoints,
+          checkpointEvery: runtime.config.projections.checkpointEvery,
+        })
         const run = ownValue(state.runs, runId)
         if (run === undefined)
           return yield* Effect.fail(
