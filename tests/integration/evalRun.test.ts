@@ -17,18 +17,18 @@ import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { afterEach, describe, expect, it } from "vitest"
-import type { ModelResponse } from "../../src/actors/agent/decider.ts"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import type { EpisodePorts, ModelPort, ToolPort } from "../../src/actors/agent/ports.ts"
 import type { Task } from "../../src/actors/evaluator/datasets/task.ts"
-import { evalReport } from "../../src/projections/scoreboard/queries.ts"
 import { type EvalRunOptions, runEvaluation } from "../../src/actors/evaluator/evalRun.ts"
 import { JudgeCallError, type JudgePort } from "../../src/actors/evaluator/scoring/judge.ts"
+import type { Completion } from "../../src/events/chat.ts"
 import { decodeEvent } from "../../src/events/codec.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import type { Envelope, EventOf, LogRecord } from "../../src/events/schema.ts"
 import { foldAll } from "../../src/projections/projection.ts"
+import { evalReport } from "../../src/projections/scoreboard/queries.ts"
 import { scoreboard } from "../../src/projections/scoreboard/scoreboard.ts"
 import { boardMetrics, boardSamples } from "../../src/projections/scoreboard/scoreboardMetrics.ts"
 
@@ -79,14 +79,14 @@ const model = (calls: string[]): ModelPort => ({
       const base = { endpoint: "in-process", latencyMs: 0, usage: { promptTokens: 50, completionTokens: 5 } }
       const results = request.messages.filter((m) => m.role === "tool").length
       if (results < 2)
-        return Effect.succeed<ModelResponse>({
+        return Effect.succeed<Completion>({
           ...base,
           finishReason: "tool_calls",
           content: "",
           toolCalls: [{ callId: `c${results}`, tool: "echo", arguments: { text: `look ${results}` } }],
         })
       const answer = (index + sample) % 3 === 0 ? "no idea" : `answer t${index} zeta.`
-      return Effect.succeed<ModelResponse>({
+      return Effect.succeed<Completion>({
         ...base,
         finishReason: "stop",
         content: `<answer>${answer}</answer>`,
