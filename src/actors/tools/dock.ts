@@ -173,28 +173,10 @@ export const startDock = async (
   }
 
   const sampleEvery = options.sampleEveryMs ?? 2_000
-  let lastCalls = new Map<string, number>()
   const sampler =
     sampleEvery > 0
       ? setInterval(() => {
-          for (const [name, pool] of pools) {
-            const s = pool.status()
-            // Only when something moved: an idle dock does not fill the log.
-            if (s.calls === lastCalls.get(name) && s.queued === 0) continue
-            lastCalls = new Map(lastCalls).set(name, s.calls)
-            recorder.add(entitySubject(ns, "tool", name), {
-              type: "ToolPoolSampled",
-              server: name,
-              queued: s.queued,
-              replicas: s.replicas.map((r) => ({
-                replica: r.replica,
-                version: r.version,
-                inFlight: r.inFlight,
-                healthy: r.state === "up",
-                circuit: r.circuit,
-              })),
-            })
-          }
+          for (const pool of pools.values()) pool.sample()
         }, sampleEvery)
       : undefined
   sampler?.unref()

@@ -1,49 +1,58 @@
 /**
- * The pool of one MCP server (AgentDock's sandbox actor): replicas of one or more versions,
- * least-in-flight routing under a per-replica concurrency cap, a bounded FIFO queue (a full queue
- * refuses the call: backpressure), MCP ping health checks, restart with exponential backoff after a
- * crash (self-healing), a circuit breaker per replica, retries on another replica for idempotent
- * tools only, and hot-swap: start the new version, shift traffic in steps, drain the old one.
- * Every lifecycle change goes to `record`; calls are recorded by the dock.
+ * The pool of one MCP server, the shell around AgentDock's decider (decider.ts): it runs the
+ * replicas (MCP sessions over stdio processes, HTTP or Docker containers, see replica.ts), the
+ * timers (restart backoff, a circuit's reset, a queued call's deadline, health pings) and the
+ * calls themselves, and asks the decider at each turn what follows: which replica a call takes,
+ * whether it waits or is refused (a bounded queue: backpressure), whether a crashed replica
+ * restarts and when, when a circuit opens, how traffic moves in a hot-swap. It records the
+ * lifecycle events the decider returns (through `record`) and does what its notes ask. Retries
+ * on another replica are for idempotent tools only, and only for the replica's failures (crash,
+ * timeout), never for a tool's own error. Calls are recorded by the dock.
  */
 import type { Tool } from "@modelcontextprotocol/sdk/types.js"
+import * as Result from "effect/Result"
 import type { DomainEvent } from "../../events/schema.ts"
+import { type Clock, systemClock } from "../../runtime/clock.ts"
+import { CallFigures } from "./callFigures.ts"
+import {
+  circuitAt,
+  decide,
+  evolve,
+  inFlightOf,
+  initial,
+  isLifecycle,
+  type PoolCommand,
+  type PoolEvent,
+  type PoolState,
+  poolSpecOf,
+  replicaOf,
+  specOf,
+} from "./decider.ts"
 import { DockError, type ReplicaStatus, type ServerStatus, type SwapReport } from "./dockTypes.ts"
 import { type Replica, type ReplicaDeps, startReplica } from "./replica.ts"
 import { isIdempotent, type ServerConfig, type ServerEntry } from "./toolsConfig.ts"
 
-type SlotState = ReplicaStatus["state"]
-
-interface Slot {
-  readonly id: string
-  readonly config: ServerConfig
-  replica: Replica | undefined
-  state: SlotState
-  inFlight: number
-  failures: number
-  circuitUntil: number
-  restarts: number
-  backoffMs: number
-  restartTimer: ReturnType<typeof setTimeout> | undefined
-}
-
-interface Waiter {
-  readonly resolve: (slot: Slot) => void
-  readonly reject: (error: Error) => void
-  timer: ReturnType<typeof setTimeout> | undefined
-}
-
 export interface PoolDeps extends ReplicaDeps {
   /** Appends a lifecycle event (never fails the caller; errors are the recorder's to report). */
   readonly record: (event: DomainEvent) => void
-  readonly now?: () => number
+  /** Deadlines, latencies and circuits run on its monotonic reading (default: the system clock). */
+  readonly clock?: Clock
+  /** A draw in [0, 1) for routing and retry jitter (default Math.random). */
+  readonly random?: () => number
 }
 
 export type AttemptOutcome =
-  | { readonly ok: true; readonly result: unknown; readonly slot: Slot }
+  | { readonly ok: true; readonly result: unknown }
   | { readonly ok: false; readonly kind: "timeout" | "unavailable"; readonly message: string }
 
-const LATENCY_WINDOW = 4096
+interface Waiter {
+  readonly resolve: (replica: string) => void
+  readonly reject: (error: Error) => void
+  readonly timer: ReturnType<typeof setTimeout>
+}
+
+/** How long a swap waits between traffic steps. */
+const STEP_PAUSE_MS = 100
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -52,30 +61,33 @@ const isTimeout = (error: unknown): boolean => {
   return e?.code === -32001 || (typeof e?.message === "string" && /timed out|timeout/i.test(e.message))
 }
 
+/** A ping's timeout: within the health interval, 0.5 to 2 s. */
+const pingTimeoutMs = (config: ServerConfig) => Math.max(500, Math.min(2_000, config.healthIntervalMs))
+
 export class ToolPool {
-  private readonly versions = new Map<string, Slot[]>()
-  private weights = new Map<string, number>()
-  private current: string
-  private readonly queue: Waiter[] = []
+  private state: PoolState
+  /** Live MCP sessions by replica id; a session not in here has been let go. */
+  private readonly sessions = new Map<string, Replica>()
+  /** Launches under way by replica id (start and swap wait for theirs). */
+  private readonly launches = new Map<string, Promise<void>>()
+  private readonly restartTimers = new Map<string, ReturnType<typeof setTimeout>>()
+  private readonly waiters = new Map<string, Waiter>()
+  private readonly figures: CallFigures
+  private readonly clock: Clock
+  private readonly random: () => number
   private tools: ReadonlyArray<Tool> = []
-  private readonly latencies: number[] = []
-  private readonly finishedAt: number[] = []
-  private calls = 0
-  private ring = 0
-  private failed = 0
-  private swaps = 0
-  private restartsTotal = 0
-  private closed = false
+  private callSeq = 0
+  private lastSampledCalls: number | undefined
   private health: ReturnType<typeof setInterval> | undefined
-  private readonly now: () => number
-  private swapping: Promise<SwapReport> | undefined
 
   constructor(
     private readonly entry: ServerEntry,
     private readonly deps: PoolDeps,
   ) {
-    this.current = entry.current.version
-    this.now = deps.now ?? Date.now
+    this.state = initial(poolSpecOf(entry))
+    this.clock = deps.clock ?? systemClock
+    this.random = deps.random ?? Math.random
+    this.figures = new CallFigures(this.clock)
   }
 
   get name(): string {
@@ -83,13 +95,102 @@ export class ToolPool {
   }
 
   get config(): ServerConfig {
-    return this.entry.versions[this.current] ?? this.entry.current
+    return this.configOf(this.state.current)
+  }
+
+  private configOf(version: string): ServerConfig {
+    return Object.hasOwn(this.entry.versions, version) ? this.entry.versions[version]! : this.entry.current
+  }
+
+  private now(): number {
+    return this.clock.monotonicMs()
+  }
+
+  /**
+   * Asks the decider, applies what it decided, then does it: lifecycle events to the log, notes
+   * turned into effects. A refusal is thrown as the DockError it names.
+   */
+  private apply(command: PoolCommand): ReadonlyArray<PoolEvent> {
+    const decided = decide(this.state, command)
+    if (Result.isFailure(decided)) throw new DockError(decided.failure.kind, decided.failure.message)
+    for (const event of decided.success) this.state = evolve(this.state, event)
+    for (const event of decided.success) this.perform(event)
+    return decided.success
+  }
+
+  private perform(event: PoolEvent): void {
+    if (isLifecycle(event)) this.deps.record(event)
+    switch (event.type) {
+      case "ReplicaLaunching": {
+        const launch = this.launch(event.replica)
+        launch.catch(() => undefined)
+        this.launches.set(event.replica, launch)
+        return
+      }
+      case "RestartScheduled": {
+        const timer = setTimeout(() => {
+          this.restartTimers.delete(event.replica)
+          this.apply({ type: "RestartDue", replica: event.replica })
+        }, event.delayMs)
+        timer.unref?.()
+        this.restartTimers.set(event.replica, timer)
+        return
+      }
+      case "CallRouted": {
+        const waiter = this.waiters.get(event.call)
+        if (waiter === undefined) return
+        this.waiters.delete(event.call)
+        clearTimeout(waiter.timer)
+        waiter.resolve(event.replica)
+        return
+      }
+      case "ToolCircuitChanged": {
+        const replica = replicaOf(this.state, event.replica)
+        if (event.state === "open" && replica?.circuit.state === "open")
+          this.atHalfOpen(replica.circuit.until)
+        return
+      }
+      case "ToolReplicaExited":
+        if (event.reason === "drained" || event.reason === "stopped") this.cancelRestart(event.replica)
+        return
+      case "PoolClosed":
+        for (const id of [...this.restartTimers.keys()]) this.cancelRestart(id)
+        for (const [call, waiter] of [...this.waiters]) {
+          this.waiters.delete(call)
+          clearTimeout(waiter.timer)
+          waiter.reject(new DockError("closed", `${this.name}: the pool closed`))
+        }
+        return
+      default:
+        return
+    }
+  }
+
+  private cancelRestart(replica: string): void {
+    const timer = this.restartTimers.get(replica)
+    if (timer !== undefined) clearTimeout(timer)
+    this.restartTimers.delete(replica)
+  }
+
+  /**
+   * Lets queued calls try a replica once its circuit is half-open. A timer may fire a little
+   * before the monotonic clock reaches its time (it counts from the event loop's cached time), so
+   * it checks and waits the rest.
+   */
+  private atHalfOpen(until: number): void {
+    const wait = until - this.now()
+    if (wait <= 0) this.routeWaiting()
+    else setTimeout(() => this.atHalfOpen(until), Math.ceil(wait)).unref?.()
+  }
+
+  private routeWaiting(): void {
+    this.apply({ type: "RouteWaiting", at: this.now(), roll: this.random() })
   }
 
   /** Starts every replica of the current version; resolves when at least one is up. */
   async start(): Promise<void> {
-    await this.startVersion(this.entry.current)
-    this.weights = new Map([[this.current, 1]])
+    this.apply({ type: "StartPool" })
+    await this.launched(this.state.current)
     const interval = this.entry.current.healthIntervalMs
     if (interval > 0) {
       this.health = setInterval(() => this.checkHealth(), interval)
@@ -97,231 +198,94 @@ export class ToolPool {
     }
   }
 
-  private async startVersion(config: ServerConfig): Promise<void> {
-    this.deps.record({
-      type: "ToolVersionRegistered",
-      server: config.name,
-      version: config.version,
-      transport: config.transport,
-      replicas: config.replicas,
-    })
-    const slots: Slot[] = Array.from({ length: config.replicas }, (_, i) => ({
-      id: `${config.name}@${config.version}#${i}`,
-      config,
-      replica: undefined,
-      state: "starting",
-      inFlight: 0,
-      failures: 0,
-      circuitUntil: 0,
-      restarts: 0,
-      backoffMs: config.restartBackoffMs,
-      restartTimer: undefined,
-    }))
-    this.versions.set(config.version, slots)
-    const results = await Promise.allSettled(slots.map((slot) => this.launch(slot)))
-    if (results.every((r) => r.status === "rejected")) {
+  /** Waits for the launches of a version's replicas; fails when none of them came up. */
+  private async launched(version: string): Promise<void> {
+    const ids = this.state.replicas.filter((r) => r.version === version).map((r) => r.id)
+    const results = await Promise.allSettled(ids.map((id) => this.launches.get(id) ?? Promise.resolve()))
+    if (results.length > 0 && results.every((r) => r.status === "rejected")) {
       const first = results[0] as PromiseRejectedResult
-      throw new Error(
-        `${config.name}@${config.version}: no replica started: ${(first.reason as Error).message}`,
-      )
+      throw new Error(`${this.name}@${version}: no replica started: ${(first.reason as Error).message}`)
     }
   }
 
-  /** Starts (or restarts) one replica; on failure schedules another try with backoff. */
-  private async launch(slot: Slot): Promise<void> {
-    slot.state = "starting"
+  /** Starts (or restarts) one replica; a failure is the decider's to answer (a restart later). */
+  private async launch(id: string): Promise<void> {
+    const replicaState = replicaOf(this.state, id)
+    if (replicaState === undefined) return
+    const config = this.configOf(replicaState.version)
     const started = this.now()
+    let replica: Replica
     try {
-      const replica = await startReplica(slot.config, slot.id, this.deps)
-      const now = slot.state as SlotState
-      if (this.closed || now === "stopped" || now === "draining") {
-        await replica.close()
-        return
-      }
-      slot.replica = replica
-      slot.state = "up"
-      slot.failures = 0
-      slot.circuitUntil = 0
-      slot.backoffMs = slot.config.restartBackoffMs
-      if (this.tools.length === 0 || slot.config.version === this.current) this.tools = replica.tools
-      this.deps.record({
-        type: "ToolReplicaStarted",
-        server: slot.config.name,
-        version: slot.config.version,
-        replica: slot.id,
-        restarts: slot.restarts,
-        startMs: this.now() - started,
-        ...(replica.sandboxId === undefined ? {} : { sandboxId: replica.sandboxId, owner: this.deps.owner }),
-      })
-      replica.ended.then((reason) => this.onEnded(slot, replica, reason))
-      this.pump()
+      replica = await startReplica(config, id, this.deps)
     } catch (error) {
-      slot.state = "down"
-      this.deps.record({
-        type: "ToolReplicaExited",
-        server: slot.config.name,
-        version: slot.config.version,
-        replica: slot.id,
-        reason: "start_failed",
-        detail: (error as Error).message,
-      })
-      this.scheduleRestart(slot)
+      this.apply({ type: "ReplicaStartFailed", replica: id, detail: (error as Error).message })
       throw error
     }
-  }
-
-  private onEnded(slot: Slot, replica: Replica, reason: string): void {
-    if (slot.replica !== replica) return
-    slot.replica = undefined
-    if (slot.state === "draining" || slot.state === "stopped" || this.closed) {
-      slot.state = "stopped"
+    this.sessions.set(id, replica)
+    const events = this.apply({
+      type: "ReplicaUp",
+      replica: id,
+      startMs: Math.round(this.now() - started),
+      ...(replica.sandboxId === undefined
+        ? {}
+        : { sandbox: { id: replica.sandboxId, owner: this.deps.owner } }),
+      at: this.now(),
+      roll: this.random(),
+    })
+    if (events.some((e) => e.type === "ReplicaDiscarded")) {
+      if (this.sessions.get(id) === replica) this.sessions.delete(id)
+      await replica.close()
       return
     }
-    slot.state = "down"
-    this.deps.record({
-      type: "ToolReplicaExited",
-      server: slot.config.name,
-      version: slot.config.version,
-      replica: slot.id,
-      reason: reason.startsWith("unhealthy") ? "unhealthy" : "crashed",
-      detail: reason,
-      ...(replica.sandboxId === undefined ? {} : { sandboxId: replica.sandboxId }),
-    })
-    this.scheduleRestart(slot)
+    if (this.tools.length === 0 || config.version === this.state.current) this.tools = replica.tools
+    replica.ended.then((reason) => this.ended(id, replica, "crashed", reason))
   }
 
-  private scheduleRestart(slot: Slot): void {
-    if (this.closed || slot.state === "stopped" || slot.state === "draining") return
-    const delay = slot.backoffMs
-    slot.backoffMs = Math.min(slot.backoffMs * 2, slot.config.maxRestartBackoffMs)
-    slot.restartTimer = setTimeout(() => {
-      slot.restartTimer = undefined
-      slot.restarts++
-      this.restartsTotal++
-      this.launch(slot).catch(() => undefined)
-    }, delay)
-    slot.restartTimer.unref?.()
+  /** A session ended (or failed its ping): unless the pool let it go already, the decider hears of it. */
+  private ended(id: string, replica: Replica, cause: "crashed" | "unhealthy", detail: string): void {
+    if (this.sessions.get(id) !== replica) return
+    this.sessions.delete(id)
+    this.apply({ type: "ReplicaEnded", replica: id, cause, detail })
   }
 
   private checkHealth(): void {
-    for (const slots of this.versions.values())
-      for (const slot of slots) {
-        const replica = slot.replica
-        if (slot.state !== "up" || replica === undefined) continue
-        const timeout = Math.max(500, Math.min(2_000, slot.config.healthIntervalMs))
-        replica.client.ping({ timeout }).catch((error: unknown) => {
-          if (slot.replica !== replica) return
-          // Closing ends the session; `onEnded` records it and restarts.
-          this.onEnded(slot, replica, `unhealthy: ping failed (${(error as Error).message})`)
-          replica.close().catch(() => undefined)
-        })
-      }
-  }
-
-  private usable(slot: Slot, now: number): boolean {
-    return slot.state === "up" && slot.inFlight < slot.config.concurrency && slot.circuitUntil <= now
-  }
-
-  /** The least-loaded usable replica of a version picked by traffic weight, or of any live version. */
-  private pick(): Slot | undefined {
-    const now = this.now()
-    const live = [...this.weights].filter(([, w]) => w > 0)
-    let r = Math.random() * live.reduce((sum, [, w]) => sum + w, 0)
-    let chosen = live[0]?.[0]
-    for (const [version, w] of live) {
-      if (r < w) {
-        chosen = version
-        break
-      }
-      r -= w
+    for (const r of this.state.replicas) {
+      const replica = this.sessions.get(r.id)
+      if (r.phase !== "up" || replica === undefined) continue
+      replica.client.ping({ timeout: pingTimeoutMs(this.configOf(r.version)) }).catch((error: unknown) => {
+        // The decider records it and restarts the replica; closing ends the session.
+        this.ended(r.id, replica, "unhealthy", `unhealthy: ping failed (${(error as Error).message})`)
+        replica.close().catch(() => undefined)
+      })
     }
-    const best = (slots: ReadonlyArray<Slot> | undefined) => {
-      let out: Slot | undefined
-      for (const slot of slots ?? [])
-        if (this.usable(slot, now) && (out === undefined || slot.inFlight < out.inFlight)) out = slot
-      return out
-    }
-    const first = best(chosen === undefined ? undefined : this.versions.get(chosen))
-    if (first !== undefined) return first
-    for (const [version] of live) {
-      const other = best(this.versions.get(version))
-      if (other !== undefined) return other
-    }
-    return undefined
   }
 
   /** Waits for a free replica; refuses at once when the queue is full. */
-  private acquire(deadline: number): Promise<Slot> {
-    if (this.closed) return Promise.reject(new DockError("closed", `${this.name}: the pool is closed`))
-    const slot = this.queue.length === 0 ? this.pick() : undefined
-    if (slot !== undefined) {
-      slot.inFlight++
-      return Promise.resolve(slot)
+  private acquire(deadline: number): Promise<string> {
+    const call = `${this.name}/${++this.callSeq}`
+    let events: ReadonlyArray<PoolEvent>
+    try {
+      events = this.apply({ type: "RequestReplica", call, at: this.now(), roll: this.random() })
+    } catch (error) {
+      return Promise.reject(error)
     }
-    if (this.queue.length >= this.config.queueLimit)
-      return Promise.reject(
-        new DockError(
-          "queue_full",
-          `${this.name}: ${this.queue.length} calls already queued (queueLimit); try again later`,
-        ),
-      )
+    const routed = events.find((e) => e.type === "CallRouted" && e.call === call)
+    if (routed?.type === "CallRouted") return Promise.resolve(routed.replica)
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, timer: undefined }
-      waiter.timer = setTimeout(
+      const timer = setTimeout(
         () => {
-          const i = this.queue.indexOf(waiter)
-          if (i >= 0) this.queue.splice(i, 1)
+          this.waiters.delete(call)
+          this.apply({ type: "StopWaiting", call })
           reject(new DockError("unavailable", `${this.name}: no replica became free in time`))
         },
         Math.max(0, deadline - this.now()),
       )
-      this.queue.push(waiter)
+      this.waiters.set(call, { resolve, reject, timer })
     })
   }
 
-  private release(slot: Slot): void {
-    slot.inFlight--
-    this.pump()
-  }
-
-  /** Hands free replicas to queued calls, in order. */
-  private pump(): void {
-    while (this.queue.length > 0) {
-      const slot = this.pick()
-      if (slot === undefined) return
-      const waiter = this.queue.shift()!
-      if (waiter.timer !== undefined) clearTimeout(waiter.timer)
-      slot.inFlight++
-      waiter.resolve(slot)
-    }
-  }
-
-  private failure(slot: Slot): void {
-    slot.failures++
-    if (slot.failures >= slot.config.breakerFailures && slot.circuitUntil <= this.now()) {
-      slot.circuitUntil = this.now() + slot.config.breakerResetMs
-      this.deps.record({
-        type: "ToolCircuitChanged",
-        server: slot.config.name,
-        replica: slot.id,
-        state: "open",
-        failures: slot.failures,
-      })
-      // Half-open after the reset time: the next call tries it again.
-      setTimeout(() => this.pump(), slot.config.breakerResetMs).unref?.()
-    }
-  }
-
-  private success(slot: Slot): void {
-    if (slot.failures >= slot.config.breakerFailures)
-      this.deps.record({
-        type: "ToolCircuitChanged",
-        server: slot.config.name,
-        replica: slot.id,
-        state: "closed",
-        failures: 0,
-      })
-    slot.failures = 0
+  private endAttempt(replica: string, ok: boolean): void {
+    this.apply({ type: "EndAttempt", replica, ok, at: this.now(), roll: this.random() })
   }
 
   /** The input schema of a tool, from the current version's tool list. */
@@ -344,41 +308,38 @@ export class ToolPool {
   ): Promise<{ outcome: AttemptOutcome; attempts: number; replica: string; version: string }> {
     const config = this.config
     const timeout = timeoutMs ?? config.timeoutMs
-    const retryable = isIdempotent(config, tool)
-    const maxAttempts = retryable ? config.retries + 1 : 1
+    const maxAttempts = isIdempotent(config, tool) ? config.retries + 1 : 1
     let last: AttemptOutcome = { ok: false, kind: "unavailable", message: "not attempted" }
     let replica = ""
     let version = ""
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       const started = this.now()
-      let slot: Slot
+      let id: string
       try {
-        slot = await this.acquire(started + timeout)
+        id = await this.acquire(started + timeout)
       } catch (error) {
         if (error instanceof DockError && error.kind === "queue_full") throw error
         last = { ok: false, kind: "unavailable", message: (error as Error).message }
         continue
       }
-      replica = slot.id
-      version = slot.config.version
-      const client = slot.replica?.client
+      replica = id
+      version = replicaOf(this.state, id)?.version ?? ""
+      const client = this.sessions.get(id)?.client
       try {
         if (client === undefined) throw new Error("replica went down before the call")
         const result = await client.callTool({ name: tool, arguments: args }, undefined, {
           timeout: Math.max(1, timeout - (this.now() - started)),
         })
-        this.success(slot)
-        this.release(slot)
-        return { outcome: { ok: true, result, slot }, attempts: attempt, replica, version }
+        this.endAttempt(id, true)
+        return { outcome: { ok: true, result }, attempts: attempt, replica, version }
       } catch (error) {
-        this.failure(slot)
-        this.release(slot)
+        this.endAttempt(id, false)
         last = {
           ok: false,
           kind: isTimeout(error) ? "timeout" : "unavailable",
-          message: `${slot.id}: ${(error as Error).message}`,
+          message: `${id}: ${(error as Error).message}`,
         }
-        if (attempt < maxAttempts) await sleep(Math.random() * config.backoffMs * attempt)
+        if (attempt < maxAttempts) await sleep(this.random() * config.backoffMs * attempt)
       }
     }
     return { outcome: last, attempts: maxAttempts, replica, version }
@@ -386,180 +347,127 @@ export class ToolPool {
 
   /** Remembers a finished call for the status figures. */
   observe(latencyMs: number, ok: boolean): void {
-    this.calls++
-    if (!ok) this.failed++
-    // Rings of the last LATENCY_WINDOW calls (shifting a 4k array per call showed in profiles).
-    this.latencies[this.ring] = latencyMs
-    this.finishedAt[this.ring] = this.now()
-    this.ring = (this.ring + 1) % LATENCY_WINDOW
+    this.figures.observe(latencyMs, ok)
   }
 
   /**
-   * Hot-swap: start `version`, shift traffic in four steps, then drain and stop the old version.
+   * Hot-swap: start `version`, shift traffic in steps, then drain and stop the old version.
    * `vet` sees the new version's tools before any traffic moves; a reason it gives stops the new
    * replicas and refuses the swap (the old version keeps serving).
    */
   swap(version: string, vet?: (tools: ReadonlyArray<Tool>) => string | undefined): Promise<SwapReport> {
-    if (this.swapping !== undefined)
-      return Promise.reject(new DockError("unavailable", `${this.name}: a swap is already running`))
-    const target = this.entry.versions[version]
-    if (target === undefined)
-      return Promise.reject(
-        new DockError(
-          "unknown_tool",
-          `${this.name} has no version "${version}" (tools.yaml lists ${Object.keys(this.entry.versions).join(", ")})`,
-        ),
-      )
-    if (version === this.current)
-      return Promise.reject(new DockError("unavailable", `${this.name} already runs ${version}`))
-    const run = async (): Promise<SwapReport> => {
-      const started = this.now()
-      const from = this.current
-      const old = this.versions.get(from) ?? []
-      await this.startVersion(target)
-      const offered = this.versions.get(version)?.find((s) => s.replica !== undefined)?.replica?.tools
-      const refusal = offered === undefined ? undefined : vet?.(offered)
-      if (refusal !== undefined) {
-        await this.stopVersion(version, `swap to ${version} refused: ${refusal}`)
-        throw new DockError("refused", `${this.name}: swap to ${version} refused: ${refusal}`)
-      }
-      for (const weight of [0.25, 0.5, 0.75, 1]) {
-        this.weights = new Map([
-          [from, 1 - weight],
-          [version, weight],
-        ])
-        this.deps.record({ type: "ToolTrafficShifted", server: this.name, from, to: version, weight })
-        this.pump()
-        if (weight < 1) await sleep(100)
-      }
-      this.current = version
-      this.tools =
-        this.versions.get(version)?.find((s) => s.replica !== undefined)?.replica?.tools ?? this.tools
-      let drained = 0
-      for (const slot of old) {
-        drained += slot.inFlight
-        slot.state = "draining"
-      }
-      while (old.some((s) => s.inFlight > 0)) await sleep(10)
-      for (const slot of old) {
-        if (slot.restartTimer !== undefined) clearTimeout(slot.restartTimer)
-        const replica = slot.replica
-        slot.replica = undefined
-        slot.state = "stopped"
-        await replica?.close()
-        this.deps.record({
-          type: "ToolReplicaExited",
-          server: this.name,
-          version: from,
-          replica: slot.id,
-          reason: "drained",
-          detail: `swapped to ${version}`,
-          ...(replica?.sandboxId === undefined ? {} : { sandboxId: replica.sandboxId }),
-        })
-      }
-      this.versions.delete(from)
-      this.weights = new Map([[version, 1]])
-      this.swaps++
-      return { server: this.name, from, to: version, drainedCalls: drained, ms: this.now() - started }
+    try {
+      this.apply({ type: "BeginSwap", version })
+    } catch (error) {
+      return Promise.reject(error)
     }
-    this.swapping = run().finally(() => {
-      this.swapping = undefined
-    })
-    return this.swapping
+    return this.runSwap(version, vet)
   }
 
-  /** Stops every replica of a version that never took traffic (a refused swap). */
-  private async stopVersion(version: string, detail: string): Promise<void> {
-    const slots = this.versions.get(version) ?? []
-    this.versions.delete(version)
-    for (const slot of slots) {
-      if (slot.restartTimer !== undefined) clearTimeout(slot.restartTimer)
-      const replica = slot.replica
-      slot.replica = undefined
-      slot.state = "stopped"
+  private async runSwap(
+    to: string,
+    vet: ((tools: ReadonlyArray<Tool>) => string | undefined) | undefined,
+  ): Promise<SwapReport> {
+    const started = this.now()
+    const from = this.state.swap?.from ?? this.state.current
+    try {
+      await this.launched(to)
+    } catch (error) {
+      await this.abandonSwap(`swap to ${to} abandoned: ${(error as Error).message}`)
+      throw error
+    }
+    const offered = this.upSession(to)?.tools
+    const refusal = offered === undefined ? undefined : vet?.(offered)
+    if (refusal !== undefined) {
+      await this.abandonSwap(`swap to ${to} refused: ${refusal}`)
+      throw new DockError("refused", `${this.name}: swap to ${to} refused: ${refusal}`)
+    }
+    while ((this.state.swap?.percent ?? 100) < 100) {
+      this.apply({ type: "ShiftTraffic", at: this.now(), roll: this.random() })
+      if ((this.state.swap?.percent ?? 100) < 100) await sleep(STEP_PAUSE_MS)
+    }
+    this.tools = this.upSession(to)?.tools ?? this.tools
+    const drainedCalls = inFlightOf(this.state, from)
+    while (inFlightOf(this.state, from) > 0) await sleep(10)
+    await this.closeSessions(from)
+    this.apply({ type: "FinishSwap" })
+    return { server: this.name, from, to, drainedCalls, ms: Math.round(this.now() - started) }
+  }
+
+  private async abandonSwap(detail: string): Promise<void> {
+    const to = this.state.swap?.to
+    if (to !== undefined) await this.closeSessions(to)
+    this.apply({ type: "AbandonSwap", detail })
+  }
+
+  /** The session of an up replica of a version. */
+  private upSession(version: string): Replica | undefined {
+    for (const r of this.state.replicas)
+      if (r.version === version && this.sessions.has(r.id)) return this.sessions.get(r.id)
+    return undefined
+  }
+
+  /** Lets a version's sessions go and closes them, one after the other. */
+  private async closeSessions(version: string): Promise<void> {
+    for (const r of this.state.replicas.filter((r) => r.version === version)) {
+      this.cancelRestart(r.id)
+      const replica = this.sessions.get(r.id)
+      this.sessions.delete(r.id)
       await replica?.close()
-      this.deps.record({
-        type: "ToolReplicaExited",
-        server: this.name,
-        version,
-        replica: slot.id,
-        reason: "stopped",
-        detail,
-        ...(replica?.sandboxId === undefined ? {} : { sandboxId: replica.sandboxId }),
-      })
     }
   }
 
   /** Kills one replica's session as a crash would (for fault tests and `dock` drills). */
   async crash(index = 0): Promise<string | undefined> {
-    const slot = this.versions.get(this.current)?.[index]
-    const replica = slot?.replica
+    const id = this.state.replicas.filter((r) => r.version === this.state.current)[index]?.id
+    const replica = id === undefined ? undefined : this.sessions.get(id)
     if (replica === undefined) return undefined
     await replica.close()
-    return slot!.id
+    return id
+  }
+
+  /** Records a look at the pool (`ToolPoolSampled`) when something moved since the last one. */
+  sample(): void {
+    const calls = this.figures.calls
+    // An idle dock does not fill the log.
+    if (calls === this.lastSampledCalls && this.state.queue.length === 0) return
+    this.lastSampledCalls = calls
+    this.apply({ type: "Sample", at: this.now() })
   }
 
   status(): ServerStatus {
-    const sorted = [...this.latencies].sort((a, b) => a - b)
-    const q = (p: number) =>
-      sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
-    const windowStart = this.now() - 10_000
-    const recent = this.finishedAt.filter((t) => t >= windowStart).length
-    const oldest = this.finishedAt.length < LATENCY_WINDOW ? this.finishedAt[0] : this.finishedAt[this.ring]
-    const since = Math.max(1, Math.min(10_000, this.now() - (oldest ?? this.now())))
-    const replicas: ReplicaStatus[] = []
-    for (const slots of this.versions.values())
-      for (const s of slots)
-        replicas.push({
-          replica: s.id,
-          version: s.config.version,
-          state: s.state,
-          inFlight: s.inFlight,
-          circuit: s.circuitUntil > this.now() ? "open" : "closed",
-          restarts: s.restarts,
-          ...(s.replica?.sandboxId === undefined ? {} : { sandboxId: s.replica.sandboxId }),
-          ...(s.replica?.pid === undefined ? {} : { pid: s.replica.pid }),
-        })
+    const now = this.now()
+    const replicas: ReplicaStatus[] = this.state.replicas.map((r) => {
+      const session = this.sessions.get(r.id)
+      return {
+        replica: r.id,
+        version: r.version,
+        state: r.phase,
+        inFlight: r.inFlight,
+        circuit: circuitAt(r, now) === "open" ? "open" : "closed",
+        restarts: r.restarts,
+        ...(session?.sandboxId === undefined ? {} : { sandboxId: session.sandboxId }),
+        ...(session?.pid === undefined ? {} : { pid: session.pid }),
+      }
+    })
     return {
       server: this.name,
-      transport: this.config.transport,
-      version: this.current,
-      weights: Object.fromEntries(this.weights),
+      transport: specOf(this.state, this.state.current)?.transport ?? this.entry.current.transport,
+      version: this.state.current,
+      weights: Object.fromEntries(this.state.shares.map((s) => [s.version, s.percent / 100])),
       replicas,
-      queued: this.queue.length,
-      calls: this.calls,
-      failed: this.failed,
-      callsPerSecond: (recent * 1000) / since,
-      p50Ms: q(0.5),
-      p99Ms: q(0.99),
-      restarts: this.restartsTotal,
-      swaps: this.swaps,
+      queued: this.state.queue.length,
+      ...this.figures.now(),
+      restarts: this.state.restarts,
+      swaps: this.state.swaps,
     }
-  }
-
-  /** Live sandbox ids (Docker replicas), for orphan reconciliation. */
-  sandboxIds(): ReadonlyArray<string> {
-    const ids: string[] = []
-    for (const slots of this.versions.values())
-      for (const s of slots) if (s.replica?.sandboxId !== undefined) ids.push(s.replica.sandboxId)
-    return ids
   }
 
   async close(): Promise<void> {
-    this.closed = true
     if (this.health !== undefined) clearInterval(this.health)
-    for (const waiter of this.queue.splice(0)) {
-      if (waiter.timer !== undefined) clearTimeout(waiter.timer)
-      waiter.reject(new DockError("closed", `${this.name}: the pool closed`))
-    }
-    const closing: Promise<void>[] = []
-    for (const slots of this.versions.values())
-      for (const slot of slots) {
-        if (slot.restartTimer !== undefined) clearTimeout(slot.restartTimer)
-        slot.state = "stopped"
-        if (slot.replica !== undefined) closing.push(slot.replica.close())
-        slot.replica = undefined
-      }
+    this.apply({ type: "Close" })
+    const closing = [...this.sessions.values()].map((replica) => replica.close())
+    this.sessions.clear()
     await Promise.allSettled(closing)
   }
 }
