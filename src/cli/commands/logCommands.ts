@@ -3,15 +3,16 @@
  * open it read-only, so they work while another process is writing. Both say what they could not
  * decode and where: `stats` counts it for the whole log (with an incomplete last line and the cuts
  * recorded), `tail` marks each such entry and counts those it printed. Everything printed from
- * the log is escaped for the terminal.
+ * the log is escaped for the terminal. The counts are the eventCounts read model's
+ * (`projections/eventCounts/`); this parses and prints.
  */
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { UndecodableEvent } from "../../events/codec.ts"
 import type { LogEntry } from "../../events/log/eventLog.ts"
-import { eventCounts } from "../../projections/eventCounts/eventCounts.ts"
-import { runProjection } from "../../projections/runner/runner.ts"
-import { table, terminalText } from "../../projections/terminalText.ts"
+import { logCountsOf } from "../../projections/eventCounts/queries.ts"
+import { logStatsJson, typeCountsTable } from "../../projections/eventCounts/render.ts"
+import { terminalText } from "../../projections/terminalText.ts"
 import { summarizeUndecodable, type UndecodableSummary } from "../../projections/undecodable.ts"
 import {
   beforeCheckpoint,
@@ -35,31 +36,10 @@ export const logStatsCommand = (global: GlobalOptions, options: { json?: boolean
     // This command reports the log's damage itself, on stdout with the rest of the stats.
     return yield* withRuntime(config, { mode: "reader", reportDamage: false }, (runtime) =>
       Effect.gen(function* () {
-        const stats = yield* runtime.log.stats
-        // Counts by type come from the eventCounts projection (resumed from its checkpoint); the
-        // entries it could not decode this time are collected with their positions.
-        const met: Array<{ position: number }> = []
-        const counts =
-          options.types === false
-            ? undefined
-            : (yield* runProjection(runtime.log, runtime.checkpoints, eventCounts, {
-                live: false,
-                onUndecodable: (u) => met.push(u),
-              })).state
-        // The index's positions, and those the count met this time; the largest count of the two.
-        const undecodable = summarizeUndecodable(
-          met,
-          Math.max(stats.damage?.undecodable ?? 0, counts?.undecodable ?? 0),
-          stats.damage?.undecodablePositions,
-        )
+        const read = yield* logCountsOf(runtime, { byType: options.types !== false })
+        const { stats, counts, undecodable } = read
         if (options.json === true) {
-          printJson({
-            ...stats,
-            namespace: config.log.namespace,
-            ...(counts === undefined ? {} : { counts }),
-            // null: not counted (--no-types on a log without an index).
-            undecodable: counts === undefined && stats.damage === undefined ? null : undecodable,
-          })
+          printJson(logStatsJson(read, config.log.namespace))
           return
         }
         const lines = [
@@ -81,10 +61,8 @@ export const logStatsCommand = (global: GlobalOptions, options: { json?: boolean
           ].filter((l) => l !== undefined)
           if (damage.length > 0) process.stdout.write(`\n${damage.join("\n")}\n`)
         }
-        if (counts !== undefined) {
-          const rows = Object.entries(counts.byType).sort((a, b) => b[1] - a[1])
-          if (rows.length > 0) process.stdout.write(`\n${table(["type", "events"], rows)}\n`)
-        }
+        const byType = counts === undefined ? undefined : typeCountsTable(counts)
+        if (byType !== undefined) process.stdout.write(`\n${byType}\n`)
       }),
     )
   })
