@@ -10,6 +10,7 @@ import { makeEmbeddedLog } from "../events/log/embeddedLog.ts"
 import { type EventLogShape, LogUnavailable } from "../events/log/eventLog.ts"
 import { makeJetStreamLog } from "../events/log/jetStreamLog.ts"
 import { connectNats, type NatsHandle, redactUrl } from "../events/log/natsConnection.ts"
+import { blobBucketFor, objectBlobStore } from "../events/log/objectBlobStore.ts"
 import {
   type CheckpointStoreShape,
   checkpointBucketFor,
@@ -75,8 +76,13 @@ export const openRuntime = (
       replicas: config.log.nats.replicas,
       duplicateWindowMs: config.log.nats.duplicateWindowMs,
     }
-    const log = yield* makeJetStreamLog(handle, { ...shared, inlineLimitBytes: config.log.inlineLimitBytes })
-    const bus = yield* makeJetStreamBus(handle, shared)
+    // One blob store for the log and the bus: large fields of events and of commands alike.
+    const largeFields = {
+      inlineLimitBytes: config.log.inlineLimitBytes,
+      blobStore: objectBlobStore(handle, { bucket: blobBucketFor(namespace), replicas: shared.replicas }),
+    }
+    const log = yield* makeJetStreamLog(handle, { ...shared, ...largeFields })
+    const bus = yield* makeJetStreamBus(handle, { ...shared, ...largeFields })
     const checkpoints = yield* kvCheckpointStore(handle, {
       bucket: checkpointBucketFor(namespace),
       replicas: config.log.nats.replicas,

@@ -26,6 +26,7 @@ export class BusUnavailable extends Schema.TaggedError<BusUnavailable>()("BusUna
 export interface Delivery {
   /** The decoded command, or why its bytes could not be decoded. */
   readonly command: Command | MalformedCommand
+  /** The command as it travelled (on JetStream, large fields as blob markers), kept in dead letters. */
   readonly raw: string
   /** 1 on first delivery. */
   readonly attempt: number

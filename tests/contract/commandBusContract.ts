@@ -1,7 +1,8 @@
 /**
  * The one contract every `CommandBus` adapter passes (in-process and JetStream): delivery of every
  * command, dedupe by command id on send, redelivery on retry with a growing attempt count, work
- * shared between consumers of one kind, dead letters kept and listed, and drain on stop.
+ * shared between consumers of one kind, dead letters kept and listed, drain on stop, and a command
+ * far over JetStream's 1 MB message limit delivered whole.
  */
 import { Deferred, Effect, Fiber } from "effect"
 import { describe, expect, it } from "vitest"
@@ -25,6 +26,21 @@ export const command = (i: number, kind = "probe"): Command => ({
   issuedAt: "2026-01-01T00:00:00.000Z",
   correlationId: "bus",
 })
+
+/**
+ * About 3 MB of text that a lost or shifted byte would show: ASCII, two-, three- and four-byte
+ * characters, and a counter every line.
+ */
+export const threeMegabytes = (): string => {
+  const lines: string[] = []
+  let bytes = 0
+  for (let i = 0; bytes < 3_000_000; i++) {
+    const line = `line ${i}: é ü 日本語 🙂 ${"x".repeat(i % 97)}\n`
+    lines.push(line)
+    bytes += Buffer.byteLength(line, "utf8")
+  }
+  return lines.join("")
+}
 
 const until = async (condition: () => boolean, timeoutMs = 20_000) => {
   const deadline = Date.now() + timeoutMs
@@ -87,6 +103,27 @@ export const commandBusContract = (name: string, makeHarness: () => Promise<BusH
         expect(got.find((g) => g.commandId === "c-7")).toEqual(commands[7])
         const stats = await Effect.runPromise(bus.stats("probe"))
         expect(stats).toMatchObject({ actorKind: "probe", pending: 0, inFlight: 0 })
+      }))
+
+    it("a command with a 3 MB field is delivered whole", () =>
+      withBus("large", async (bus) => {
+        const question = threeMegabytes()
+        const large: Command = {
+          ...command(1),
+          payload: { seq: 1, question, nested: [{ tokens: Array.from({ length: 50_000 }, (_, i) => i) }] },
+        }
+        await Effect.runPromise(bus.send([command(0), large, command(2)]))
+        const got: Command[] = []
+        const c = start(bus, "probe", (d) =>
+          Effect.andThen(
+            Effect.sync(() => got.push(d.command as Command)),
+            d.ack,
+          ),
+        )
+        await until(() => got.length >= 3)
+        await c.stop()
+        expect(got.find((g) => g.commandId === large.commandId)).toEqual(large)
+        expect(got.map((g) => g.commandId).sort()).toEqual(["c-0", "c-1", "c-2"])
       }))
 
     it("redelivers a command asked to retry, counting attempts", () =>

@@ -1,12 +1,13 @@
 /**
- * Large fields of events, decided in one place for both log adapters. On append, an event whose
- * stored body would exceed the inline limit has its largest fields (strings, and arrays of
- * numbers such as token ids) moved to the blob store, largest first, until the body fits: each is
- * replaced by a `BlobMarker` and its path is listed in the envelope. On read, the log puts every
- * listed field back before a reader sees the record, so replay, export and scoring see ordinary
- * values and no domain code knows about blobs. Nothing is lost quietly: a blob that is missing or
- * does not hash to its name turns its event into an `UndecodableEvent` naming the position, the
- * field and the hash; a store that cannot be reached fails the read like the log itself would.
+ * Large fields of JSON payloads, decided in one place for both log adapters and the JetStream
+ * command bus. On write, a payload whose stored body would exceed the inline limit has its largest
+ * fields (strings, and arrays of numbers such as token ids) moved to the blob store, largest first,
+ * until the body fits: each is replaced by a `BlobMarker` and its path is listed beside the
+ * payload (in an event's envelope, in a command's). On read, every listed field is put back before
+ * anyone sees the payload, so replay, export, scoring and actors see ordinary values and no domain
+ * code knows about blobs. Nothing is lost quietly: a blob that is missing or does not hash to its
+ * name turns its event into an `UndecodableEvent` (its command into a `MalformedCommand`) naming
+ * the field and the hash; a store that cannot be reached fails the read like the log itself would.
  *
  * Small events pay one length comparison: a body of `n` UTF-16 units holds at most `3n` UTF-8
  * bytes, so only bodies longer than a third of the limit are measured, and only bodies over the
@@ -23,7 +24,7 @@ import { type LogEntry, LogUnavailable, type PassedOver } from "./eventLog.ts"
 /** The default inline limit: a quarter of JetStream's default message limit (1 MB). */
 export const DEFAULT_INLINE_LIMIT = 256 * 1024
 
-/** Where a log keeps large fields, and from what size of event on. */
+/** Where a log (or the command bus) keeps large fields, and from what size of body on. */
 export interface LargeFields {
   readonly store: BlobStoreShape
   /** Stored bodies above this many bytes have fields moved to `store`; `Infinity` keeps all inline. */
@@ -40,7 +41,7 @@ const JSON_VALUE = "application/json"
 const MARKER_BYTES = 192
 
 /** The UTF-8 size of a stored body over the limit, else 0; a body of a third of the limit or less is not measured. */
-const bytesOverLimit = (json: string, limit: number): number => {
+export const bytesOverLimit = (json: string, limit: number): number => {
   if (json.length * 3 <= limit) return 0
   const bytes = Buffer.byteLength(json, "utf8")
   return bytes > limit ? bytes : 0
@@ -60,10 +61,12 @@ interface Candidate {
 const isScalar = (value: unknown): boolean =>
   typeof value === "number" || typeof value === "boolean" || value === null
 
-/** Every field of at least `minimum` bytes that may move: strings, and arrays of numbers (whole). */
+/**
+ * Every field of at least `minimum` bytes that may move: strings, and arrays of numbers (whole). A
+ * top-level `type` stays in place: readers find an event's type in its bytes.
+ */
 const collect = (node: unknown, path: Array<string | number>, minimum: number, out: Candidate[]): void => {
   if (typeof node === "string") {
-    // The envelope's `type` stays in place: readers find an entry's type in its bytes.
     if (node.length * 3 < minimum || (path.length === 1 && path[0] === "type")) return
     const bytes = Buffer.byteLength(node, "utf8")
     if (bytes >= minimum) out.push({ path: [...path], text: node, bytes, mediaType: TEXT })
@@ -112,6 +115,8 @@ const fieldsToMove = (event: unknown, bodyBytes: number, limit: number): Readonl
   const candidates: Candidate[] = []
   // Fields smaller than this are never worth a blob (an event of many small fields stays inline).
   collect(event, [], Math.max(1, Math.floor(limit / 16)), candidates)
+  // The value itself never moves (a large string or number array on its own): only fields in it.
+  if (candidates.length === 1 && candidates[0]!.path.length === 0) return []
   candidates.sort((a, b) => b.bytes - a.bytes)
   const moved: Candidate[] = []
   let estimate = bodyBytes
@@ -123,6 +128,37 @@ const fieldsToMove = (event: unknown, bodyBytes: number, limit: number): Readonl
   return moved
 }
 
+/** A JSON value with some fields moved to the blob store: markers in their place, and their paths. */
+export interface MovedFields {
+  readonly value: unknown
+  readonly paths: ReadonlyArray<FieldPath>
+}
+
+/**
+ * `value` with its largest fields put in the store and markers in their place, until the stored
+ * body holding it (`bodyBytes` long, over the limit) would fit; undefined when no field is large
+ * enough to move. `value` itself is not changed: only the objects along the moved paths are copied.
+ */
+export const moveLargeFields = (
+  value: unknown,
+  bodyBytes: number,
+  fields: LargeFields,
+): Effect.Effect<MovedFields, BlobStoreUnavailable> | undefined => {
+  const moved = fieldsToMove(value, bodyBytes, fields.inlineLimit)
+  if (moved.length === 0) return undefined
+  // Blobs first, then the body that names them: a crash in between leaves an unnamed blob, never a
+  // body without one.
+  return Effect.map(
+    Effect.forEach(moved, (field) => fields.store.put(Buffer.from(field.text, "utf8"), field.mediaType)),
+    (refs) => {
+      let payload: unknown = value
+      for (let i = 0; i < moved.length; i++)
+        payload = withValueAt(payload, moved[i]!.path, 0, { $blob: refs[i]! })
+      return { value: payload, paths: moved.map((field) => field.path) }
+    },
+  )
+}
+
 /** The stored body of one over-limit event: its large fields put in the store, markers in their place. */
 const externalize = (
   e: NewEvent,
@@ -130,22 +166,9 @@ const externalize = (
   bodyBytes: number,
   fields: LargeFields,
 ): Effect.Effect<string, BlobStoreUnavailable> => {
-  const moved = fieldsToMove(e.event, bodyBytes, fields.inlineLimit)
-  if (moved.length === 0) return Effect.succeed(json)
-  // Blobs first, then the event: a crash in between leaves an unnamed blob, never an event without one.
-  return Effect.map(
-    Effect.forEach(moved, (field) => fields.store.put(Buffer.from(field.text, "utf8"), field.mediaType)),
-    (refs) => {
-      let payload: unknown = e.event
-      for (let i = 0; i < moved.length; i++)
-        payload = withValueAt(payload, moved[i]!.path, 0, { $blob: refs[i]! })
-      return encodeBodyWithBlobs(
-        e,
-        payload,
-        moved.map((field) => field.path),
-      )
-    },
-  )
+  const moved = moveLargeFields(e.event, bodyBytes, fields)
+  if (moved === undefined) return Effect.succeed(json)
+  return Effect.map(moved, ({ value, paths }) => encodeBodyWithBlobs(e, value, paths))
 }
 
 /**
@@ -195,28 +218,32 @@ const fieldValue = (ref: BlobRef, content: Uint8Array): Result.Result<unknown, s
   return Result.fail(`unknown media type "${ref.mediaType}"`)
 }
 
-const pathText = (path: FieldPath): string => path.join(".")
+export const pathText = (path: FieldPath): string => path.join(".")
 
-const blobFailure = (record: LogRecord, path: FieldPath, reason: string) =>
-  new UndecodableEvent({
-    position: record.position,
-    subject: record.subject,
-    eventId: record.eventId,
-    stage: "blob",
-    reason: `field ${pathText(path)}: ${reason}`,
-  })
+/** A listed field that could not be read back, and why (its hash, when there is one). */
+export interface FieldHole {
+  readonly path: FieldPath
+  readonly reason: string
+}
 
-/** A record with its listed fields read back from the store, or why one could not be. */
-const resolveRecord = (
-  record: LogRecord,
-  blobs: ReadonlyArray<FieldPath>,
+/** The store failed while a listed field was being read back. */
+export interface FieldUnreachable {
+  readonly path: FieldPath
+  readonly error: BlobStoreUnavailable
+}
+
+/**
+ * Puts every field listed in `paths` back into `payload` from the store, in place (the payload must
+ * be this read's own copy); the first field that cannot be read back is returned as a hole, and
+ * the payload must then not be used.
+ */
+export const restoreLargeFields = (
+  payload: unknown,
+  paths: ReadonlyArray<FieldPath>,
   store: BlobStoreShape,
-  backend: LogUnavailable["backend"],
-): Effect.Effect<LogRecord | UndecodableEvent, LogUnavailable> =>
+): Effect.Effect<FieldHole | undefined, FieldUnreachable> =>
   Effect.gen(function* () {
-    // The payload was parsed from the log's bytes for this read alone: it is filled in place.
-    const payload = record.payload
-    for (const path of blobs) {
+    for (const path of paths) {
       let parent: unknown = payload
       for (let i = 0; i < path.length - 1 && typeof parent === "object" && parent !== null; i++) {
         parent = Object.hasOwn(parent, path[i]!)
@@ -230,31 +257,54 @@ const resolveRecord = (
           : undefined
       const marker = decodeMarker(found)
       if (Result.isFailure(marker))
-        return blobFailure(record, path, "the envelope lists it, but no blob marker is there")
+        return { path, reason: "the envelope lists it, but no blob marker is there" }
       const ref = marker.success.$blob
       const content = yield* Effect.result(store.get(ref))
       if (Result.isFailure(content)) {
         const error: BlobMissing | BlobDamaged | BlobStoreUnavailable = content.failure
-        if (error._tag === "BlobStoreUnavailable") {
-          return yield* Effect.fail(
-            new LogUnavailable({
-              backend,
-              operation: "read",
-              reason: `reading field ${pathText(path)} of position ${record.position}: ${error.message}`,
-              ...(error.code === undefined ? {} : { code: error.code }),
-            }),
-          )
-        }
-        return blobFailure(record, path, error.message)
+        if (error._tag === "BlobStoreUnavailable") return yield* Effect.fail({ path, error })
+        return { path, reason: error.message }
       }
       const value = fieldValue(ref, content.success)
-      if (Result.isFailure(value))
-        return blobFailure(record, path, `blob sha256 ${ref.sha256}: ${value.failure}`)
+      if (Result.isFailure(value)) return { path, reason: `blob sha256 ${ref.sha256}: ${value.failure}` }
       setOwn(parent as object, key, value.success)
     }
-    const { blobs: _listed, ...resolved } = record
-    return { ...resolved, payload }
+    return undefined
   })
+
+const blobFailure = (record: LogRecord, hole: FieldHole) =>
+  new UndecodableEvent({
+    position: record.position,
+    subject: record.subject,
+    eventId: record.eventId,
+    stage: "blob",
+    reason: `field ${pathText(hole.path)}: ${hole.reason}`,
+  })
+
+/** A record with its listed fields read back from the store, or why one could not be. */
+const resolveRecord = (
+  record: LogRecord,
+  blobs: ReadonlyArray<FieldPath>,
+  store: BlobStoreShape,
+  backend: LogUnavailable["backend"],
+): Effect.Effect<LogRecord | UndecodableEvent, LogUnavailable> =>
+  // The payload was parsed from the log's bytes for this read alone: it is filled in place.
+  restoreLargeFields(record.payload, blobs, store).pipe(
+    Effect.mapError(
+      ({ path, error }) =>
+        new LogUnavailable({
+          backend,
+          operation: "read",
+          reason: `reading field ${pathText(path)} of position ${record.position}: ${error.message}`,
+          ...(error.code === undefined ? {} : { code: error.code }),
+        }),
+    ),
+    Effect.map((hole) => {
+      if (hole !== undefined) return blobFailure(record, hole)
+      const { blobs: _listed, ...resolved } = record
+      return resolved
+    }),
+  )
 
 /**
  * Wraps a log reader's pull so every record it hands out has its blob fields read back. A batch
