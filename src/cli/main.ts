@@ -79,7 +79,11 @@ program
     run(
       options.actors === true
         ? (await import("./commands/demoCommand.ts")).demoCommand(globals(), options)
-        : (await import("./commands/evalDemoCommand.ts")).evalDemoCommand(globals(), options),
+        : (await import("./commands/evalDemoCommand.ts")).evalDemoCommand(
+            globals(),
+            options,
+            (await import("./commands/evalCommand.ts")).evalCommand,
+          ),
     ),
   )
 

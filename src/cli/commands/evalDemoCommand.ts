@@ -14,7 +14,6 @@ import * as Effect from "effect/Effect"
 import { modelUrlVariable } from "../../actors/inference/modelsConfig.ts"
 import { scripts, startScriptedModelServer } from "../../programs/scriptedModel/server.ts"
 import { configFrom, type GlobalOptions, integerFlag, UsageError } from "../terminal/invocation.ts"
-import { evalCommand } from "./evalCommand.ts"
 
 /** This checkout's root (where `data/demo` is), found from this module's place. */
 const packageRoot = (): string => {
@@ -26,9 +25,28 @@ const packageRoot = (): string => {
   return process.cwd()
 }
 
+/** The flags the demo runs `rollout eval` with. */
+export interface DemoEvalFlags {
+  readonly bench: string
+  readonly data: string
+  readonly model: string
+  readonly k: string
+  readonly concurrency: string
+  readonly map: string
+  readonly scorer: string
+  readonly tools: string
+  readonly run: string
+  readonly json?: boolean
+}
+
+/**
+ * `evaluate` is `rollout eval` itself, which the command tree hands over (a command never imports
+ * another): the demo is that evaluation with the bundled data and the scripted model server.
+ */
 export const evalDemoCommand = (
   global: GlobalOptions,
   options: { k?: string; concurrency?: string; json?: boolean },
+  evaluate: (global: GlobalOptions, flags: DemoEvalFlags) => Effect.Effect<unknown, unknown>,
 ) =>
   Effect.gen(function* () {
     const config = yield* configFrom(global)
@@ -52,7 +70,7 @@ export const evalDemoCommand = (
     // The tool servers read the corpus relative to the working directory.
     if (path.resolve(process.cwd()) !== root) process.chdir(root)
     process.env[modelUrlVariable("agent")] = server.url
-    yield* evalCommand(global, {
+    yield* evaluate(global, {
       bench: "custom",
       data,
       model: "agent",
