@@ -16,9 +16,10 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Result, Stream } from "effect"
+import { Effect, Result } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import type { ChatMessage } from "../../src/actors/agent/context.ts"
+import { evolveAll, initialState, isPoolEvent, memberByUrl } from "../../src/actors/inference/decider.ts"
 import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
 import {
   type Completion,
@@ -29,9 +30,9 @@ import {
   makeInferencePool,
   type PoolMembershipError,
 } from "../../src/actors/inference/pool.ts"
-import { decodeEvent } from "../../src/events/codec.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
+import { readEvents } from "../../src/events/log/readEvents.ts"
 import type { DomainEvent } from "../../src/events/schema.ts"
 import { entitySubject } from "../../src/events/subjects.ts"
 import {
@@ -41,6 +42,7 @@ import {
   scripts,
   startScriptedModelServer,
 } from "../../src/programs/scriptedModel/server.ts"
+import { manualClock } from "../../src/runtime/clock.ts"
 import { acquire } from "../support/scoped.ts"
 
 const cleanups: Array<() => Promise<void> | void> = []
@@ -132,10 +134,11 @@ const agent = (servers: ReadonlyArray<ScriptedModelServer>, tuning: Record<strin
 })
 
 const poolEvents = async (log: EventLogShape, model = "agent"): Promise<Array<DomainEvent>> => {
-  const entries = await Effect.runPromise(
-    Stream.runCollect(log.read({ filter: entitySubject(log.namespace, "inference", model) })),
+  const { state, undecodable } = await Effect.runPromise(
+    readEvents(log, { filter: entitySubject(log.namespace, "inference", model) }),
   )
-  return [...entries].map((entry) => Result.getOrThrow(decodeEvent(entry as never)).event)
+  expect(undecodable).toEqual([])
+  return state.map((envelope) => envelope.event)
 }
 
 describe("routing", () => {
@@ -656,7 +659,7 @@ describe("health probes", () => {
 describe("rate limits", () => {
   it("429s eject an endpoint, are counted apart, and its return waits for the retry-after", async () => {
     const { log } = await tempLog()
-    let now = Date.parse("2026-01-01T00:00:00Z")
+    const clock = manualClock(Date.parse("2026-01-01T00:00:00Z"))
     const limited = await start({
       script: () => ({ error: { status: 429, message: "slow down", retryAfterSeconds: 3600 } }),
     })
@@ -670,7 +673,7 @@ describe("rate limits", () => {
         }),
       ),
     )
-    const { value: pool, close } = await acquire(makeInferencePool(config, { log, clock: () => now }))
+    const { value: pool, close } = await acquire(makeInferencePool(config, { log, clock }))
     cleanups.push(close)
     for (let i = 0; i < 6; i++) expect((await ask(pool)).endpoint).toBe(healthy.url)
     expect(chatRequests(limited).map((r) => r.status)).toEqual([429, 429])
@@ -685,19 +688,28 @@ describe("rate limits", () => {
       reason: expect.stringMatching(/^http_429: /),
       failures: 2,
     })
+    // The recorded events, folded by the decider, say what the pool says.
+    const fromLog = async () =>
+      evolveAll(initialState("agent", { ejectAfterFailures: 2 }), (await poolEvents(log)).filter(isPoolEvent))
+    expect(memberByUrl(await fromLog(), limited.url)).toMatchObject({
+      membership: "joined",
+      health: "ejected",
+    })
+    expect(memberByUrl(await fromLog(), healthy.url)).toMatchObject({ health: "healthy" })
 
     // Within its retry-after the endpoint is not even probed; after it, a probe returns it.
     limited.setScript(scripts.echo())
     await Effect.runPromise(pool.probeNow("agent"))
     expect(probes(limited)).toEqual([])
     expect((await statsOf(pool, limited.url))!.healthy).toBe(false)
-    now += 3_600_001
+    clock.advance(3_600_001)
     await Effect.runPromise(pool.probeNow("agent"))
     expect(probes(limited).length).toBe(1)
     expect((await statsOf(pool, limited.url))!.healthy).toBe(true)
     await waitFor("the return event", async () =>
       (await poolEvents(log)).some((e) => e.type === "EndpointReturned"),
     )
+    expect(memberByUrl(await fromLog(), limited.url)).toMatchObject({ health: "healthy" })
     const after: Array<Completion> = []
     for (let i = 0; i < 4; i++) after.push(await ask(pool))
     expect(after.some((c) => c.endpoint === limited.url)).toBe(true)

@@ -4,9 +4,10 @@
  * properties (never an unhealthy, disabled, removed or full endpoint; least in-flight; affinity;
  * untried endpoints first), backoff bounds, latency percentiles, the translation of answers and
  * client errors (`retry-after` in its three forms), the assembly of a stream into exactly the
- * non-streamed completion (a property over scripted replies), an endpoint group's membership
- * changes (drain, eviction, stable ids), and the stand-in for the pending `EndpointLeft` event. No
- * network here.
+ * non-streamed completion (a property over scripted replies), an endpoint group as the shell of
+ * its decider (drain, eviction, stable ids, refusals, disabled endpoints, ejection and return, what
+ * it records; a property: an ejected endpoint is never routed to until returned), and the
+ * `EndpointLeft` event's shape. No network here.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -16,6 +17,7 @@ import { Effect, Result } from "effect"
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai"
 import type { ChatCompletion, ChatCompletionChunk } from "openai/resources/chat/completions"
 import { afterEach, describe, expect, test } from "vitest"
+import type { PoolEvent } from "../../src/actors/inference/decider.ts"
 import {
   ConfigError,
   endpointConfigFrom,
@@ -500,19 +502,29 @@ describe("stream assembly", () => {
   })
 })
 
-describe("endpoint group membership", () => {
-  const config = (urls: ReadonlyArray<string>) =>
-    Result.getOrThrow(modelsConfigFrom({ m: { endpoints: urls.map((url) => ({ url, maxConcurrency: 2 })) } }))
-      .models.m!
+describe("endpoint group", () => {
+  const config = (urls: ReadonlyArray<string>, ejectAfterFailures = 3) =>
+    Result.getOrThrow(
+      modelsConfigFrom({
+        m: { endpoints: urls.map((url) => ({ url, maxConcurrency: 2 })), ejectAfterFailures },
+      }),
+    ).models.m!
   const noClient = { client: undefined, disabled: undefined }
   const take = (group: EndpointGroup, affinityKey?: string, timeoutMs = 0): Ticket => {
     const ticket: Ticket = { endpoint: undefined }
     Effect.runSync(group.acquire(ticket, affinityKey, undefined, timeoutMs))
     return ticket
   }
+  const leave = (group: EndpointGroup, url: string, drain: boolean) =>
+    Effect.runPromise(Result.getOrThrow(group.leave(url, "test", drain)))
+  const recorder = () => {
+    const recorded: Array<PoolEvent> = []
+    return { recorded, record: (event: PoolEvent) => void recorded.push(event) }
+  }
 
   test("a drained removal takes no new call, ends when its last call does, and ids stay stable", async () => {
-    const group = new EndpointGroup(config(["http://a/v1", "http://b/v1"]), [noClient, noClient])
+    const { recorded, record } = recorder()
+    const group = new EndpointGroup(config(["http://a/v1", "http://b/v1"]), [noClient, noClient], record)
     const pinned = take(group, "episode")
     const a = pinned.endpoint!
     expect(a.url).toBe("http://a/v1")
@@ -520,10 +532,11 @@ describe("endpoint group membership", () => {
     const held = take(group, "episode")
     expect(held.endpoint).toBe(a)
     let drained = false
-    const removal = Effect.runPromise(group.remove(a, true)).then(() => {
+    const removal = leave(group, "http://a/v1/", true).then(() => {
       drained = true
     })
     expect(group.member("http://a/v1/")).toBeUndefined()
+    expect(group.recordOf(a)).toMatchObject({ membership: "left" })
     // Every new call goes to b, the episode pinned to a included; a stays listed while it has a call.
     const others = [take(group, "episode"), take(group)]
     expect(others.map((t) => t.endpoint?.url)).toEqual(["http://b/v1", "http://b/v1"])
@@ -534,18 +547,25 @@ describe("endpoint group membership", () => {
     group.release(held)
     await removal
     expect(group.endpoints.map((e) => `${e.id} ${e.url}`)).toEqual(["1 http://b/v1"])
+    expect(group.recordOf(a)).toBeUndefined()
     // A later member gets a fresh id; the episode now pinned to b stays there.
-    const c = group.add({ url: "http://c/v1", maxConcurrency: 2 }, noClient)
+    const c = Result.getOrThrow(group.join({ url: "http://c/v1", maxConcurrency: 2 }, noClient, "operator"))
     expect(c.id).toBe(2)
     for (const t of others) group.release(t)
     expect(take(group, "episode").endpoint?.url).toBe("http://b/v1")
+    expect(recorded.map((e) => `${e.type} ${"endpoint" in e ? e.endpoint : ""}`)).toEqual([
+      "EndpointJoined http://a/v1",
+      "EndpointJoined http://b/v1",
+      "EndpointLeft http://a/v1",
+      "EndpointJoined http://c/v1",
+    ])
   })
 
   test("a removal without drain evicts its in-flight calls; an empty group waits for a member", async () => {
     const group = new EndpointGroup(config(["http://a/v1"]), [noClient])
     const held = take(group)
     const a = held.endpoint!
-    const removal = Effect.runPromise(group.remove(a, false))
+    const removal = leave(group, "http://a/v1", false)
     expect(a.eviction.signal.aborted).toBe(true)
     group.release(held)
     await removal
@@ -557,28 +577,190 @@ describe("endpoint group membership", () => {
     const waiting: Ticket = { endpoint: undefined }
     const wait = Effect.runPromise(group.acquire(waiting, undefined, undefined, 60_000))
     expect(group.waiting).toBe(1)
-    group.add({ url: "http://b/v1", maxConcurrency: 1 }, noClient)
+    group.join({ url: "http://b/v1", maxConcurrency: 1 }, noClient, "operator")
     await wait
     expect(waiting.endpoint?.url).toBe("http://b/v1")
   })
 
-  test("a 429 counts toward ejection and apart; probe failures eject a healthy endpoint", () => {
-    const group = new EndpointGroup(config(["http://a/v1", "http://b/v1"]), [noClient, noClient])
-    const [a, b] = group.endpoints
-    expect(group.recordFailure(a!, "http_429: slow down", true)).toBe(false)
-    expect(group.recordFailure(a!, "http_429: slow down", true)).toBe(false)
-    expect(group.recordFailure(a!, "http_429: slow down", true)).toBe(true)
-    expect([a!.rateLimited, a!.failures, group.rateLimited, a!.healthy]).toEqual([3, 3, 3, false])
-    expect(group.recordProbeFailure(b!, "probe: down")).toBe(false)
-    group.recordProbeSuccess(b!)
-    expect(group.recordProbeFailure(b!, "probe: down")).toBe(false)
-    expect(group.recordProbeFailure(b!, "probe: down")).toBe(false)
-    expect(group.recordProbeFailure(b!, "probe: down")).toBe(true)
-    expect([b!.probeFailures, b!.consecutiveProbeFailures, b!.healthy]).toEqual([4, 3, false])
-    expect(group.markReturned(b!)).toBe(true)
-    expect(group.markReturned(b!)).toBe(false)
-    expect(b!.consecutiveProbeFailures).toBe(0)
+  test("a second copy, a stranger and an operator's endpoint without its key are refused", () => {
+    const group = new EndpointGroup(config(["http://a/v1"]), [noClient])
+    const refusal = (result: Result.Result<unknown, { code: string }>) =>
+      Result.isFailure(result) ? result.failure.code : "joined"
+    expect(refusal(group.join({ url: "http://a/v1/", maxConcurrency: 1 }, noClient, "operator"))).toBe(
+      "already_member",
+    )
+    const keyless = { client: undefined, disabled: "env var K (apiKeyEnv) is not set" }
+    expect(refusal(group.join({ url: "http://k/v1", maxConcurrency: 1 }, keyless, "operator"))).toBe(
+      "missing_key",
+    )
+    expect(refusal(group.leave("http://x/v1", "test", true))).toBe("not_member")
+    expect(group.endpoints.map((e) => e.url)).toEqual(["http://a/v1"])
   })
+
+  test("a configured endpoint without its key is listed, never routed to; all such make the group unusable", () => {
+    const keyless = { client: undefined, disabled: "env var K is not set" }
+    const { recorded, record } = recorder()
+    const mixed = new EndpointGroup(config(["http://a/v1", "http://b/v1"]), [keyless, noClient], record)
+    expect(recorded.map((e) => e.type === "EndpointJoined" && e.endpoint)).toEqual(["http://b/v1"])
+    expect(mixed.unusable).toBeUndefined()
+    expect([take(mixed), take(mixed), take(mixed)].map((t) => t.endpoint?.url)).toEqual([
+      "http://b/v1",
+      "http://b/v1",
+      undefined,
+    ])
+    expect(mixed.capacitySummary()).toBe("http://a/v1 disabled, http://b/v1 2/2 in flight")
+    const none = new EndpointGroup(config(["http://a/v1"]), [keyless])
+    expect(none.unusable).toBe("env var K is not set")
+  })
+
+  test("a 429 counts toward ejection and apart; probe failures eject a healthy endpoint; a probe returns it", () => {
+    const { recorded, record } = recorder()
+    const group = new EndpointGroup(config(["http://a/v1", "http://b/v1"]), [noClient, noClient], record)
+    const [a, b] = group.endpoints
+    const limited = { kind: "transient", code: "http_429", message: "slow down" } as const
+    const ejects = (events: ReadonlyArray<{ type: string }>) =>
+      events.some((e) => e.type === "EndpointEjected")
+    expect(ejects(group.observeFailure(a!, limited, 0))).toBe(false)
+    expect(ejects(group.observeFailure(a!, limited, 0))).toBe(false)
+    expect(ejects(group.observeFailure(a!, limited, 0))).toBe(true)
+    expect([a!.rateLimited, a!.failures, group.rateLimited, group.recordOf(a!)!.health]).toEqual([
+      3,
+      3,
+      3,
+      "ejected",
+    ])
+    // A bad request is nobody's fault but the caller's: not counted.
+    group.observeFailure(b!, { kind: "request", code: "http_400", message: "too long" }, 0)
+    expect([b!.calls, b!.failures, group.recordOf(b!)!.consecutiveFailures]).toEqual([0, 0, 0])
+    const down = { answered: false, reason: "probe: down" } as const
+    expect(ejects(group.observeProbe(b!, "health", down, 0))).toBe(false)
+    group.observeProbe(b!, "health", { answered: true }, 0)
+    expect(ejects(group.observeProbe(b!, "health", down, 0))).toBe(false)
+    expect(ejects(group.observeProbe(b!, "health", down, 0))).toBe(false)
+    expect(ejects(group.observeProbe(b!, "health", down, 0))).toBe(true)
+    expect([
+      b!.probeFailures,
+      group.recordOf(b!)!.consecutiveProbeFailures,
+      group.recordOf(b!)!.health,
+    ]).toEqual([4, 3, "ejected"])
+    expect(group.probesDue(0, "all").map((d) => `${d.endpoint.url} ${d.probe}`)).toEqual([
+      "http://a/v1 return",
+      "http://b/v1 return",
+    ])
+    expect(group.observeProbe(b!, "return", { answered: true }, 0).map((e) => e.type)).toEqual([
+      "EndpointReturned",
+    ])
+    expect(group.observeProbe(b!, "return", { answered: true }, 0)).toEqual([])
+    expect(group.recordOf(b!)!.consecutiveProbeFailures).toBe(0)
+    expect(recorded.map((e) => `${e.type} ${"endpoint" in e ? e.endpoint : ""}`)).toEqual([
+      "EndpointJoined http://a/v1",
+      "EndpointJoined http://b/v1",
+      "EndpointEjected http://a/v1",
+      "EndpointEjected http://b/v1",
+      "EndpointReturned http://b/v1",
+    ])
+  })
+
+  test("a call waiting for a slot gets the endpoint that returns", async () => {
+    const group = new EndpointGroup(config(["http://a/v1"], 1), [noClient])
+    const [a] = group.endpoints
+    group.observeFailure(a!, { kind: "transient", code: "timeout", message: "slow" }, 0)
+    expect(take(group).endpoint).toBeUndefined()
+    const waiting: Ticket = { endpoint: undefined }
+    const wait = Effect.runPromise(group.acquire(waiting, undefined, undefined, 60_000))
+    group.observeProbe(a!, "return", { answered: true }, 0)
+    await wait
+    expect(waiting.endpoint).toBe(a)
+  })
+
+  /** What the shell may be told, in any order, about a group of three endpoints. */
+  const operation = fc.oneof(
+    fc.record({
+      op: fc.constant("take" as const),
+      affinity: fc.option(fc.constantFrom("e1", "e2"), { nil: undefined }),
+    }),
+    fc.record({ op: fc.constant("release" as const), index: fc.nat() }),
+    fc.record({
+      op: fc.constant("fail" as const),
+      endpoint: fc.nat({ max: 2 }),
+      kind: fc.constantFrom("transient", "endpoint", "request"),
+      retryAfterMs: fc.option(fc.nat({ max: 100 }), { nil: undefined }),
+    }),
+    fc.record({ op: fc.constant("succeed" as const), endpoint: fc.nat({ max: 2 }) }),
+    fc.record({
+      op: fc.constant("probe" as const),
+      endpoint: fc.nat({ max: 2 }),
+      probe: fc.constantFrom("health", "return"),
+      answered: fc.boolean(),
+    }),
+    fc.record({ op: fc.constant("tick" as const), ms: fc.nat({ max: 60 }) }),
+  )
+
+  propTest.prop([fc.array(operation, { minLength: 20, maxLength: 120 }), fc.integer({ min: 1, max: 3 })])(
+    "an ejected endpoint is never routed to until a probe returns it",
+    (operations, ejectAfterFailures) => {
+      const urls = ["http://a/v1", "http://b/v1", "http://c/v1"]
+      /** What the recorded events say, by URL: out from its ejection to its return. */
+      const out = new Set<string>()
+      const group = new EndpointGroup(
+        config(urls, ejectAfterFailures),
+        [noClient, noClient, noClient],
+        (event) => {
+          if (event.type === "EndpointEjected") out.add(event.endpoint)
+          if (event.type === "EndpointReturned") out.delete(event.endpoint)
+        },
+      )
+      const endpoints = group.endpoints
+      const held: Array<Ticket> = []
+      let now = 0
+      for (const step of operations) {
+        switch (step.op) {
+          case "take": {
+            const ticket = take(group, step.affinity)
+            if (ticket.endpoint === undefined)
+              expect(endpoints.some((e) => !out.has(e.url) && e.inFlight < e.maxConcurrency)).toBe(false)
+            else {
+              expect(out.has(ticket.endpoint.url)).toBe(false)
+              held.push(ticket)
+            }
+            break
+          }
+          case "release":
+            if (held.length > 0) group.release(held.splice(step.index % held.length, 1)[0]!)
+            break
+          case "fail":
+            group.observeFailure(
+              endpoints[step.endpoint]!,
+              {
+                kind: step.kind,
+                code: "http_503",
+                message: "down",
+                ...(step.retryAfterMs === undefined ? {} : { retryAfterMs: step.retryAfterMs }),
+              },
+              now,
+            )
+            break
+          case "succeed":
+            group.observeSuccess(endpoints[step.endpoint]!, 1, undefined)
+            break
+          case "probe":
+            group.observeProbe(
+              endpoints[step.endpoint]!,
+              step.probe,
+              step.answered ? { answered: true } : { answered: false, reason: "probe: down" },
+              now,
+            )
+            break
+          case "tick":
+            now += step.ms
+            break
+        }
+        // The decider's health and the recorded events agree at every step.
+        for (const endpoint of endpoints)
+          expect(group.recordOf(endpoint)!.health === "ejected").toBe(out.has(endpoint.url))
+      }
+    },
+  )
 })
 
 describe("pool events", () => {

@@ -1,5 +1,5 @@
 /**
- * The inference pool actor group: every model name of `models.yaml` maps to a group of
+ * The inference pool's shell: every model name of `models.yaml` maps to a group of
  * OpenAI-compatible endpoints (vLLM, SGLang, llama.cpp, Ollama, OpenAI), called through the
  * official `openai` client, plainly or (per group, `stream: true`) as server-sent-event streams
  * assembled into the same completion. A call goes to its episode's endpoint while that one is
@@ -10,19 +10,21 @@
  * (429 included, also counted apart) eject an endpoint; so do consecutive failed health probes of an
  * idle one, so its death is noticed before traffic hits it. A background `GET /models` probe returns
  * an ejected endpoint (not before its `retry-after` has passed). Endpoints join and leave at run time
- * (`addEndpoint`, `removeEndpoint` with drain). Membership and weight-version changes are events on
- * the model's `inference` subject; the completion itself is the caller's to record
- * (`ModelResponded`). API keys come from env vars named in the config and never reach an event.
+ * (`addEndpoint`, `removeEndpoint` with drain). When to eject, return, join or leave, and what to
+ * record, is the decider's (`decider.ts`); here are the HTTP calls, the waiting and the retries.
+ * Membership and weight-version changes are events on the model's `inference` subject; the
+ * completion itself is the caller's to record (`ModelResponded`). API keys come from env vars named
+ * in the config and never reach an event.
  */
 import { randomUUID } from "node:crypto"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type { EventLogShape } from "../../events/log/eventLog.ts"
+import { type Clock, systemClock } from "../../runtime/clock.ts"
+import { withoutCredentials } from "./decider.ts"
 import type { ModelConfig, ModelsConfig } from "./modelsConfig.ts"
 import { endpointConfigFrom, modelUrlVariable, unknownModelMessage } from "./modelsConfig.ts"
-import { EndpointGroup, type EndpointState, type Ticket } from "./pool/endpointGroup.ts"
+import { EndpointGroup, type LiveEndpoint, type RecordEvent, type Ticket } from "./pool/endpointGroup.ts"
 import {
   type AttemptFailure,
   attempt,
@@ -31,9 +33,20 @@ import {
   makeClient,
   PLACEHOLDER_API_KEY,
 } from "./pool/openAiCall.ts"
-import { makePoolEventSink, type PoolEvent } from "./pool/poolEvents.ts"
+import { makePoolEventSink } from "./pool/poolEvents.ts"
 import { backoffDelay } from "./pool/routing.ts"
 import { attemptStreaming } from "./pool/streamingCall.ts"
+import {
+  type EndpointSpec,
+  type EndpointStats,
+  type InferencePool,
+  type InferencePoolOptions,
+  ModelUnavailable,
+  PoolMembershipError,
+  type PoolSleep,
+  type PoolStats,
+  type RemoveEndpointOptions,
+} from "./ports.ts"
 
 export type {
   Completion,
@@ -42,133 +55,18 @@ export type {
   CompletionToolCall,
   ToolSpec,
 } from "./pool/openAiCall.ts"
+export type {
+  EndpointSpec,
+  EndpointStats,
+  InferencePool,
+  InferencePoolOptions,
+  PoolSleep,
+  PoolStats,
+  RemoveEndpointOptions,
+} from "./ports.ts"
+export { ModelUnavailable, PoolMembershipError } from "./ports.ts"
 
-/** A model call that did not produce a completion: after retries, or at once when retrying is futile. */
-export class ModelUnavailable extends Schema.TaggedError<ModelUnavailable>()("ModelUnavailable", {
-  model: Schema.String,
-  /** HTTP attempts made (0 when none could be: unknown model, no capacity, no usable endpoint). */
-  attempts: Schema.Number,
-  /** `unknown_model`, `no_endpoint`, `no_capacity`, `timeout`, `connection`, `http_<status>`, … */
-  code: Schema.String,
-  lastError: Schema.String,
-  /** The endpoint of the last attempt, when there was one. */
-  endpoint: Schema.optionalKey(Schema.String),
-  /** True when the same call may succeed later (overload, outage); false for a bad request or config. */
-  retryable: Schema.Boolean,
-}) {
-  override get message(): string {
-    const where = this.endpoint === undefined ? "" : ` (last endpoint ${this.endpoint})`
-    return `model ${this.model} unavailable after ${this.attempts} attempt(s)${where}: [${this.code}] ${this.lastError}`
-  }
-}
-
-/** An endpoint could not be added to or removed from a group. */
-export class PoolMembershipError extends Schema.TaggedError<PoolMembershipError>()("PoolMembershipError", {
-  model: Schema.String,
-  endpoint: Schema.String,
-  /** `unknown_model`, `invalid_endpoint`, `missing_key`, `already_member`, `not_member` */
-  code: Schema.String,
-  reason: Schema.String,
-}) {
-  override get message(): string {
-    return `model ${this.model}, endpoint ${this.endpoint}: [${this.code}] ${this.reason}`
-  }
-}
-
-export interface EndpointStats {
-  readonly model: string
-  readonly endpoint: string
-  readonly healthy: boolean
-  /** Why the endpoint never takes calls (e.g. its key variable is unset). */
-  readonly disabled?: string
-  /** Removed from the group, finishing the calls it had (it disappears from the stats after). */
-  readonly removed?: true
-  readonly inFlight: number
-  readonly maxConcurrency: number
-  /** Attempts finished (successes and failures). */
-  readonly calls: number
-  readonly failures: number
-  /** 429 answers (rate limited), also counted in `failures`. */
-  readonly rateLimited: number
-  readonly consecutiveFailures: number
-  /** Failed health probes (of a healthy or an ejected endpoint). */
-  readonly probeFailures: number
-  /** Over the last 1024 successful attempts. */
-  readonly p50LatencyMs?: number
-  readonly p99LatencyMs?: number
-  readonly policyVersion?: string
-  readonly lastError?: string
-}
-
-export interface PoolStats {
-  readonly endpoints: ReadonlyArray<EndpointStats>
-  /** Calls waiting for a free slot, per model. */
-  readonly waiting: Readonly<Record<string, number>>
-  /** 429 answers per model, over the pool's life (endpoints that left included). */
-  readonly rateLimited: Readonly<Record<string, number>>
-  /** Membership/version events the log refused (see `poolEvents`). */
-  readonly droppedEvents: number
-}
-
-/** An endpoint to add at run time; the same keys and defaults as an entry of `endpoints:`. */
-export interface EndpointSpec {
-  readonly url: string
-  readonly apiKeyEnv?: string
-  readonly maxConcurrency?: number
-}
-
-export interface RemoveEndpointOptions {
-  /**
-   * Default true: the endpoint's in-flight calls finish there. False: they are stopped and retried
-   * on the other endpoints (without counting as failures).
-   */
-  readonly drain?: boolean
-  /** Recorded in the event; default `operator request (drain)` / `operator request (no drain)`. */
-  readonly reason?: string
-}
-
-export interface InferencePool {
-  readonly models: ReadonlyArray<string>
-  readonly complete: (request: CompletionRequest) => Effect.Effect<Completion, ModelUnavailable>
-  /** Adds an endpoint to `model`'s group; it takes calls at once (an `EndpointJoined`). */
-  readonly addEndpoint: (model: string, spec: EndpointSpec) => Effect.Effect<void, PoolMembershipError>
-  /**
-   * Removes the endpoint serving `url` from `model`'s group: no new call goes there from now on (an
-   * `EndpointLeft`, see `poolEvents`). Ends once its in-flight calls have finished (drain) or moved.
-   */
-  readonly removeEndpoint: (
-    model: string,
-    url: string,
-    options?: RemoveEndpointOptions,
-  ) => Effect.Effect<void, PoolMembershipError>
-  /**
-   * Runs one probe round now (of `model`, else of every model; an unknown name probes nothing):
-   * ejected endpoints past their `retry-after` may return, healthy idle ones count a failed probe
-   * toward ejection. The background rounds keep running as configured.
-   */
-  readonly probeNow: (model?: string) => Effect.Effect<void>
-  readonly stats: Effect.Effect<PoolStats>
-}
-
-export interface InferencePoolOptions {
-  /** Where membership and weight-version events go; without it the pool records nothing. */
-  readonly log?: EventLogShape
-  /** Default: the log's namespace, else `rollout`. */
-  readonly namespace?: string
-  /** Wall-clock milliseconds for event timestamps and `retry-after` windows; default `Date.now`. */
-  readonly clock?: () => number
-  /** Where API keys are read (the variables named by `apiKeyEnv`); default `process.env`. */
-  readonly env?: Readonly<Record<string, string | undefined>>
-  /**
-   * Every wait the pool makes on its own: the backoff before a retry, and the interval between
-   * probe rounds. Default `Effect.sleep(ms)`; tests inject one that records or steps (a `"probe"`
-   * wait must still wait for something, or the probe loop spins).
-   */
-  readonly sleep?: (ms: number, purpose: "backoff" | "probe") => Effect.Effect<void>
-}
-
-// Latency uses a monotonic clock: wall-clock steps (NTP) must not produce negative latencies.
-const monotonic = (): number => performance.now()
+type Env = Readonly<Record<string, string | undefined>>
 
 /** Redacts the keys the group's endpoints use; a key added later is redacted from then on. */
 class Redactor {
@@ -185,6 +83,15 @@ interface GroupEntry {
   readonly redactor: Redactor
 }
 
+/** The running pool's parts, which each of its operations takes explicitly. */
+interface PoolParts {
+  readonly config: ModelsConfig
+  readonly groups: ReadonlyMap<string, GroupEntry>
+  readonly clock: Clock
+  readonly sleep: PoolSleep
+  readonly env: Env
+}
+
 /** The failure of an attempt whose endpoint was removed without draining: retried, not counted. */
 const EVICTED: AttemptFailure = {
   kind: "transient",
@@ -193,7 +100,7 @@ const EVICTED: AttemptFailure = {
 }
 
 /** Fails with `EVICTED` when `endpoint` is removed without draining. */
-const evicted = (endpoint: EndpointState): Effect.Effect<never, AttemptFailure> =>
+const evicted = (endpoint: LiveEndpoint): Effect.Effect<never, AttemptFailure> =>
   Effect.callback<never, AttemptFailure>((resume) => {
     const signal = endpoint.eviction.signal
     const fire = () => resume(Effect.fail(EVICTED))
@@ -207,7 +114,8 @@ const evicted = (endpoint: EndpointState): Effect.Effect<never, AttemptFailure> 
 
 const keyProblem = (variable: string, where: string) => `env var ${variable} (${where}) is not set`
 
-const makeGroup = (config: ModelConfig, env: Readonly<Record<string, string | undefined>>): GroupEntry => {
+/** A model's group from its config: a client per endpoint (or why it has none), its joins recorded. */
+const makeGroup = (config: ModelConfig, env: Env, record: RecordEvent): GroupEntry => {
   const redactor = new Redactor()
   const clients = config.endpoints.map((endpoint, index) => {
     if (endpoint.apiKeyEnv === undefined)
@@ -221,13 +129,10 @@ const makeGroup = (config: ModelConfig, env: Readonly<Record<string, string | un
     redactor.add(key)
     return { client: makeClient(endpoint.url, key, config.timeoutMs), disabled: undefined }
   })
-  return { group: new EndpointGroup(config, clients), redactor }
+  return { group: new EndpointGroup(config, clients, record), redactor }
 }
 
 const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error))
-
-/** A URL fit for an error message: any user-info part (a credential) replaced. */
-const withoutCredentials = (url: string): string => url.replace(/\/\/[^/?#]*@/, "//<credentials>@")
 
 /**
  * Starts the pool: one endpoint group per configured model, an `EndpointJoined` per endpoint, and
@@ -238,275 +143,301 @@ export const makeInferencePool = (
   options: InferencePoolOptions = {},
 ): Effect.Effect<InferencePool, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const clock = options.clock ?? Date.now
-    const sleep = options.sleep ?? ((ms: number) => Effect.sleep(ms))
+    const clock = options.clock ?? systemClock
     const events = yield* makePoolEventSink({
       log: options.log,
       namespace: options.namespace ?? options.log?.namespace ?? "rollout",
       clock,
       poolId: `pool-${randomUUID()}`,
     })
-    const emit = events.emit
     const env = options.env ?? process.env
     const groups = new Map<string, GroupEntry>()
-    for (const [name, model] of Object.entries(config.models)) {
-      const entry = makeGroup(model, env)
-      groups.set(name, entry)
-      for (const endpoint of entry.group.endpoints)
-        if (endpoint.disabled === undefined)
-          emit({ type: "EndpointJoined", model: name, endpoint: endpoint.url })
+    for (const [name, model] of Object.entries(config.models))
+      groups.set(name, makeGroup(model, env, events.emit))
+    const parts: PoolParts = {
+      config,
+      groups,
+      clock,
+      sleep: options.sleep ?? ((ms: number) => Effect.sleep(ms)),
+      env,
     }
-    for (const entry of groups.values()) yield* startProbes(entry, { emit, clock, sleep })
-
-    // A model defined only by ROLLOUT_MODEL_<NAME>_URL has a normalized name (`golden_model` for
-    // `golden-model`): match on the variable's form so either spelling finds it.
-    const entryOf = (model: string): GroupEntry | undefined =>
-      groups.get(model) ??
-      [...groups.entries()].find(([name]) => modelUrlVariable(name) === modelUrlVariable(model))?.[1]
-
-    const observeVersion = (model: string, endpoint: EndpointState, version: string | undefined) => {
-      if (version === undefined || version === endpoint.policyVersion) return
-      endpoint.policyVersion = version
-      emit({ type: "WeightsPublished", model, version, endpoint: endpoint.url })
+    for (const entry of groups.values()) yield* startProbes(entry, parts)
+    return {
+      models: [...groups.keys()],
+      complete: (request) => complete(parts, request),
+      addEndpoint: (model, spec) => addEndpoint(parts, model, spec),
+      removeEndpoint: (model, url, removeOptions) => removeEndpoint(parts, model, url, removeOptions),
+      probeNow: (model) => probeNow(parts, model),
+      stats: poolStats(parts, events.dropped),
     }
-
-    const complete = (request: CompletionRequest): Effect.Effect<Completion, ModelUnavailable> =>
-      Effect.gen(function* () {
-        const entry = entryOf(request.model)
-        const unavailable = (fields: {
-          attempts: number
-          code: string
-          lastError: string
-          retryable: boolean
-          endpoint?: string | undefined
-        }) => {
-          const { endpoint, ...rest } = fields
-          return new ModelUnavailable({
-            model: request.model,
-            ...rest,
-            ...(endpoint === undefined ? {} : { endpoint }),
-          })
-        }
-        if (entry === undefined)
-          return yield* unavailable({
-            attempts: 0,
-            code: "unknown_model",
-            lastError: unknownModelMessage(config, request.model),
-            retryable: false,
-          })
-        const { group, redactor } = entry
-        const model = group.config
-        const unusable = group.unusable
-        if (unusable !== undefined)
-          return yield* unavailable({
-            attempts: 0,
-            code: "no_endpoint",
-            lastError: unusable,
-            retryable: false,
-          })
-
-        /** Ids of the endpoints this call failed on. */
-        const tried = new Set<number>()
-        let attempts = 0
-        /** Attempts that count toward `retries` (not those ended by a removal). */
-        let counted = 0
-        let last: { failure: AttemptFailure; endpoint: string } | undefined
-        for (;;) {
-          const ticket: Ticket = { endpoint: undefined }
-          const outcome = yield* Effect.gen(function* () {
-            yield* group.acquire(ticket, request.affinityKey, tried, model.queueTimeoutMs)
-            const endpoint = ticket.endpoint
-            if (endpoint === undefined) return { _tag: "NoCapacity" } as const
-            attempts++
-            tried.add(endpoint.id)
-            const call = model.stream
-              ? attemptStreaming(endpoint.client!, model, request, endpoint.url, monotonic, attempts)
-              : attempt(endpoint.client!, model, request, endpoint.url, monotonic)
-            const result = yield* Effect.result(Effect.raceFirst(call, evicted(endpoint)))
-            if (result._tag === "Success") {
-              group.recordSuccess(endpoint, result.success.latencyMs)
-              observeVersion(model.name, endpoint, result.success.policyVersion)
-              return { _tag: "Done", completion: result.success } as const
-            }
-            const failure = { ...result.failure, message: redactor.redact(result.failure.message) }
-            if (failure.code === EVICTED.code)
-              return { _tag: "Failed", failure, endpoint: endpoint.url, evicted: true } as const
-            if (failure.retryAfterMs !== undefined) endpoint.retryAfterUntil = clock() + failure.retryAfterMs
-            // A bad request says nothing about the endpoint's health.
-            if (
-              failure.kind !== "request" &&
-              group.recordFailure(
-                endpoint,
-                `${failure.code}: ${failure.message}`,
-                failure.code === "http_429",
-              )
-            )
-              emit({
-                type: "EndpointEjected",
-                model: model.name,
-                endpoint: endpoint.url,
-                reason: `${failure.code}: ${failure.message}`,
-                failures: endpoint.consecutiveFailures,
-              })
-            return { _tag: "Failed", failure, endpoint: endpoint.url, evicted: false } as const
-          }).pipe(Effect.ensuring(Effect.sync(() => group.release(ticket))))
-
-          if (outcome._tag === "Done") return outcome.completion
-          if (outcome._tag === "NoCapacity")
-            return yield* unavailable({
-              attempts,
-              code: "no_capacity",
-              lastError:
-                `no endpoint could take the call within queueTimeoutMs (${model.queueTimeoutMs} ms): ` +
-                group.capacitySummary() +
-                (last === undefined ? "" : `; last error: ${last.failure.code}: ${last.failure.message}`),
-              endpoint: last?.endpoint,
-              retryable: true,
-            })
-          last = { failure: outcome.failure, endpoint: outcome.endpoint }
-          // The endpoint left mid-call: go again at once (waiting for a slot if needed).
-          if (outcome.evicted) continue
-          counted++
-          const { failure } = outcome
-          const giveUp =
-            failure.kind === "request" ||
-            counted > model.retries ||
-            (failure.kind === "endpoint" && !group.hasUntriedMember(tried))
-          if (giveUp)
-            return yield* unavailable({
-              attempts,
-              code: failure.code,
-              lastError: failure.message,
-              endpoint: outcome.endpoint,
-              retryable: failure.kind === "transient",
-            })
-          // Fail over at once when an untried endpoint has room; back off before trying one again.
-          if (!group.hasUntriedCapacity(tried)) {
-            const retry = Math.max(1, counted - group.members.length + 1)
-            yield* sleep(
-              backoffDelay(retry, model.backoffMs, model.maxBackoffMs, Math.random(), failure.retryAfterMs),
-              "backoff",
-            )
-          }
-        }
-      })
-
-    const addEndpoint = (model: string, spec: EndpointSpec): Effect.Effect<void, PoolMembershipError> =>
-      Effect.suspend(() => {
-        const refuse = (code: string, reason: string) =>
-          Effect.fail(
-            new PoolMembershipError({ model, endpoint: withoutCredentials(String(spec.url)), code, reason }),
-          )
-        const entry = entryOf(model)
-        if (entry === undefined) return refuse("unknown_model", unknownModelMessage(config, model))
-        const { group, redactor } = entry
-        const decoded = endpointConfigFrom(spec, `addEndpoint(${group.config.name})`)
-        if (Result.isFailure(decoded)) return refuse("invalid_endpoint", decoded.failure.message)
-        const endpoint = decoded.success
-        if (group.member(endpoint.url) !== undefined)
-          return refuse("already_member", `${endpoint.url} already serves ${group.config.name}`)
-        let key = PLACEHOLDER_API_KEY
-        if (endpoint.apiKeyEnv !== undefined) {
-          const value = env[endpoint.apiKeyEnv]
-          if (value === undefined || value === "")
-            return refuse("missing_key", keyProblem(endpoint.apiKeyEnv, "apiKeyEnv"))
-          redactor.add(value)
-          key = value
-        }
-        group.add(endpoint, {
-          client: makeClient(endpoint.url, key, group.config.timeoutMs),
-          disabled: undefined,
-        })
-        emit({ type: "EndpointJoined", model: group.config.name, endpoint: endpoint.url })
-        return Effect.void
-      })
-
-    const removeEndpoint = (
-      model: string,
-      url: string,
-      removeOptions: RemoveEndpointOptions = {},
-    ): Effect.Effect<void, PoolMembershipError> =>
-      Effect.suspend(() => {
-        const refuse = (code: string, reason: string) =>
-          Effect.fail(new PoolMembershipError({ model, endpoint: withoutCredentials(url), code, reason }))
-        const entry = entryOf(model)
-        if (entry === undefined) return refuse("unknown_model", unknownModelMessage(config, model))
-        const { group } = entry
-        const endpoint = group.member(url)
-        if (endpoint === undefined)
-          return refuse(
-            "not_member",
-            `no endpoint ${withoutCredentials(url)} in ${group.config.name} (it has ${
-              group.members.map((e) => e.url).join(", ") || "none"
-            })`,
-          )
-        const drain = removeOptions.drain ?? true
-        emit({
-          type: "EndpointLeft",
-          model: group.config.name,
-          endpoint: endpoint.url,
-          reason: removeOptions.reason ?? `operator request (${drain ? "drain" : "no drain"})`,
-        })
-        return group.remove(endpoint, drain)
-      })
-
-    const probeNow = (model?: string): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        const selected =
-          model === undefined ? [...groups.values()] : [entryOf(model)].filter((e) => e !== undefined)
-        return Effect.forEach(selected, (entry) => probeRound(entry, "all", { emit, clock, sleep }), {
-          concurrency: "unbounded",
-          discard: true,
-        })
-      })
-
-    const stats = Effect.sync(
-      (): PoolStats => ({
-        endpoints: [...groups.entries()].flatMap(([model, { group }]) =>
-          group.endpoints.map((e) => {
-            const p50 = e.latencies.percentile(50)
-            const p99 = e.latencies.percentile(99)
-            return {
-              model,
-              endpoint: e.url,
-              healthy: e.healthy && e.disabled === undefined,
-              ...(e.disabled === undefined ? {} : { disabled: e.disabled }),
-              ...(e.removed ? { removed: true as const } : {}),
-              inFlight: e.inFlight,
-              maxConcurrency: e.maxConcurrency,
-              calls: e.calls,
-              failures: e.failures,
-              rateLimited: e.rateLimited,
-              consecutiveFailures: e.consecutiveFailures,
-              probeFailures: e.probeFailures,
-              ...(p50 === undefined ? {} : { p50LatencyMs: p50 }),
-              ...(p99 === undefined ? {} : { p99LatencyMs: p99 }),
-              ...(e.policyVersion === undefined ? {} : { policyVersion: e.policyVersion }),
-              ...(e.lastError === undefined ? {} : { lastError: e.lastError }),
-            }
-          }),
-        ),
-        waiting: Object.fromEntries(
-          [...groups.entries()].map(([model, { group }]) => [model, group.waiting]),
-        ),
-        rateLimited: Object.fromEntries(
-          [...groups.entries()].map(([model, { group }]) => [model, group.rateLimited]),
-        ),
-        droppedEvents: events.dropped(),
-      }),
-    )
-
-    return { models: [...groups.keys()], complete, addEndpoint, removeEndpoint, probeNow, stats }
   })
 
-interface ProbeContext {
-  readonly emit: (event: PoolEvent) => void
-  readonly clock: () => number
-  readonly sleep: (ms: number, purpose: "backoff" | "probe") => Effect.Effect<void>
+/**
+ * The group of `model`. A model defined only by ROLLOUT_MODEL_<NAME>_URL has a normalized name
+ * (`golden_model` for `golden-model`): match on the variable's form so either spelling finds it.
+ */
+const groupOf = (groups: ReadonlyMap<string, GroupEntry>, model: string): GroupEntry | undefined =>
+  groups.get(model) ??
+  [...groups.entries()].find(([name]) => modelUrlVariable(name) === modelUrlVariable(model))?.[1]
+
+const unavailable = (
+  model: string,
+  fields: {
+    readonly attempts: number
+    readonly code: string
+    readonly lastError: string
+    readonly retryable: boolean
+    readonly endpoint?: string | undefined
+  },
+): ModelUnavailable => {
+  const { endpoint, ...rest } = fields
+  return new ModelUnavailable({ model, ...rest, ...(endpoint === undefined ? {} : { endpoint }) })
 }
 
+/** How one attempt of a call ended. */
+type AttemptOutcome =
+  | { readonly _tag: "Done"; readonly completion: Completion }
+  /** No endpoint could take the call within the queue timeout: no attempt was made. */
+  | { readonly _tag: "NoCapacity" }
+  | {
+      readonly _tag: "Failed"
+      readonly failure: AttemptFailure
+      readonly endpoint: string
+      /** Ended by the endpoint's removal without drain: retried at once, not counted. */
+      readonly evicted: boolean
+    }
+
+/**
+ * One attempt of `request`: a slot on an endpoint this call has not failed on if possible (added to
+ * `tried`), the HTTP call (raced against the endpoint's eviction), and what the group's decider
+ * makes of its outcome. The slot is released however the attempt ends.
+ */
+const attemptOnce = (
+  { group, redactor }: GroupEntry,
+  request: CompletionRequest,
+  tried: Set<number>,
+  attemptNumber: number,
+  clock: Clock,
+): Effect.Effect<AttemptOutcome> => {
+  const model = group.config
+  const ticket: Ticket = { endpoint: undefined }
+  return Effect.gen(function* () {
+    yield* group.acquire(ticket, request.affinityKey, tried, model.queueTimeoutMs)
+    const endpoint = ticket.endpoint
+    if (endpoint === undefined) return { _tag: "NoCapacity" } as const
+    tried.add(endpoint.id)
+    const call = model.stream
+      ? attemptStreaming(endpoint.client!, model, request, endpoint.url, clock.monotonicMs, attemptNumber)
+      : attempt(endpoint.client!, model, request, endpoint.url, clock.monotonicMs)
+    const result = yield* Effect.result(Effect.raceFirst(call, evicted(endpoint)))
+    if (result._tag === "Success") {
+      group.observeSuccess(endpoint, result.success.latencyMs, result.success.policyVersion)
+      return { _tag: "Done", completion: result.success } as const
+    }
+    const failure = { ...result.failure, message: redactor.redact(result.failure.message) }
+    if (failure.code === EVICTED.code)
+      return { _tag: "Failed", failure, endpoint: endpoint.url, evicted: true } as const
+    group.observeFailure(endpoint, failure, clock.wallMs())
+    return { _tag: "Failed", failure, endpoint: endpoint.url, evicted: false } as const
+  }).pipe(Effect.ensuring(Effect.sync(() => group.release(ticket))))
+}
+
+/**
+ * After a counted failure (the `counted`-th): give up (a bad request, retries spent, or an
+ * endpoint fault with no other member left to try), retry at once (an untried endpoint has room),
+ * or back off first.
+ */
+const nextStep = (
+  group: EndpointGroup,
+  failure: AttemptFailure,
+  counted: number,
+  tried: ReadonlySet<number>,
+): "give_up" | "retry_now" | "back_off" => {
+  if (
+    failure.kind === "request" ||
+    counted > group.config.retries ||
+    (failure.kind === "endpoint" && !group.hasUntriedMember(tried))
+  )
+    return "give_up"
+  return group.hasUntriedCapacity(tried) ? "retry_now" : "back_off"
+}
+
+/** The wait before trying an endpoint again: retries count from when every member was tried. */
+const backoffBefore = (group: EndpointGroup, failure: AttemptFailure, counted: number): number => {
+  const model = group.config
+  const retry = Math.max(1, counted - group.members.length + 1)
+  return backoffDelay(retry, model.backoffMs, model.maxBackoffMs, Math.random(), failure.retryAfterMs)
+}
+
+/** A completion of `request`, retried and failed over as the module says; or why there is none. */
+const complete = (
+  parts: PoolParts,
+  request: CompletionRequest,
+): Effect.Effect<Completion, ModelUnavailable> =>
+  Effect.gen(function* () {
+    const entry = groupOf(parts.groups, request.model)
+    if (entry === undefined)
+      return yield* unavailable(request.model, {
+        attempts: 0,
+        code: "unknown_model",
+        lastError: unknownModelMessage(parts.config, request.model),
+        retryable: false,
+      })
+    const { group } = entry
+    const unusable = group.unusable
+    if (unusable !== undefined)
+      return yield* unavailable(request.model, {
+        attempts: 0,
+        code: "no_endpoint",
+        lastError: unusable,
+        retryable: false,
+      })
+
+    /** Ids of the endpoints this call failed on. */
+    const tried = new Set<number>()
+    let attempts = 0
+    /** Attempts that count toward `retries` (not those ended by a removal). */
+    let counted = 0
+    let last: { failure: AttemptFailure; endpoint: string } | undefined
+    for (;;) {
+      const outcome = yield* attemptOnce(entry, request, tried, attempts + 1, parts.clock)
+      if (outcome._tag === "Done") return outcome.completion
+      if (outcome._tag === "NoCapacity")
+        return yield* unavailable(request.model, {
+          attempts,
+          code: "no_capacity",
+          lastError:
+            `no endpoint could take the call within queueTimeoutMs (${group.config.queueTimeoutMs} ms): ` +
+            group.capacitySummary() +
+            (last === undefined ? "" : `; last error: ${last.failure.code}: ${last.failure.message}`),
+          endpoint: last?.endpoint,
+          retryable: true,
+        })
+      attempts++
+      last = { failure: outcome.failure, endpoint: outcome.endpoint }
+      // The endpoint left mid-call: go again at once (waiting for a slot if needed).
+      if (outcome.evicted) continue
+      counted++
+      const { failure } = outcome
+      const step = nextStep(group, failure, counted, tried)
+      if (step === "give_up")
+        return yield* unavailable(request.model, {
+          attempts,
+          code: failure.code,
+          lastError: failure.message,
+          endpoint: outcome.endpoint,
+          retryable: failure.kind === "transient",
+        })
+      // Fail over at once when an untried endpoint has room; back off before trying one again.
+      if (step === "back_off") yield* parts.sleep(backoffBefore(group, failure, counted), "backoff")
+    }
+  })
+
+/** Adds an endpoint to `model`'s group at run time, refused with a reason when it cannot join. */
+const addEndpoint = (
+  parts: PoolParts,
+  model: string,
+  spec: EndpointSpec,
+): Effect.Effect<void, PoolMembershipError> =>
+  Effect.suspend(() => {
+    const refuse = (code: string, reason: string) =>
+      Effect.fail(
+        new PoolMembershipError({ model, endpoint: withoutCredentials(String(spec.url)), code, reason }),
+      )
+    const entry = groupOf(parts.groups, model)
+    if (entry === undefined) return refuse("unknown_model", unknownModelMessage(parts.config, model))
+    const { group, redactor } = entry
+    const decoded = endpointConfigFrom(spec, `addEndpoint(${group.config.name})`)
+    if (Result.isFailure(decoded)) return refuse("invalid_endpoint", decoded.failure.message)
+    const endpoint = decoded.success
+    const key = endpoint.apiKeyEnv === undefined ? PLACEHOLDER_API_KEY : parts.env[endpoint.apiKeyEnv]
+    const problem =
+      key === undefined || key === "" ? keyProblem(endpoint.apiKeyEnv ?? "", "apiKeyEnv") : undefined
+    const joined = group.join(
+      endpoint,
+      problem === undefined
+        ? { client: makeClient(endpoint.url, key!, group.config.timeoutMs), disabled: undefined }
+        : { client: undefined, disabled: problem },
+      "operator",
+    )
+    if (Result.isFailure(joined)) return refuse(joined.failure.code, joined.failure.reason)
+    if (endpoint.apiKeyEnv !== undefined) redactor.add(key!)
+    return Effect.void
+  })
+
+/** Removes the member serving `url` from `model`'s group; ends once it has drained (or its calls moved). */
+const removeEndpoint = (
+  parts: PoolParts,
+  model: string,
+  url: string,
+  options: RemoveEndpointOptions = {},
+): Effect.Effect<void, PoolMembershipError> =>
+  Effect.suspend(() => {
+    const refuse = (code: string, reason: string) =>
+      Effect.fail(new PoolMembershipError({ model, endpoint: withoutCredentials(url), code, reason }))
+    const entry = groupOf(parts.groups, model)
+    if (entry === undefined) return refuse("unknown_model", unknownModelMessage(parts.config, model))
+    const drain = options.drain ?? true
+    const reason = options.reason ?? `operator request (${drain ? "drain" : "no drain"})`
+    const left = entry.group.leave(url, reason, drain)
+    return Result.isFailure(left) ? refuse(left.failure.code, left.failure.reason) : left.success
+  })
+
+/** One probe round now, of `model`'s group or (no model) of every group. */
+const probeNow = (parts: PoolParts, model?: string): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const selected =
+      model === undefined
+        ? [...parts.groups.values()]
+        : [groupOf(parts.groups, model)].filter((e) => e !== undefined)
+    return Effect.forEach(selected, (entry) => probeRound(entry, "all", parts.clock), {
+      concurrency: "unbounded",
+      discard: true,
+    })
+  })
+
+/** One endpoint's stats: the shell's counters and the decider's view of it. */
+const endpointStats = (model: string, group: EndpointGroup, e: LiveEndpoint): EndpointStats => {
+  const record = group.recordOf(e)
+  const p50 = e.latencies.percentile(50)
+  const p99 = e.latencies.percentile(99)
+  const disabled = record?.disabled
+  const policyVersion = record?.policyVersion
+  return {
+    model,
+    endpoint: e.url,
+    healthy: record?.health === "healthy" && disabled === undefined,
+    ...(disabled === undefined ? {} : { disabled }),
+    ...(record?.membership === "left" ? { removed: true as const } : {}),
+    inFlight: e.inFlight,
+    maxConcurrency: e.maxConcurrency,
+    calls: e.calls,
+    failures: e.failures,
+    rateLimited: e.rateLimited,
+    consecutiveFailures: record?.consecutiveFailures ?? 0,
+    probeFailures: e.probeFailures,
+    ...(p50 === undefined ? {} : { p50LatencyMs: p50 }),
+    ...(p99 === undefined ? {} : { p99LatencyMs: p99 }),
+    ...(policyVersion === undefined ? {} : { policyVersion }),
+    ...(e.lastError === undefined ? {} : { lastError: e.lastError }),
+  }
+}
+
+const poolStats = (parts: PoolParts, dropped: () => number): Effect.Effect<PoolStats> =>
+  Effect.sync(() => {
+    const groups = [...parts.groups.entries()]
+    return {
+      endpoints: groups.flatMap(([model, { group }]) =>
+        group.endpoints.map((e) => endpointStats(model, group, e)),
+      ),
+      waiting: Object.fromEntries(groups.map(([model, { group }]) => [model, group.waiting])),
+      rateLimited: Object.fromEntries(groups.map(([model, { group }]) => [model, group.rateLimited])),
+      droppedEvents: dropped(),
+    }
+  })
+
 /** `GET /models` on one endpoint, bounded by the interval it is probed at. */
-const askModels = (endpoint: EndpointState, model: ModelConfig, intervalMs: number) =>
+const askModels = (endpoint: LiveEndpoint, model: ModelConfig, intervalMs: number) =>
   Effect.tryPromise({
     try: (signal) =>
       endpoint.client!.models.list({
@@ -517,72 +448,68 @@ const askModels = (endpoint: EndpointState, model: ModelConfig, intervalMs: numb
   })
 
 /**
+ * One probe of `endpoint`, for its health or its return (see the decider's `probeDue`); what the
+ * answer or the failure means is the group's decider's to say.
+ */
+const probeOne = (
+  { group, redactor }: GroupEntry,
+  endpoint: LiveEndpoint,
+  probe: "health" | "return",
+  clock: Clock,
+): Effect.Effect<void> => {
+  const model = group.config
+  endpoint.probing = true
+  return askModels(
+    endpoint,
+    model,
+    probe === "health" ? model.healthProbeIntervalMs : model.probeIntervalMs,
+  ).pipe(
+    Effect.match({
+      onFailure: (error) =>
+        group.observeProbe(
+          endpoint,
+          probe,
+          { answered: false, reason: `probe: ${redactor.redact(errorText(error))}` },
+          clock.wallMs(),
+        ),
+      onSuccess: () => group.observeProbe(endpoint, probe, { answered: true }, clock.wallMs()),
+    }),
+    Effect.asVoid,
+    Effect.ensuring(
+      Effect.sync(() => {
+        endpoint.probing = false
+      }),
+    ),
+  )
+}
+
+/**
  * One probe round: each ejected endpoint (past its `retry-after`) is asked `GET /models` and any
  * answer returns it; with `"all"`, each healthy endpoint with no call in flight is asked too, and
- * `ejectAfterFailures` failed probes in a row eject it. Endpoints removed, disabled, or already
- * being probed are skipped.
+ * `ejectAfterFailures` failed probes in a row eject it. Endpoints left, disabled, paused, or
+ * already being probed are skipped.
  */
-const probeRound = (
-  { group, redactor }: GroupEntry,
-  which: "ejected" | "all",
-  context: ProbeContext,
-): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const model = group.config
-    const now = context.clock()
-    const due = group.endpoints.filter((e) => {
-      if (e.removed || e.disabled !== undefined || e.probing) return false
-      if (!e.healthy) return e.retryAfterUntil === undefined || now >= e.retryAfterUntil
-      return which === "all" && e.inFlight === 0
-    })
-    const probe = (endpoint: EndpointState) => {
-      const wasHealthy = endpoint.healthy
-      endpoint.probing = true
-      return askModels(
-        endpoint,
-        model,
-        wasHealthy ? model.healthProbeIntervalMs : model.probeIntervalMs,
-      ).pipe(
-        Effect.match({
-          onFailure: (error) => {
-            const reason = `probe: ${redactor.redact(errorText(error))}`
-            if (group.recordProbeFailure(endpoint, reason))
-              context.emit({
-                type: "EndpointEjected",
-                model: model.name,
-                endpoint: endpoint.url,
-                reason,
-                failures: endpoint.consecutiveProbeFailures,
-              })
-          },
-          onSuccess: () => {
-            if (wasHealthy) group.recordProbeSuccess(endpoint)
-            else if (group.markReturned(endpoint))
-              context.emit({ type: "EndpointReturned", model: model.name, endpoint: endpoint.url })
-          },
-        }),
-        Effect.ensuring(
-          Effect.sync(() => {
-            endpoint.probing = false
-          }),
-        ),
-      )
-    }
-    return Effect.forEach(due, probe, { concurrency: "unbounded", discard: true })
-  })
+const probeRound = (entry: GroupEntry, which: "ejected" | "all", clock: Clock): Effect.Effect<void> =>
+  Effect.suspend(() =>
+    Effect.forEach(
+      entry.group.probesDue(clock.wallMs(), which),
+      (due) => probeOne(entry, due.endpoint, due.probe, clock),
+      { concurrency: "unbounded", discard: true },
+    ),
+  )
 
 /**
  * The background probes of one group, ended with the pool's scope: ejected endpoints every
  * `probeIntervalMs`, healthy idle ones every `healthProbeIntervalMs` (unless 0).
  */
-const startProbes = (entry: GroupEntry, context: ProbeContext): Effect.Effect<void, never, Scope.Scope> =>
+const startProbes = (entry: GroupEntry, parts: PoolParts): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function* () {
     const model = entry.group.config
     const every = (intervalMs: number, which: "ejected" | "all") =>
       Effect.forever(
         Effect.gen(function* () {
-          yield* context.sleep(intervalMs, "probe")
-          yield* probeRound(entry, which, context)
+          yield* parts.sleep(intervalMs, "probe")
+          yield* probeRound(entry, which, parts.clock)
         }),
       )
     yield* Effect.forkScoped(every(model.probeIntervalMs, "ejected"))

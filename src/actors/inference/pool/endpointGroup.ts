@@ -1,20 +1,43 @@
 /**
- * One model's group of endpoints inside the inference pool: their live state (in-flight calls,
- * health, failure counts, latencies), the episode-affinity table, and the FIFO of calls waiting for
- * a free slot. Slots are handed straight to the oldest waiter when one frees up (or an endpoint
- * returns or joins), so a burst of new calls cannot starve a call that has been waiting. All state
- * changes are synchronous (one JS thread), so there are no locks; only waiting is an Effect.
+ * One model's group of endpoints inside the inference pool, the shell around the group's decider
+ * (`../decider.ts`): what the group owns and records — membership, health, weight versions — is
+ * the decider's state, changed only by running a command through `decide` and `evolve`; here are
+ * the effects and the live parts: each endpoint's client, calls in flight, eviction signal and
+ * counters, the episode-affinity table, and the FIFO of calls waiting for a free slot. Slots are
+ * handed straight to the oldest waiter when one frees up (or an endpoint returns or joins), so a
+ * burst of new calls cannot starve a call that has been waiting. All state changes are synchronous
+ * (one JS thread), so there are no locks; only waiting is an Effect.
  *
- * Membership changes at run time: `add` appends an endpoint, `remove` takes one out of routing at
+ * Membership changes at run time: `join` appends an endpoint, `leave` takes one out of routing at
  * once while its in-flight calls finish (or are evicted, to be retried elsewhere); it leaves the
  * list when the last one has. Endpoints are known by a stable `id` (never reused), not by their
  * position, so affinity and a call's "already tried" set survive others joining and leaving.
  */
 import { setMaxListeners } from "node:events"
 import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import type OpenAI from "openai"
+import {
+  decide,
+  type EndpointRecord,
+  endpointById,
+  evolve,
+  type FailureKind,
+  hasUntriedMember,
+  type InferenceCommand,
+  type InferenceEvent,
+  type InferenceRejection,
+  type InferenceState,
+  initialState,
+  memberByUrl,
+  type PoolEvent,
+  probeDue,
+  recordable,
+  routable,
+  unusable,
+} from "../decider.ts"
 import type { EndpointConfig, ModelConfig } from "../modelsConfig.ts"
-import { canTake, LatencyWindow, pickEndpoint } from "./routing.ts"
+import { canTake, LatencyWindow, pickEndpoint, type RoutingView } from "./routing.ts"
 
 /**
  * Every call in flight on an endpoint listens for its eviction: one listener per call, so the
@@ -26,41 +49,34 @@ const evictionController = (): AbortController => {
   return controller
 }
 
-export interface EndpointState {
-  /** Stable within the group and never reused, unlike the position in `endpoints`. */
+/** The shell's side of one listed endpoint: what it needs to call it, and what it counts. */
+export interface LiveEndpoint {
+  /** The decider's id of the endpoint. */
   readonly id: number
   /** The base URL as configured (the config refuses credentials in it), safe for events. */
   readonly url: string
   readonly maxConcurrency: number
-  /** undefined when `disabled` */
+  /** undefined when the endpoint is disabled */
   readonly client: OpenAI | undefined
-  readonly disabled: string | undefined
   inFlight: number
-  healthy: boolean
-  /** Set by `remove`: no new calls; the endpoint leaves the list once `inFlight` is 0. */
-  removed: boolean
-  /** Aborted by `remove` without draining: in-flight attempts stop and are retried elsewhere. */
+  /** Aborted by `leave` without draining: in-flight attempts stop and are retried elsewhere. */
   readonly eviction: AbortController
-  consecutiveFailures: number
-  /** Failed health probes in a row while healthy (reset by a good probe or a successful call). */
-  consecutiveProbeFailures: number
+  /** Attempts finished (successes and counted failures). */
   calls: number
   failures: number
   /** 429 answers (also counted in `failures`). */
   rateLimited: number
+  /** Failed probes, of a healthy or an ejected endpoint. */
   probeFailures: number
   /** True while a probe of this endpoint runs, so rounds never overlap on one endpoint. */
   probing: boolean
-  /** Wall-clock ms before which a return probe is not sent (the server's `retry-after`). */
-  retryAfterUntil: number | undefined
   lastError: string | undefined
-  policyVersion: string | undefined
   readonly latencies: LatencyWindow
 }
 
 /** Holds the endpoint one attempt acquired, so whoever ends the attempt (even an interrupt) frees it. */
 export interface Ticket {
-  endpoint: EndpointState | undefined
+  endpoint: LiveEndpoint | undefined
 }
 
 interface Waiter {
@@ -72,111 +88,170 @@ interface Waiter {
 
 export interface EndpointClient {
   readonly client: OpenAI | undefined
+  /** Why the endpoint can never take a call (its key variable is unset). */
   readonly disabled: string | undefined
 }
+
+/** What a call saw fail, as the attempt classified it. */
+export interface ObservedFailure {
+  readonly kind: FailureKind
+  readonly code: string
+  /** Already redacted. */
+  readonly message: string
+  readonly retryAfterMs?: number
+}
+
+/** Where an endpoint group sends the events its decider says to record. */
+export type RecordEvent = (event: PoolEvent) => void
 
 /** Enough affinity entries for every live episode of a large run; the oldest are forgotten first. */
 const AFFINITY_LIMIT = 100_000
 
 export class EndpointGroup {
-  private readonly list: Array<EndpointState> = []
+  private decided: InferenceState
+  private readonly live = new Map<number, LiveEndpoint>()
   private readonly waiters = new Set<Waiter>()
   /** affinity key → endpoint id */
   private readonly affinity = new Map<string, number>()
-  /** Callbacks waiting for a removed endpoint's last call to end, by endpoint id. */
+  /** Callbacks waiting for a left endpoint's last call to end, by endpoint id. */
   private readonly drainWatchers = new Map<number, Array<() => void>>()
   private rotation = 0
-  private nextId = 0
   /** 429 answers over the group's life, including endpoints that have left since. */
   rateLimited = 0
 
+  /** Joins the configured endpoints (`clients` in the same order), recording each join. */
   constructor(
     readonly config: ModelConfig,
     clients: ReadonlyArray<EndpointClient>,
+    private readonly record: RecordEvent = () => {},
   ) {
+    this.decided = initialState(config.name, { ejectAfterFailures: config.ejectAfterFailures })
     config.endpoints.forEach((endpoint, index) => {
-      this.append(endpoint, clients[index] ?? { client: undefined, disabled: "no client" })
+      this.join(endpoint, clients[index] ?? { client: undefined, disabled: "no client" }, "config")
     })
   }
 
-  /** Every endpoint still listed: members, and removed ones with calls in flight. */
-  get endpoints(): ReadonlyArray<EndpointState> {
-    return this.list
+  /** The decider's state: membership, health and versions of every listed endpoint. */
+  get state(): InferenceState {
+    return this.decided
   }
 
-  /** The endpoints that belong to the group (not removed). */
-  get members(): ReadonlyArray<EndpointState> {
-    return this.list.filter((endpoint) => !endpoint.removed)
+  /** Every endpoint still listed, in joining order: members, and left ones with calls in flight. */
+  get endpoints(): ReadonlyArray<LiveEndpoint> {
+    return this.decided.endpoints.map((record) => this.live.get(record.id)!)
+  }
+
+  /** The endpoints that belong to the group (not left). */
+  get members(): ReadonlyArray<LiveEndpoint> {
+    return this.decided.endpoints
+      .filter((record) => record.membership === "joined")
+      .map((record) => this.live.get(record.id)!)
   }
 
   get waiting(): number {
     return this.waiters.size
   }
 
-  /**
-   * Why no call can ever succeed here (every member disabled), or undefined. A group with no member
-   * at all is not unusable: calls wait (bounded) for one to be added.
-   */
+  /** See the decider's `unusable`. */
   get unusable(): string | undefined {
-    const members = this.members
-    if (members.length === 0) return undefined
-    const reasons = members.map((endpoint) => endpoint.disabled)
-    return reasons.every((reason) => reason !== undefined) ? reasons.join("; ") : undefined
+    return unusable(this.decided)
   }
 
-  private append(config: EndpointConfig, client: EndpointClient): EndpointState {
-    const endpoint: EndpointState = {
-      id: this.nextId++,
+  /** What the decider knows of a listed endpoint (undefined once it has drained and gone). */
+  recordOf(endpoint: LiveEndpoint): EndpointRecord | undefined {
+    return endpointById(this.decided, endpoint.id)
+  }
+
+  /**
+   * Runs a command through the decider: its events change the state, the recordable ones are
+   * recorded, and the shell follows what they say (a returned endpoint takes the waiting calls, a
+   * drained one leaves the list). A rejection changes nothing.
+   */
+  apply(command: InferenceCommand): Result.Result<ReadonlyArray<InferenceEvent>, InferenceRejection> {
+    const decided = decide(this.decided, command)
+    if (Result.isFailure(decided)) return decided
+    for (const event of decided.success) {
+      this.decided = evolve(this.decided, event)
+      const recorded = recordable(event)
+      if (recorded !== undefined) this.record(recorded)
+      if (event.type === "EndpointDrained") this.forget(event.endpointId)
+    }
+    if (decided.success.some((event) => event.type === "EndpointReturned")) this.drain()
+    return decided
+  }
+
+  /** Observations decide no rejection; this reads their events. */
+  private observe(command: InferenceCommand): ReadonlyArray<InferenceEvent> {
+    const decided = this.apply(command)
+    return Result.isSuccess(decided) ? decided.success : []
+  }
+
+  /** The member serving `url` (trailing slashes ignored), if any. */
+  member(url: string): LiveEndpoint | undefined {
+    const record = memberByUrl(this.decided, url)
+    return record === undefined ? undefined : this.live.get(record.id)
+  }
+
+  /**
+   * Joins an endpoint: from the config (listed disabled when `client.disabled` says why its key
+   * cannot be had), or by an operator at run time (refused when its URL is a member already, or
+   * its key cannot be had). An enabled one takes calls at once, waiting calls first.
+   */
+  join(
+    config: EndpointConfig,
+    client: EndpointClient,
+    source: "config" | "operator",
+  ): Result.Result<LiveEndpoint, InferenceRejection> {
+    // The decider gives a joining endpoint the state's `nextId`.
+    const id = this.decided.nextId
+    const joined = this.apply({
+      type: "Join",
       url: config.url,
+      source,
+      ...(client.disabled === undefined ? {} : { keyProblem: client.disabled }),
+    })
+    if (Result.isFailure(joined)) return Result.fail(joined.failure)
+    const endpoint: LiveEndpoint = {
+      id,
+      url: endpointById(this.decided, id)!.url,
       maxConcurrency: config.maxConcurrency,
       client: client.client,
-      disabled: client.disabled,
       inFlight: 0,
-      healthy: true,
-      removed: false,
       eviction: evictionController(),
-      consecutiveFailures: 0,
-      consecutiveProbeFailures: 0,
       calls: 0,
       failures: 0,
       rateLimited: 0,
       probeFailures: 0,
       probing: false,
-      retryAfterUntil: undefined,
       lastError: undefined,
-      policyVersion: undefined,
       latencies: new LatencyWindow(),
     }
-    this.list.push(endpoint)
-    return endpoint
-  }
-
-  /** The member serving `url` (trailing slashes ignored), if any. */
-  member(url: string): EndpointState | undefined {
-    const wanted = url.replace(/\/+$/, "")
-    return this.list.find((endpoint) => !endpoint.removed && endpoint.url === wanted)
-  }
-
-  /** Adds an endpoint that takes calls at once (waiting calls first). */
-  add(config: EndpointConfig, client: EndpointClient): EndpointState {
-    const endpoint = this.append(config, client)
+    this.live.set(id, endpoint)
     this.drain()
-    return endpoint
+    return Result.succeed(endpoint)
   }
 
   /**
-   * Takes `endpoint` out of routing now. With `drain`, its in-flight calls finish there; without,
-   * they are evicted (their attempts end and are retried elsewhere). The effect ends once the
-   * endpoint has no call in flight and has left the list.
+   * Takes the member serving `url` out of routing now (its `EndpointLeft` recorded). With `drain`,
+   * its in-flight calls finish there; without, they are evicted (their attempts end and are
+   * retried elsewhere). The effect ends once the endpoint has no call in flight and has left the
+   * list.
    */
-  remove(endpoint: EndpointState, drain: boolean): Effect.Effect<void> {
+  leave(url: string, reason: string, drain: boolean): Result.Result<Effect.Effect<void>, InferenceRejection> {
+    const left = this.apply({ type: "Leave", url, reason })
+    if (Result.isFailure(left)) return Result.fail(left.failure)
+    const event = left.success[0]
+    const endpoint = event?.type === "EndpointLeft" ? this.live.get(event.endpointId!) : undefined
+    if (endpoint === undefined) return Result.succeed(Effect.void)
+    if (!drain) endpoint.eviction.abort()
+    this.drainIfIdle(endpoint)
+    return Result.succeed(this.drained(endpoint))
+  }
+
+  /** Ends once `endpoint` has left the list. */
+  private drained(endpoint: LiveEndpoint): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (!endpoint.removed) {
-        endpoint.removed = true
-        if (!drain) endpoint.eviction.abort()
-        this.forgetIfIdle(endpoint)
-      }
-      if (!this.list.includes(endpoint)) return Effect.void
+      if (!this.live.has(endpoint.id)) return Effect.void
       return Effect.callback<void>((resume) => {
         const watchers = this.drainWatchers.get(endpoint.id) ?? []
         const watcher = () => resume(Effect.void)
@@ -191,64 +266,86 @@ export class EndpointGroup {
     })
   }
 
-  private forgetIfIdle(endpoint: EndpointState): void {
-    if (!endpoint.removed || endpoint.inFlight > 0) return
-    const position = this.list.indexOf(endpoint)
-    if (position >= 0) this.list.splice(position, 1)
-    const watchers = this.drainWatchers.get(endpoint.id) ?? []
-    this.drainWatchers.delete(endpoint.id)
+  /** A left endpoint with no call in flight has drained: the decider removes it. */
+  private drainIfIdle(endpoint: LiveEndpoint): void {
+    if (endpoint.inFlight === 0) this.apply({ type: "Drained", endpointId: endpoint.id })
+  }
+
+  private forget(id: number): void {
+    this.live.delete(id)
+    const watchers = this.drainWatchers.get(id) ?? []
+    this.drainWatchers.delete(id)
     for (const watcher of watchers) watcher()
   }
 
   /** Why each member cannot take a call now, for a user-facing error. */
   capacitySummary(): string {
-    const members = this.members
-    if (members.length === 0) return "the group has no endpoints (all were removed)"
-    return members
-      .map((e) => {
+    const listed = this.decided.endpoints.filter((record) => record.membership === "joined")
+    if (listed.length === 0) return "the group has no endpoints (all were removed)"
+    return listed
+      .map((record) => {
+        const e = this.live.get(record.id)!
         const state =
-          e.disabled !== undefined
+          record.disabled !== undefined
             ? "disabled"
-            : e.healthy
-              ? `${e.inFlight}/${e.maxConcurrency} in flight`
-              : `ejected (${e.lastError ?? "failing"})`
+            : record.health === "ejected"
+              ? `ejected (${e.lastError ?? "failing"})`
+              : record.updatingTo !== undefined
+                ? `paused (updating to ${record.updatingTo})`
+                : `${e.inFlight}/${e.maxConcurrency} in flight`
         return `${e.url} ${state}`
       })
       .join(", ")
   }
 
+  /** What routing sees of each listed endpoint, in list order: the decider says whether it is routable. */
+  private views(): ReadonlyArray<RoutingView> {
+    return this.decided.endpoints.map((record) => {
+      const endpoint = this.live.get(record.id)!
+      return {
+        inFlight: endpoint.inFlight,
+        maxConcurrency: endpoint.maxConcurrency,
+        healthy: routable(record),
+      }
+    })
+  }
+
   /** True when an endpoint this call has not tried (by id) can take it right now (retry at once). */
   hasUntriedCapacity(avoid: ReadonlySet<number>): boolean {
-    return this.list.some((endpoint) => !avoid.has(endpoint.id) && canTake(endpoint))
+    const views = this.views()
+    return this.decided.endpoints.some(
+      (record, position) => !avoid.has(record.id) && canTake(views[position]!),
+    )
   }
 
   /** True when some member not yet tried (by id) could ever take the call. */
   hasUntriedMember(avoid: ReadonlySet<number>): boolean {
-    return this.list.some((e) => !e.removed && e.disabled === undefined && !avoid.has(e.id))
+    return hasUntriedMember(this.decided, avoid)
   }
 
   private positionOf(id: number | undefined): number | undefined {
     if (id === undefined) return undefined
-    const position = this.list.findIndex((endpoint) => endpoint.id === id)
+    const position = this.decided.endpoints.findIndex((record) => record.id === id)
     return position < 0 ? undefined : position
   }
 
   private assign(ticket: Ticket, affinityKey: string | undefined, avoid: ReadonlySet<number> | undefined) {
-    if (this.list.length === 0) return false
+    const records = this.decided.endpoints
+    if (records.length === 0) return false
     const pinned = affinityKey === undefined ? undefined : this.affinity.get(affinityKey)
     const preferred = this.positionOf(pinned)
     const avoidPositions =
       avoid === undefined || avoid.size === 0
         ? undefined
-        : new Set(this.list.flatMap((endpoint, position) => (avoid.has(endpoint.id) ? [position] : [])))
-    const position = pickEndpoint(this.list, {
+        : new Set(records.flatMap((record, position) => (avoid.has(record.id) ? [position] : [])))
+    const position = pickEndpoint(this.views(), {
       preferred,
       avoid: avoidPositions,
       rotation: this.rotation,
     })
     if (position === undefined) return false
-    this.rotation = (this.rotation + 1) % this.list.length
-    const endpoint = this.list[position]!
+    this.rotation = (this.rotation + 1) % records.length
+    const endpoint = this.live.get(records[position]!.id)!
     endpoint.inFlight++
     ticket.endpoint = endpoint
     if (affinityKey !== undefined && pinned !== endpoint.id) {
@@ -303,67 +400,80 @@ export class EndpointGroup {
     if (endpoint === undefined) return
     ticket.endpoint = undefined
     endpoint.inFlight--
-    this.forgetIfIdle(endpoint)
+    if (this.recordOf(endpoint)?.membership === "left") this.drainIfIdle(endpoint)
     this.drain()
   }
 
-  recordSuccess(endpoint: EndpointState, latencyMs: number): void {
+  /** A call on `endpoint` succeeded; the answer may report a new policy version. */
+  observeSuccess(endpoint: LiveEndpoint, latencyMs: number, policyVersion: string | undefined): void {
     endpoint.calls++
-    endpoint.consecutiveFailures = 0
-    endpoint.consecutiveProbeFailures = 0
     endpoint.latencies.add(latencyMs)
+    this.observe({
+      type: "ObserveSuccess",
+      endpointId: endpoint.id,
+      ...(policyVersion === undefined ? {} : { policyVersion }),
+    })
   }
 
   /**
-   * Counts a failed attempt (a 429 also as `rateLimited`); true when it ejects the endpoint (the
-   * caller records the event). A removed endpoint is never ejected: it is leaving anyway.
+   * A call on `endpoint` failed at `now` (wall-clock ms): counted (a 429 also apart) unless it was
+   * a bad request; the events say whether it ejected the endpoint.
    */
-  recordFailure(endpoint: EndpointState, reason: string, rateLimited = false): boolean {
-    endpoint.calls++
-    endpoint.failures++
-    endpoint.consecutiveFailures++
-    endpoint.lastError = reason
-    if (rateLimited) {
-      endpoint.rateLimited++
-      this.rateLimited++
+  observeFailure(
+    endpoint: LiveEndpoint,
+    failure: ObservedFailure,
+    now: number,
+  ): ReadonlyArray<InferenceEvent> {
+    const events = this.observe({
+      type: "ObserveFailure",
+      endpointId: endpoint.id,
+      kind: failure.kind,
+      code: failure.code,
+      message: failure.message,
+      ...(failure.retryAfterMs === undefined ? {} : { retryAfterMs: failure.retryAfterMs }),
+      now,
+    })
+    for (const event of events) {
+      if (event.type !== "CallFailed" || !event.counted) continue
+      endpoint.calls++
+      endpoint.failures++
+      endpoint.lastError = `${failure.code}: ${failure.message}`
+      if (event.rateLimited) {
+        endpoint.rateLimited++
+        this.rateLimited++
+      }
     }
-    if (
-      !endpoint.healthy ||
-      endpoint.removed ||
-      endpoint.consecutiveFailures < this.config.ejectAfterFailures
-    )
-      return false
-    endpoint.healthy = false
-    return true
+    return events
   }
 
-  /** A healthy endpoint's probe got an answer. */
-  recordProbeSuccess(endpoint: EndpointState): void {
-    endpoint.consecutiveProbeFailures = 0
-  }
-
-  /** A probe failed; true when it ejects a healthy endpoint (the caller records the event). */
-  recordProbeFailure(endpoint: EndpointState, reason: string): boolean {
-    endpoint.probeFailures++
-    endpoint.lastError = reason
-    if (!endpoint.healthy || endpoint.removed) return false
-    endpoint.consecutiveProbeFailures++
-    if (endpoint.consecutiveProbeFailures < this.config.ejectAfterFailures) return false
-    endpoint.healthy = false
-    return true
+  /** A probe of `endpoint` sent for `probe` was answered, or failed with `reason`, at `now`. */
+  observeProbe(
+    endpoint: LiveEndpoint,
+    probe: "health" | "return",
+    outcome: { readonly answered: true } | { readonly answered: false; readonly reason: string },
+    now: number,
+  ): ReadonlyArray<InferenceEvent> {
+    if (!outcome.answered) {
+      endpoint.probeFailures++
+      endpoint.lastError = outcome.reason
+    }
+    return this.observe({ type: "ObserveProbe", endpointId: endpoint.id, probe, outcome, now })
   }
 
   /**
-   * The probe of an ejected endpoint got an answer: it takes calls again, starting with the waiting
-   * ones. False when there was nothing to do (already back, or removed meanwhile).
+   * The endpoints a probe round at `now` asks, and what for (the decider's `probeDue`): a health
+   * probe only of an idle endpoint, and never one already being probed.
    */
-  markReturned(endpoint: EndpointState): boolean {
-    if (endpoint.healthy || endpoint.removed) return false
-    endpoint.healthy = true
-    endpoint.consecutiveFailures = 0
-    endpoint.consecutiveProbeFailures = 0
-    endpoint.retryAfterUntil = undefined
-    this.drain()
-    return true
+  probesDue(
+    now: number,
+    which: "ejected" | "all",
+  ): ReadonlyArray<{ readonly endpoint: LiveEndpoint; readonly probe: "health" | "return" }> {
+    return this.decided.endpoints.flatMap((record) => {
+      const endpoint = this.live.get(record.id)!
+      if (endpoint.probing) return []
+      const probe = probeDue(record, now, which)
+      if (probe === undefined || (probe === "health" && endpoint.inFlight > 0)) return []
+      return [{ endpoint, probe }]
+    })
   }
 }

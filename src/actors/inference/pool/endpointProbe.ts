@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { APIConnectionTimeoutError, APIError } from "openai"
 import { errnoCause, errorCodes, statusCause } from "../../../events/failureCause.ts"
+import { type Clock, systemClock } from "../../../runtime/clock.ts"
 import type { EndpointConfig, ModelConfig, ModelsConfig } from "../modelsConfig.ts"
 import { TEST_DOUBLE_OWNER } from "../testDouble.ts"
 import { makeClient, PLACEHOLDER_API_KEY } from "./openAiCall.ts"
@@ -57,6 +58,8 @@ export interface ProbeOptions {
   readonly env?: Readonly<Record<string, string | undefined>>
   /** Per request; default 5000 ms (never more than the group's `timeoutMs`). */
   readonly timeoutMs?: number
+  /** Measures how long each endpoint took (`elapsedMs`, monotonic); default `systemClock`. */
+  readonly clock?: Clock
 }
 
 /** The default per-request bound: a live server answers `GET /models` in milliseconds. */
@@ -158,11 +161,12 @@ export const probeEndpoint = (
 ): Effect.Effect<EndpointProbe> =>
   Effect.suspend(() => {
     const endpoint = model.endpoints[index]!
-    const started = performance.now()
+    const clock = options.clock ?? systemClock
+    const started = clock.monotonicMs()
     const done = (fields: Omit<EndpointProbe, "url" | "elapsedMs">): EndpointProbe => ({
       url: endpoint.url,
       ...fields,
-      elapsedMs: Math.round(performance.now() - started),
+      elapsedMs: Math.round(clock.monotonicMs() - started),
     })
     const env = options.env ?? process.env
     const timeoutMs = Math.min(options.timeoutMs ?? PROBE_TIMEOUT_MS, model.timeoutMs)

@@ -1,10 +1,10 @@
 /**
  * Writes the inference pool's membership and weight-version events (`EndpointJoined`,
- * `EndpointLeft`, `EndpointEjected`, `EndpointReturned`, `WeightsPublished`) to the log on
- * `entitySubject(namespace, "inference", model)`. Routing decisions are synchronous and must never
- * wait for the log, so events are queued and appended in order by one background fiber; a log that
- * is down costs a warning and a dropped event, never a failed completion. Closing the scope flushes
- * what is queued.
+ * `EndpointLeft`, `EndpointEjected`, `EndpointReturned`, `WeightsPublished`: what the decider says
+ * to record) to the log on `entitySubject(namespace, "inference", model)`. Routing decisions are
+ * synchronous and must never wait for the log, so events are queued and appended in order by one
+ * background fiber; a log that is down costs a warning and a dropped event, never a failed
+ * completion. Closing the scope flushes what is queued.
  */
 import { randomUUID } from "node:crypto"
 import type * as Cause from "effect/Cause"
@@ -13,15 +13,10 @@ import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { EventLogShape } from "../../../events/log/eventLog.ts"
-import type { EventOf, NewEvent } from "../../../events/schema.ts"
+import type { NewEvent } from "../../../events/schema.ts"
 import { entitySubject } from "../../../events/subjects.ts"
-
-export type PoolEvent =
-  | EventOf<"EndpointJoined">
-  | EventOf<"EndpointLeft">
-  | EventOf<"EndpointEjected">
-  | EventOf<"EndpointReturned">
-  | EventOf<"WeightsPublished">
+import type { Clock } from "../../../runtime/clock.ts"
+import type { PoolEvent } from "../decider.ts"
 
 export interface PoolEventSink {
   /** Queues an event; returns at once. */
@@ -33,8 +28,8 @@ export interface PoolEventSink {
 export interface PoolEventSinkOptions {
   readonly log: EventLogShape | undefined
   readonly namespace: string
-  /** Wall-clock milliseconds for `recordedAt`. */
-  readonly clock: () => number
+  /** Gives `recordedAt` (wall-clock time). */
+  readonly clock: Clock
   /** Identifies this pool instance in `causationId`, so events of several workers' pools stay apart. */
   readonly poolId: string
 }
@@ -100,7 +95,7 @@ export const makePoolEventSink = (
         Queue.offerUnsafe(queue, {
           subject: entitySubject(options.namespace, "inference", event.model),
           eventId: randomUUID(),
-          recordedAt: new Date(options.clock()).toISOString(),
+          recordedAt: options.clock.iso(),
           correlationId: event.model,
           causationId: options.poolId,
           actor: "inference",
