@@ -6,6 +6,7 @@
  */
 import { fc, test } from "@fast-check/vitest"
 import * as Result from "effect/Result"
+import type { JsonObject } from "effect/Schema"
 import { describe, expect, it } from "vitest"
 import {
   decide,
@@ -24,7 +25,7 @@ import type { DomainEvent, Envelope, EpisodePolicy } from "../../src/events/sche
 const nativeParse: ParseAssistant = (_format, message) => ({
   calls: (message.toolCalls ?? [])
     .filter((c) => typeof c.arguments === "object" && c.arguments !== null && !Array.isArray(c.arguments))
-    .map((c) => ({ callId: c.callId, name: c.tool, arguments: c.arguments as Record<string, unknown> })),
+    .map((c) => ({ callId: c.callId, tool: c.tool, arguments: c.arguments as JsonObject })),
   errors: (message.toolCalls ?? [])
     .filter((c) => !(typeof c.arguments === "object" && c.arguments !== null && !Array.isArray(c.arguments)))
     .map((c) => `arguments of ${c.tool} must be a JSON object`),

@@ -6,10 +6,9 @@
  */
 import { fc, test } from "@fast-check/vitest"
 import type { Json, JsonObject } from "effect/Schema"
-import type { ChatCompletionMessage } from "openai/resources/chat/completions"
 import { describe, expect, it } from "vitest"
 import {
-  type AssistantMessage,
+  type AssistantReply,
   detectFormat,
   type FormatError,
   formatFeedback,
@@ -26,58 +25,73 @@ import {
 
 const TEXT_FORMATS: ReadonlyArray<TextToolCallFormat> = ["hermes", "minicpm", "deepseek"]
 
-const parse = (format: ToolCallFormat, message: AssistantMessage | string) =>
+const parse = (format: ToolCallFormat, message: AssistantReply | string) =>
   parseAssistantMessage(format, message, "t1")
-const namesAndArgs = (calls: ReadonlyArray<ParsedToolCall>) => calls.map((c) => [c.name, c.arguments])
+const namesAndArgs = (calls: ReadonlyArray<ParsedToolCall>) => calls.map((c) => [c.tool, c.arguments])
 const reasons = (errors: ReadonlyArray<FormatError>) => errors.map((e) => e.reason).join(" | ")
 
-describe("openai native tool_calls", () => {
-  it("keeps the server's ids, parses arguments leniently and reports bad entries", () => {
+describe("native tool calls", () => {
+  it("keeps the server's ids, reads text arguments leniently, takes objects as they are, reports bad entries", () => {
+    const decoded = { queries: ["capital of France"] }
     const turn = parse("openai", {
       content: "Looking it up.",
-      reasoning_content: "The user wants the capital.",
-      tool_calls: [
-        {
-          id: "call_a",
-          type: "function",
-          function: { name: "search", arguments: '{"queries": ["capital of France"]}' },
-        },
-        {
-          id: "call_b",
-          type: "function",
-          function: { name: "fetch_url", arguments: "{'urls': ['https://x.org'],}" },
-        },
-        { id: "call_c", type: "function", function: { name: "read_file", arguments: "" } },
-        { id: "call_d", type: "function", function: { name: "search", arguments: "[1, 2]" } },
-        { id: "call_e", type: "function", function: { name: "", arguments: "{}" } },
+      reasoning: "The user wants the capital.",
+      toolCalls: [
+        { callId: "call_a", tool: "search", arguments: decoded },
+        { callId: "call_b", tool: "fetch_url", arguments: "{'urls': ['https://x.org'],}" },
+        { callId: "call_c", tool: "read_file", arguments: " " },
+        { callId: "call_d", tool: "search", arguments: "[1, 2]" },
+        { callId: "call_e", tool: " ", arguments: {} },
+        { callId: "call_f", tool: "search", arguments: ["a"] },
+        { callId: "call_g", tool: "search", arguments: "{'q': " },
       ],
     })
     expect(turn.content).toBe("Looking it up.")
     expect(turn.reasoning).toBe("The user wants the capital.")
     expect(turn.calls).toEqual([
-      { callId: "call_a", name: "search", arguments: { queries: ["capital of France"] } },
-      { callId: "call_b", name: "fetch_url", arguments: { urls: ["https://x.org"] } },
-      { callId: "call_c", name: "read_file", arguments: {} },
+      { callId: "call_a", tool: "search", arguments: decoded },
+      { callId: "call_b", tool: "fetch_url", arguments: { urls: ["https://x.org"] } },
+      { callId: "call_c", tool: "read_file", arguments: {} },
     ])
-    expect(turn.errors.map((e) => [e.format, e.index])).toEqual([
-      ["openai", 3],
-      ["openai", 4],
+    // Decoded once, by the pool: the object is used as it is, not written out and read again.
+    expect(turn.calls[0]!.arguments).toBe(decoded)
+    // The words of the function-calling interface the model used, with the call as it came.
+    expect(turn.errors).toEqual([
+      {
+        format: "openai",
+        index: 3,
+        reason: "function.arguments must be a JSON object, got an array",
+        excerpt: "search([1, 2])",
+      },
+      { format: "openai", index: 4, reason: "function.name is missing or empty", excerpt: "({})" },
+      {
+        format: "openai",
+        index: 5,
+        reason: "function.arguments must be a JSON object, got an array",
+        excerpt: 'search(["a"])',
+      },
+      {
+        format: "openai",
+        index: 6,
+        reason: expect.stringMatching(/^function\.arguments is not valid JSON: /),
+        excerpt: "search({'q': )",
+      },
     ])
-    expect(turn.errors[0]!.reason).toContain("must be a JSON object, got an array")
   })
 
-  it("accepts the openai client's message type and splits inline thinking", () => {
-    const message: ChatCompletionMessage = {
-      role: "assistant",
-      content: "<think>plan</think>Done.",
-      refusal: null,
-      tool_calls: [{ id: "c1", type: "function", function: { name: "search", arguments: '{"q":"x"}' } }],
-    }
-    const turn = parse("openai", message)
+  it("splits inline thinking after the server's reasoning, and reads calls in a text format too", () => {
+    const turn = parse("hermes", {
+      content: '<think>plan</think>Done.<tool_call>{"name": "fetch", "arguments": {"u": 1}}</tool_call>',
+      reasoning: "first",
+      toolCalls: [{ callId: "c1", tool: "search", arguments: { q: "x" } }],
+    })
     expect(turn).toEqual({
       content: "Done.",
-      reasoning: "plan",
-      calls: [{ callId: "c1", name: "search", arguments: { q: "x" } }],
+      reasoning: "first\n\nplan",
+      calls: [
+        { callId: "c1", tool: "search", arguments: { q: "x" } },
+        { callId: "t1:1", tool: "fetch", arguments: { u: 1 } },
+      ],
       errors: [],
     })
   })
@@ -95,8 +109,8 @@ describe("hermes <tool_call>", () => {
     expect(turn.reasoning).toContain("draft")
     expect(turn.content).toBe("I will search twice.")
     expect(turn.calls).toEqual([
-      { callId: "t1:0", name: "search", arguments: { queries: ["a"] } },
-      { callId: "t1:1", name: "search", arguments: { queries: ["b"] } },
+      { callId: "t1:0", tool: "search", arguments: { queries: ["a"] } },
+      { callId: "t1:1", tool: "search", arguments: { queries: ["b"] } },
     ])
     expect(turn.errors).toEqual([])
   })
@@ -251,7 +265,7 @@ describe("minicpm <|tool_call_start|>", () => {
       "minicpm",
       "<|tool_call_start|>[f(1, q='x'), g(x=foo.bar(1)), h(a=1), k(a='open]<|tool_call_end|>",
     )
-    expect(turn.calls.map((c) => [c.callId, c.name])).toEqual([["t1:2", "h"]])
+    expect(turn.calls.map((c) => [c.callId, c.tool])).toEqual([["t1:2", "h"]])
     expect(turn.errors.map((e) => e.index)).toEqual([0, 1, 3])
     expect(turn.errors[0]!.reason).toContain("argument 1 has no name: pass every argument as name=value")
     expect(turn.errors[1]!.reason).toContain('"foo.bar(1)" is not a literal value')
@@ -319,7 +333,7 @@ describe("detection, feedback and lenient JSON", () => {
     const deep = "[".repeat(100_000)
     expect(parseLenientJson(deep).ok).toBe(false)
     for (const format of TEXT_FORMATS) {
-      const text = renderToolCalls(format, [{ callId: "x", name: "f", arguments: {} }]).replace(
+      const text = renderToolCalls(format, [{ callId: "x", tool: "f", arguments: {} }]).replace(
         "{}",
         `{"a": ${deep}}`,
       )
@@ -371,13 +385,37 @@ describe("properties", () => {
     },
   )
 
-  test.prop([anyFormat, fc.array(fc.jsonValue({ maxDepth: 3 }), { maxLength: 4 }), anyText])(
-    "the parser never throws on any native tool_calls value",
+  const nativeCall = fc.record({
+    callId: fc.string({ maxLength: 8 }),
+    tool: fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom(" ", "search")),
+    arguments: fc.oneof(fc.jsonValue({ maxDepth: 3 }), anyText) as fc.Arbitrary<Json>,
+  })
+  test.prop([anyFormat, fc.array(nativeCall, { maxLength: 4 }), anyText])(
+    "the parser never throws on any native tool calls: each is a call with object arguments, or an error",
     (format, toolCalls, content) => {
-      parse(format, {
-        content,
-        tool_calls: toolCalls as unknown as NonNullable<AssistantMessage["tool_calls"]>,
+      const turn = parse(format, { content, toolCalls })
+      for (const call of turn.calls)
+        expect(Object.prototype.toString.call(call.arguments)).toBe("[object Object]")
+      // In the openai format the text holds no calls: every native call is run or reported.
+      if (format === "openai") expect(turn.calls.length + turn.errors.length).toBe(toolCalls.length)
+    },
+  )
+
+  test.prop([fc.array(nativeCall, { maxLength: 4 })], { numRuns: 500 })(
+    "native arguments decoded once read exactly as their JSON text would: same calls, same feedback",
+    (toolCalls) => {
+      const once = parse("openai", { content: "", toolCalls })
+      const asText = parse("openai", {
+        content: "",
+        toolCalls: toolCalls.map((c) => ({
+          ...c,
+          arguments: typeof c.arguments === "string" ? c.arguments : JSON.stringify(c.arguments),
+        })),
       })
+      expect(once.errors).toEqual(asText.errors)
+      expect(once.calls.map((c) => [c.callId, c.tool, asJson(c.arguments)])).toEqual(
+        asText.calls.map((c) => [c.callId, c.tool, c.arguments]),
+      )
     },
   )
 
@@ -398,7 +436,7 @@ describe("properties", () => {
   const args = fc
     .dictionary(key, fc.jsonValue({ maxDepth: 3, stringUnit: "binary" }), { maxKeys: 5 })
     .map((d) => d as unknown as JsonObject)
-  const calls = fc.array(fc.record({ name: toolName, arguments: args }), { minLength: 1, maxLength: 4 })
+  const calls = fc.array(fc.record({ tool: toolName, arguments: args }), { minLength: 1, maxLength: 4 })
   // Surrounding text may be anything except the start of markup.
   const prose = fc.string({ unit: "binary", maxLength: 30 }).map((s) => s.replace(/[<｜]/g, ""))
   /** What the arguments mean as JSON (the generators may produce -0 or null-prototype objects). */
@@ -413,12 +451,12 @@ describe("properties", () => {
         calls: withIds,
         ...(reasoning === undefined ? {} : { reasoning }),
       })
-      const message: AssistantMessage =
-        format === "openai" ? rendered : { content: `${rendered.content ?? ""}${after}` }
+      const message: AssistantReply =
+        format === "openai" ? rendered : { content: `${rendered.content}${after}` }
       const turn = parse(format, message)
       expect(reasons(turn.errors)).toBe("")
-      expect(turn.calls.map((c) => [c.name, c.arguments])).toEqual(
-        withIds.map((c) => [c.name, asJson(c.arguments)]),
+      expect(turn.calls.map((c) => [c.tool, asJson(c.arguments)])).toEqual(
+        withIds.map((c) => [c.tool, asJson(c.arguments)]),
       )
       expect(turn.calls.map((c) => c.callId)).toEqual(
         format === "openai" ? withIds.map((c) => c.callId) : withIds.map((_, i) => `t1:${i}`),
@@ -432,7 +470,7 @@ describe("properties", () => {
   test.prop([fc.constantFrom(...TEXT_FORMATS), toolName, args])(
     "renderToolCall is renderToolCalls of one call",
     (format, name, generated) => {
-      const call = { callId: "c", name, arguments: generated }
+      const call = { callId: "c", tool: name, arguments: generated }
       expect(renderToolCall(format, call)).toBe(renderToolCalls(format, [call]))
       expect(namesAndArgs(parse(format, renderToolCall(format, call)).calls)).toEqual([
         [name, asJson(generated)],

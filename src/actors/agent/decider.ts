@@ -21,6 +21,7 @@ import {
   type ParseAssistant,
   repeatText,
   requestIdFor,
+  type TurnCalls,
 } from "./episodeState.ts"
 
 export {
@@ -31,10 +32,9 @@ export {
   idleNudge,
   initial,
   type ParseAssistant,
-  type ParsedCall,
-  type ParsedTurn,
   requestIdFor,
   type Status,
+  type TurnCalls,
   taskPrompt,
 } from "./episodeState.ts"
 export type Intent =
@@ -294,6 +294,8 @@ const prepare = (state: EpisodeState): DomainEvent[] => {
   return events
 }
 
+const noCalls: TurnCalls = { calls: [], errors: [] }
+
 /** After a response: record it, flag the turn, then answer, end, or request the tool calls. */
 const afterResponse = (state: EpisodeState, r: Completion, parse: ParseAssistant): DomainEvent[] => {
   const { episodeId, policy, turn } = state
@@ -320,14 +322,7 @@ const afterResponse = (state: EpisodeState, r: Completion, parse: ParseAssistant
   const { count } = countRepeats(state.repeats, repeatText(r.content, r.toolCalls))
   if (count >= 2) flags.push("REPEAT")
   const answer = extractAnswer(r.content, policy.answerStyle)
-  const parsed =
-    answer === undefined
-      ? parse(
-          policy.toolCallFormat,
-          r.toolCalls === undefined ? { content: r.content } : r,
-          `${episodeId}/t${turn}`,
-        )
-      : { calls: [], errors: [] }
+  const parsed = answer === undefined ? parse(policy.toolCallFormat, r, `${episodeId}/t${turn}`) : noCalls
   if (parsed.errors.length > 0) flags.push("FORMAT_ERROR")
   if (flags.length > 0) {
     const feedback = parsed.errors.length > 0 ? parsed.errors.join("\n") : undefined
@@ -348,8 +343,8 @@ const afterResponse = (state: EpisodeState, r: Completion, parse: ParseAssistant
       episodeId,
       turn,
       callId: call.callId,
-      tool: call.name,
-      arguments: call.arguments as EventOf<"ToolCallRequested">["arguments"],
+      tool: call.tool,
+      arguments: call.arguments,
     })
   }
   return events

@@ -4,12 +4,13 @@
  * AgentToLeaP's defaults. Pure; the decisions over this state live in `decider.ts`.
  */
 import * as HashMap from "effect/HashMap"
-import type { ChatMessage, ToolCall } from "../../events/chat.ts"
+import type { ChatMessage, Completion, ToolCall } from "../../events/chat.ts"
 import type { Envelope, EpisodePolicy, EventOf } from "../../events/schema.ts"
 import { countRepeats } from "./answer.ts"
 import { discardAllTools, estimateTokens, messageTokens, summarizeReset } from "./context.ts"
 import { MessageList } from "./messageList.ts"
 import { needsRefinement, purposeOf } from "./refinement.ts"
+import type { ParsedToolCall } from "./toolCalls/parsedTurn.ts"
 
 /** AgentToLeaP's evaluation defaults. */
 export const defaultPolicy: EpisodePolicy = {
@@ -42,25 +43,19 @@ export const finalAnswerNudge =
   "You have reached the maximum number of turns. Give your final answer now, inside <answer></answer>, " +
   "based on what you have found so far."
 
-/** A tool call parsed out of an assistant message (any format). */
-export interface ParsedCall {
-  readonly callId: string
-  readonly name: string
-  readonly arguments: Readonly<Record<string, unknown>>
-}
-
-export interface ParsedTurn {
-  readonly calls: ReadonlyArray<ParsedCall>
-  /** Feedback for each call that could not be parsed; any makes the turn a FORMAT_ERROR. */
+/** What the decider needs of a parsed turn: the calls to run, and feedback on those it could not read. */
+export interface TurnCalls {
+  readonly calls: ReadonlyArray<ParsedToolCall>
+  /** Feedback for the calls that could not be parsed; any makes the turn a FORMAT_ERROR. */
   readonly errors: ReadonlyArray<string>
 }
 
 /** The tool-call parser for the episode's format; pure, injected so this module stays small. */
 export type ParseAssistant = (
   format: EpisodePolicy["toolCallFormat"],
-  message: { readonly content: string; readonly toolCalls?: ReadonlyArray<ToolCall> },
+  reply: Pick<Completion, "content" | "reasoning" | "toolCalls">,
   turnId: string,
-) => ParsedTurn
+) => TurnCalls
 
 export type Status = "new" | "ready" | "awaiting_model" | "awaiting_tools" | "finished"
 

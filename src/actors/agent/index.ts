@@ -1,29 +1,13 @@
 /**
- * The agent's decider bound to the real tool-call parsers: `parseForEpisode` adapts the parser of
- * every format to what the episode decider needs (the calls, and one feedback text per turn when
- * any call could not be read).
+ * The agent's decider bound to the real tool-call parsers: `parseForEpisode` reads a reply with
+ * the parser of the episode's format and gives the decider what it needs (the calls, each with a
+ * distinct id, and one feedback text per turn when any call could not be read).
  */
 import type { ParseAssistant } from "./decider.ts"
 import { formatFeedback, parseAssistantMessage } from "./toolCalls.ts"
 
 export const parseForEpisode: ParseAssistant = (format, message, turnId) => {
-  const parsed = parseAssistantMessage(
-    format,
-    message.toolCalls === undefined
-      ? message.content
-      : {
-          content: message.content,
-          tool_calls: message.toolCalls.map((c) => ({
-            id: c.callId,
-            type: "function",
-            function: {
-              name: c.tool,
-              arguments: typeof c.arguments === "string" ? c.arguments : JSON.stringify(c.arguments),
-            },
-          })),
-        },
-    turnId,
-  )
+  const parsed = parseAssistantMessage(format, message, turnId)
   // Servers may repeat an id within one message; the episode needs every call of a turn distinct.
   const seen = new Map<string, number>()
   const calls = parsed.calls.map((call) => {

@@ -4,7 +4,7 @@
  * tool sandboxes in production and on in-process stand-ins in tests and benchmarks.
  */
 import type * as Effect from "effect/Effect"
-import type { ChatMessage, Completion, ToolSpec } from "../../events/chat.ts"
+import type { ChatMessage, Completion, ToolCall, ToolSpec } from "../../events/chat.ts"
 import type { EventOf } from "../../events/schema.ts"
 import type { ParseAssistant } from "./decider.ts"
 
@@ -37,19 +37,18 @@ export type ToolOutcome =
     }
   | { readonly ok: false; readonly kind: EventOf<"ToolCallFailed">["kind"]; readonly message: string }
 
-/** What the shell asks of the tools: run one call. */
+/** What the shell asks of the tools: run one call (as `ToolCallRequested` recorded it) of an episode. */
 export interface ToolPort {
-  readonly call: (call: {
-    readonly episodeId: string
-    readonly callId: string
-    readonly tool: string
-    readonly arguments: unknown
-    /**
-     * Unique per call across the log (episode, turn and call id: servers reuse call ids), so a call
-     * made again after a crash is answered from the record instead of running twice.
-     */
-    readonly idempotencyKey?: string
-  }) => Effect.Effect<ToolOutcome>
+  readonly call: (
+    call: ToolCall & {
+      readonly episodeId: string
+      /**
+       * Unique per call across the log (episode, turn and call id: servers reuse call ids), so a call
+       * made again after a crash is answered from the record instead of running twice.
+       */
+      readonly idempotencyKey?: string
+    },
+  ) => Effect.Effect<ToolOutcome>
 }
 
 export interface EpisodePorts {

@@ -1,20 +1,18 @@
 /**
- * Tool-call parsing for the agent: turns an assistant message into the calls to run, in the
- * format the model speaks (OpenAI native `tool_calls`, Qwen/Hermes `<tool_call>` JSON, MiniCPM
- * Python-call blocks, DeepSeek V3.1 special tokens). Reasoning is split off first and never
- * searched for calls. A call that cannot be read becomes a `FormatError` (the agent records a
- * FORMAT_ERROR turn and sends `formatFeedback` to the model), never an exception. The renderers
- * are the exact inverse, used by tests and by the scripted model server. Pure: no I/O, no clock.
+ * Tool-call parsing for the agent: turns an assistant reply (a completion's content, reasoning and
+ * native tool calls) into the calls to run, in the format the model speaks (OpenAI native tool
+ * calls, Qwen/Hermes `<tool_call>` JSON, MiniCPM Python-call blocks, DeepSeek V3.1 special
+ * tokens). Reasoning is split off first and never searched for calls. A call that cannot be read
+ * becomes a `FormatError` (the agent records a FORMAT_ERROR turn and sends `formatFeedback` to the
+ * model), never an exception. The renderers are the exact inverse, used by tests. Pure: no I/O, no
+ * clock.
  */
+
+import type { Completion, ToolCall } from "../../events/chat.ts"
 import { parseDeepSeek, renderDeepSeek } from "./toolCalls/deepseek.ts"
 import { HERMES_OPEN, parseHermes, renderHermes } from "./toolCalls/hermes.ts"
 import { MINICPM_START, parseMiniCpm, renderMiniCpm } from "./toolCalls/minicpm.ts"
-import {
-  type AssistantMessage,
-  type NativeToolCall,
-  parseNativeToolCalls,
-  renderNativeToolCall,
-} from "./toolCalls/openai.ts"
+import { readNativeToolCalls, renderNativeToolCall } from "./toolCalls/openai.ts"
 import {
   type FormatError,
   makeCollector,
@@ -28,7 +26,6 @@ import {
 
 export type { LenientJsonResult } from "./toolCalls/lenientJson.ts"
 export { parseLenientJson } from "./toolCalls/lenientJson.ts"
-export type { AssistantMessage, NativeToolCall } from "./toolCalls/openai.ts"
 export type {
   FormatError,
   ParsedToolCall,
@@ -37,6 +34,9 @@ export type {
   ToolArguments,
   ToolCallFormat,
 } from "./toolCalls/parsedTurn.ts"
+
+/** What the parser reads of a completion: the text, the server's reasoning and its native calls. */
+export type AssistantReply = Pick<Completion, "content" | "reasoning" | "toolCalls">
 
 export const TOOL_CALL_FORMATS: ReadonlyArray<ToolCallFormat> = ["openai", "hermes", "minicpm", "deepseek"]
 
@@ -63,28 +63,22 @@ const joinReasoning = (...parts: ReadonlyArray<string | null | undefined>): stri
 }
 
 /**
- * Parses one assistant message. `turnId` makes the ids of text-format calls deterministic
- * (`${turnId}:${index}`), so re-driving a recorded turn yields the same ids. Native `tool_calls`
- * are read in every format (a server that parses calls itself strips the markup from the text),
- * and come first; for a text format the markup in `content` is read after them.
+ * Parses one assistant reply (or its bare text). `turnId` makes the ids of text-format calls
+ * deterministic (`${turnId}:${index}`), so re-driving a recorded turn yields the same ids. Native
+ * tool calls are read in every format (a server that parses calls itself strips the markup from
+ * the text), and come first; for a text format the markup in `content` is read after them.
  */
 export const parseAssistantMessage = (
   format: ToolCallFormat,
-  message: AssistantMessage | string,
+  message: AssistantReply | string,
   turnId: string,
 ): ParsedTurn => {
-  const fields: AssistantMessage = typeof message === "string" ? { content: message } : message
-  const text = typeof fields.content === "string" ? fields.content : ""
+  const reply: AssistantReply = typeof message === "string" ? { content: message } : message
   const collector = makeCollector(format, turnId)
-  parseNativeToolCalls(fields.tool_calls, collector)
-  const split = splitThinking(text)
+  if (reply.toolCalls !== undefined) readNativeToolCalls(reply.toolCalls, collector)
+  const split = splitThinking(reply.content)
   const content = format === "openai" ? split.visible.trim() : textParsers[format](split.visible, collector)
-  const serverReasoning =
-    typeof fields.reasoning_content === "string" ? fields.reasoning_content : fields.reasoning
-  const reasoning = joinReasoning(
-    typeof serverReasoning === "string" ? serverReasoning : undefined,
-    split.reasoning,
-  )
+  const reasoning = joinReasoning(reply.reasoning, split.reasoning)
   const turn = { content, calls: collector.calls, errors: collector.errors }
   return reasoning === undefined ? turn : { ...turn, reasoning }
 }
@@ -114,11 +108,11 @@ export const detectFormat = (text: string): TextToolCallFormat | undefined => {
 export const renderToolCalls = (format: TextToolCallFormat, calls: ReadonlyArray<ParsedToolCall>): string =>
   calls.length === 0 ? "" : textRenderers[format](calls)
 
-/** One call as the model would write it: markup for text formats, a native entry for `openai`. */
-export function renderToolCall(format: "openai", call: ParsedToolCall): NativeToolCall
+/** One call as the model would write it: markup for text formats, a native call for `openai`. */
+export function renderToolCall(format: "openai", call: ParsedToolCall): ToolCall
 export function renderToolCall(format: TextToolCallFormat, call: ParsedToolCall): string
-export function renderToolCall(format: ToolCallFormat, call: ParsedToolCall): string | NativeToolCall
-export function renderToolCall(format: ToolCallFormat, call: ParsedToolCall): string | NativeToolCall {
+export function renderToolCall(format: ToolCallFormat, call: ParsedToolCall): string | ToolCall
+export function renderToolCall(format: ToolCallFormat, call: ParsedToolCall): string | ToolCall {
   return format === "openai" ? renderNativeToolCall(call) : renderToolCalls(format, [call])
 }
 
@@ -129,16 +123,16 @@ export interface TurnToRender {
 }
 
 /**
- * A whole assistant message as a server would return it for a model speaking `format`: reasoning
- * in a `<think>` block and calls as markup for text formats; `reasoning_content` and native
- * `tool_calls` for `openai`. `parseAssistantMessage` of the result gives the turn back.
+ * A whole assistant reply as the pool would hand it over for a model speaking `format`: reasoning
+ * in a `<think>` block and calls as markup for text formats; the server's reasoning and native
+ * calls for `openai`. `parseAssistantMessage` of the result gives the turn back.
  */
-export const renderAssistantMessage = (format: ToolCallFormat, turn: TurnToRender): AssistantMessage => {
+export const renderAssistantMessage = (format: ToolCallFormat, turn: TurnToRender): AssistantReply => {
   const content = turn.content ?? ""
   if (format === "openai") {
-    const base: AssistantMessage =
-      turn.reasoning === undefined ? { content } : { content, reasoning_content: turn.reasoning }
-    return turn.calls.length === 0 ? base : { ...base, tool_calls: turn.calls.map(renderNativeToolCall) }
+    const base: AssistantReply =
+      turn.reasoning === undefined ? { content } : { content, reasoning: turn.reasoning }
+    return turn.calls.length === 0 ? base : { ...base, toolCalls: turn.calls.map(renderNativeToolCall) }
   }
   const thinking = turn.reasoning === undefined ? "" : `<think>\n${turn.reasoning}\n</think>\n\n`
   const calls = renderToolCalls(format, turn.calls)
@@ -147,7 +141,7 @@ export const renderAssistantMessage = (format: ToolCallFormat, turn: TurnToRende
 
 const EXAMPLE_CALL: ParsedToolCall = {
   callId: "example",
-  name: "tool_name",
+  tool: "tool_name",
   arguments: { argument: "value", count: 3 },
 }
 

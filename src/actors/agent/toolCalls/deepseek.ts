@@ -87,7 +87,7 @@ export const renderDeepSeek = (calls: ReadonlyArray<ParsedToolCall>): string =>
   calls
     .map(
       (call) =>
-        `${DEEPSEEK_CALL_BEGIN}${call.name}${DEEPSEEK_SEP}${markupSafeJson(call.arguments)}${DEEPSEEK_CALL_END}`,
+        `${DEEPSEEK_CALL_BEGIN}${call.tool}${DEEPSEEK_SEP}${markupSafeJson(call.arguments)}${DEEPSEEK_CALL_END}`,
     )
     .join("") +
   DEEPSEEK_CALLS_END

@@ -106,6 +106,6 @@ export const renderHermes = (calls: ReadonlyArray<ParsedToolCall>): string =>
   calls
     .map(
       (call) =>
-        `${HERMES_OPEN}\n${markupSafeJson({ name: call.name, arguments: call.arguments })}\n${HERMES_CLOSE}`,
+        `${HERMES_OPEN}\n${markupSafeJson({ name: call.tool, arguments: call.arguments })}\n${HERMES_CLOSE}`,
     )
     .join("\n")

@@ -68,4 +68,4 @@ export const parseMiniCpm = (visible: string, collector: TurnCollector): string 
 }
 
 export const renderMiniCpm = (calls: ReadonlyArray<ParsedToolCall>): string =>
-  `${MINICPM_START}[${calls.map((call) => renderPythonCall(call.name, call.arguments)).join(", ")}]${MINICPM_END}`
+  `${MINICPM_START}[${calls.map((call) => renderPythonCall(call.tool, call.arguments)).join(", ")}]${MINICPM_END}`

@@ -1,83 +1,65 @@
 /**
- * Native OpenAI `tool_calls` on the assistant message (vLLM and SGLang parse them server-side):
- * `{id, type: "function", function: {name, arguments: "<json string>"}}`. The message comes off
- * the wire (or out of a recorded event), so every field is checked rather than trusted; arguments
- * are read leniently because servers pass through whatever JSON the model wrote.
+ * Native tool calls: the ones a server parsed itself (vLLM and SGLang do, for OpenAI-style
+ * function calling) and the pool handed over in the completion's `toolCalls`, each with its
+ * arguments decoded once — the JSON object, or the text as sent when it was not one. An object is
+ * taken as it is; text is read leniently here, because servers pass through whatever JSON the model
+ * wrote; anything else is a FORMAT_ERROR in the words of the function-calling interface the model
+ * used (`function.name`, `function.arguments`).
  */
-import type { JsonObject } from "effect/Schema"
+import type { Json } from "effect/Schema"
+import type { ToolCall } from "../../../events/chat.ts"
 import { parseLenientJson } from "./lenientJson.ts"
 import { describeJson, isJsonObject, type ParsedToolCall, type TurnCollector } from "./parsedTurn.ts"
 
-/** A native tool call as servers send it; loose on purpose (checked when read). */
-export interface NativeToolCall {
-  readonly id?: string | null
-  readonly type?: string
-  readonly function?: {
-    readonly name?: string | null
-    readonly arguments?: string | JsonObject | null
-  } | null
-}
+/** The call as the model wrote it, for an error's excerpt: `name(arguments)`. */
+const excerptOf = (tool: string, args: Json): string =>
+  `${tool}(${typeof args === "string" ? args : JSON.stringify(args)})`
 
-/**
- * The assistant message of a chat completion, as far as parsing needs it. `reasoning_content`
- * (vLLM, SGLang, DeepSeek) and `reasoning` (other servers) carry thinking split off server-side.
- */
-export interface AssistantMessage {
-  readonly content?: string | null
-  readonly reasoning_content?: string | null
-  readonly reasoning?: string | null
-  readonly tool_calls?: ReadonlyArray<NativeToolCall> | null
-}
-
-const isRecord = (value: unknown): value is Readonly<Record<string, unknown>> =>
-  typeof value === "object" && value !== null && !Array.isArray(value)
-
-const excerptOfNative = (entry: unknown): string => {
-  const fn = isRecord(entry) && isRecord(entry.function) ? entry.function : undefined
-  const name = typeof fn?.name === "string" ? fn.name : "?"
-  const args = typeof fn?.arguments === "string" ? fn.arguments : ""
-  return `${name}(${args})`
-}
-
-/** Reads `tool_calls` (any value: only an array of well-formed calls yields calls). */
-export const parseNativeToolCalls = (toolCalls: unknown, collector: TurnCollector): void => {
-  if (!Array.isArray(toolCalls)) return
-  for (const entry of toolCalls as ReadonlyArray<unknown>) {
-    const raw = excerptOfNative(entry)
-    const fn = isRecord(entry) ? entry.function : undefined
-    if (!isRecord(fn)) {
-      collector.reject('a tool call has no "function" object', raw, "openai")
+/** Reads the native calls of a turn, in order, into the collector. */
+export const readNativeToolCalls = (calls: ReadonlyArray<ToolCall>, collector: TurnCollector): void => {
+  for (const call of calls) {
+    const { tool, arguments: args } = call
+    if (typeof tool !== "string" || tool.trim().length === 0) {
+      collector.reject(
+        "function.name is missing or empty",
+        excerptOf(typeof tool === "string" ? tool : "?", args),
+        "openai",
+      )
       continue
     }
-    const name = fn.name
-    if (typeof name !== "string" || name.trim().length === 0) {
-      collector.reject("function.name is missing or empty", raw, "openai")
-      continue
-    }
-    const id = isRecord(entry) && typeof entry.id === "string" && entry.id.length > 0 ? entry.id : undefined
-    const args = fn.arguments
-    if (args === undefined || args === null || (typeof args === "string" && args.trim().length === 0)) {
-      collector.accept(name, {}, id)
-    } else if (typeof args === "string") {
+    const id = typeof call.callId === "string" && call.callId.length > 0 ? call.callId : undefined
+    if (typeof args === "string") {
+      if (args.trim().length === 0) {
+        collector.accept(tool, {}, id)
+        continue
+      }
       const parsed = parseLenientJson(args)
       if (!parsed.ok)
-        collector.reject(`function.arguments is not valid JSON: ${parsed.reason}`, raw, "openai")
-      else if (!isJsonObject(parsed.value)) {
         collector.reject(
-          `function.arguments must be a JSON object, got ${describeJson(parsed.value)}`,
-          raw,
+          `function.arguments is not valid JSON: ${parsed.reason}`,
+          excerptOf(tool, args),
           "openai",
         )
-      } else collector.accept(name, parsed.value, id)
-    } else if (isRecord(args)) {
-      // Some servers (Ollama) send the arguments already decoded.
-      collector.accept(name, args as JsonObject, id)
-    } else collector.reject("function.arguments must be a JSON object or a JSON string", raw, "openai")
+      else if (!isJsonObject(parsed.value))
+        collector.reject(
+          `function.arguments must be a JSON object, got ${describeJson(parsed.value)}`,
+          excerptOf(tool, args),
+          "openai",
+        )
+      else collector.accept(tool, parsed.value, id)
+    } else if (isJsonObject(args)) collector.accept(tool, args, id)
+    else
+      collector.reject(
+        `function.arguments must be a JSON object, got ${describeJson(args)}`,
+        excerptOf(tool, args),
+        "openai",
+      )
   }
 }
 
-export const renderNativeToolCall = (call: ParsedToolCall): NativeToolCall => ({
-  id: call.callId,
-  type: "function",
-  function: { name: call.name, arguments: JSON.stringify(call.arguments) },
+/** A parsed call as the pool would hand it over: the object is the decoded arguments. */
+export const renderNativeToolCall = (call: ParsedToolCall): ToolCall => ({
+  callId: call.callId,
+  tool: call.tool,
+  arguments: call.arguments,
 })

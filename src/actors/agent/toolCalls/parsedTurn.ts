@@ -6,6 +6,7 @@
  * builds its result through these helpers so ids, indices and excerpts mean the same everywhere.
  */
 import type { Json, JsonObject } from "effect/Schema"
+import type { ToolCall } from "../../../events/chat.ts"
 
 export type ToolCallFormat = "openai" | "hermes" | "minicpm" | "deepseek"
 /** The formats whose calls are written in the message text (as opposed to native `tool_calls`). */
@@ -13,10 +14,12 @@ export type TextToolCallFormat = Exclude<ToolCallFormat, "openai">
 
 export type ToolArguments = JsonObject
 
-export interface ParsedToolCall {
-  /** The server's id for native calls; `${turnId}:${index}` otherwise, so a replay gets the same id. */
-  readonly callId: string
-  readonly name: string
+/**
+ * A call read out of an assistant turn, as `ToolCallRequested` records it and the tools receive
+ * it: the shared `ToolCall` with its arguments read into an object. `callId` is the server's id
+ * for native calls; `${turnId}:${index}` otherwise, so a replay gets the same id.
+ */
+export interface ParsedToolCall extends ToolCall {
   readonly arguments: ToolArguments
 }
 
@@ -67,7 +70,7 @@ export const makeCollector = (format: ToolCallFormat, turnId: string): TurnColle
   let index = 0
   return {
     accept: (name, args, nativeId) => {
-      calls.push({ callId: nativeId ?? `${turnId}:${index}`, name, arguments: args })
+      calls.push({ callId: nativeId ?? `${turnId}:${index}`, tool: name, arguments: args })
       index++
     },
     reject: (reason, excerpt, errorFormat) => {
