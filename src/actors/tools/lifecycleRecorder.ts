@@ -12,6 +12,7 @@ import { randomUUID } from "node:crypto"
 import * as Effect from "effect/Effect"
 import type { EventLogShape } from "../../events/log/eventLog.ts"
 import type { DomainEvent, NewEvent } from "../../events/schema.ts"
+import { type Clock, systemClock } from "../../runtime/clock.ts"
 
 /** How the recorder is doing, for `rollout dock status`. */
 export interface RecordingStatus {
@@ -35,6 +36,8 @@ export interface RecorderOptions {
   readonly maxRetryMs?: number
   /** Where the recorder says what happens (default: stderr). */
   readonly say?: (line: string) => void
+  /** When events happened and since when writes fail (default: the system clock). */
+  readonly clock?: Clock
 }
 
 interface Held {
@@ -55,6 +58,7 @@ export class LifecycleRecorder {
   private readonly retryMs: number
   private readonly maxRetryMs: number
   private readonly say: (line: string) => void
+  private readonly clock: Clock
   private failingSince: number | undefined
   private lastError: string | undefined
   private droppedThisOutage = 0
@@ -73,6 +77,7 @@ export class LifecycleRecorder {
     this.retryMs = options.retryMs ?? 200
     this.maxRetryMs = options.maxRetryMs ?? 5_000
     this.say = options.say ?? ((line) => process.stderr.write(`rollout dock: ${line}\n`))
+    this.clock = options.clock ?? systemClock
   }
 
   add(subject: string, event: DomainEvent): void {
@@ -85,7 +90,7 @@ export class LifecycleRecorder {
       subject,
       event: {
         eventId: `dock/${this.instance}/${++this.seq}`,
-        recordedAt: new Date().toISOString(),
+        recordedAt: this.clock.iso(),
         correlationId: "dock",
         causationId: `dock/${this.instance}`,
         actor: "dock",
@@ -181,7 +186,7 @@ export class LifecycleRecorder {
       this.errors++
       this.lastError = failure
       if (this.failingSince === undefined) {
-        this.failingSince = Date.now()
+        this.failingSince = this.clock.wallMs()
         this.say(
           `could not record ${failedCount} lifecycle event(s): ${failure}; holding them (up to ${this.buffer}) and retrying`,
         )
@@ -192,7 +197,8 @@ export class LifecycleRecorder {
   }
 
   private recovered(): void {
-    const seconds = ((Date.now() - (this.failingSince ?? Date.now())) / 1000).toFixed(1)
+    const now = this.clock.wallMs()
+    const seconds = ((now - (this.failingSince ?? now)) / 1000).toFixed(1)
     const lost =
       this.droppedThisOutage === 0 ? "" : ` (${this.droppedThisOutage} were dropped beyond the buffer)`
     this.say(
@@ -219,11 +225,17 @@ export class LifecycleRecorder {
    * given up, counted and said (the log stayed unreachable to the end).
    */
   async flush(timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    while (this.running !== undefined && Date.now() < deadline) {
-      const left = deadline - Date.now()
-      await Promise.race([this.running, new Promise((r) => setTimeout(r, Math.min(left, 250)))])
-    }
+    let timedOut = false
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        timedOut = true
+        resolve()
+      }, timeoutMs)
+    })
+    // A drain that ends may have let another start (an event added meanwhile): wait for each.
+    while (this.running !== undefined && !timedOut) await Promise.race([this.running, bound])
+    clearTimeout(timer)
     if (this.pending.length === 0) return
     this.stopped = true
     this.wake?.()
