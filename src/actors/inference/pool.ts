@@ -498,6 +498,20 @@ const probeRound = (entry: GroupEntry, which: "ejected" | "all", clock: Clock): 
     ),
   )
 
+/** Probe rounds of one group, one every `intervalMs`, forever (until the scope ends). */
+const probeEvery = (
+  entry: GroupEntry,
+  intervalMs: number,
+  which: "ejected" | "all",
+  parts: PoolParts,
+): Effect.Effect<never> =>
+  Effect.forever(
+    Effect.gen(function* () {
+      yield* parts.sleep(intervalMs, "probe")
+      yield* probeRound(entry, which, parts.clock)
+    }),
+  )
+
 /**
  * The background probes of one group, ended with the pool's scope: ejected endpoints every
  * `probeIntervalMs`, healthy idle ones every `healthProbeIntervalMs` (unless 0).
@@ -505,13 +519,7 @@ const probeRound = (entry: GroupEntry, which: "ejected" | "all", clock: Clock): 
 const startProbes = (entry: GroupEntry, parts: PoolParts): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function* () {
     const model = entry.group.config
-    const every = (intervalMs: number, which: "ejected" | "all") =>
-      Effect.forever(
-        Effect.gen(function* () {
-          yield* parts.sleep(intervalMs, "probe")
-          yield* probeRound(entry, which, parts.clock)
-        }),
-      )
-    yield* Effect.forkScoped(every(model.probeIntervalMs, "ejected"))
-    if (model.healthProbeIntervalMs > 0) yield* Effect.forkScoped(every(model.healthProbeIntervalMs, "all"))
+    yield* Effect.forkScoped(probeEvery(entry, model.probeIntervalMs, "ejected", parts))
+    if (model.healthProbeIntervalMs > 0)
+      yield* Effect.forkScoped(probeEvery(entry, model.healthProbeIntervalMs, "all", parts))
   })
