@@ -20,7 +20,9 @@ cannot() {
 }
 
 if [[ "${ROLLOUT_CONFORMANCE_NETNS:-}" != "1" ]]; then
-  [[ -f dist/src/actors/tools/gateway.js ]] || cannot "dist/src/actors/tools/gateway.js is missing; run npm run build first"
+  for built in gateway gatewayHttp gatewayMcp gatewaySessions gatewayAdmin dockTypes; do
+    [[ -f "dist/src/actors/tools/$built.js" ]] || cannot "dist/src/actors/tools/$built.js is missing; run npm run build first"
+  done
   [[ -x node_modules/.bin/conformance ]] || cannot "node_modules/.bin/conformance is missing; run npm install"
   command -v unshare >/dev/null || cannot "unshare (util-linux) is not installed"
   unshare -n true 2>/dev/null || cannot "unshare -n is not permitted here (needs root or user namespaces)"

@@ -27,7 +27,7 @@ const cannotRun = (): string | undefined => {
   const probe = spawnSync("unshare", ["-n", "true"], { stdio: "ignore" })
   if (probe.error !== undefined || probe.status !== 0)
     return "unshare -n is not permitted here (needs root or user namespaces): conformance run skipped"
-  const sources = ["gateway", "gatewayHttp", "gatewayMcp", "dockTypes"]
+  const sources = ["gateway", "gatewayHttp", "gatewayMcp", "gatewaySessions", "gatewayAdmin", "dockTypes"]
   for (const name of sources) {
     const built = path.join(root, "dist/src/actors/tools", `${name}.js`)
     if (!existsSync(built))

@@ -1,7 +1,7 @@
 /**
  * The HTTP guards of the AgentDock gateway: bearer-token auth (constant-time), DNS-rebinding
- * protection (Host and Origin must name a loopback or an allowed host), bounded body reading and
- * small JSON answers. Plain `node:http`, no framework.
+ * protection (Host and Origin must name a loopback or an allowed host), bounded body reading (raw
+ * and JSON) and small JSON answers. Plain `node:http`, no framework.
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import type * as http from "node:http"
@@ -156,3 +156,40 @@ export const sendJsonRpcError = (
   message: string,
   headers: Readonly<Record<string, string>> = {},
 ): void => sendJson(res, status, { jsonrpc: "2.0", error: { code, message }, id: null }, headers)
+
+/**
+ * Reads and parses a JSON body of at most `maxBody` bytes, answering 413 or 400 itself (as a
+ * JSON-RPC error on the MCP endpoint, as `{error}` on the admin routes); undefined when it did.
+ */
+export const readJsonBody = async (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  maxBody: number,
+  jsonRpc: boolean,
+): Promise<{ readonly value: unknown } | undefined> => {
+  let raw: Buffer
+  try {
+    raw = await readBody(req, maxBody)
+  } catch (error) {
+    if (!(error instanceof BodyTooLarge)) throw error
+    if (jsonRpc)
+      sendJsonRpcError(res, 413, -32600, `Request body too large (limit ${maxBody} bytes)`, {
+        connection: "close",
+      })
+    else
+      sendJson(
+        res,
+        413,
+        { error: `request body too large (limit ${maxBody} bytes)` },
+        { connection: "close" },
+      )
+    return undefined
+  }
+  try {
+    return { value: JSON.parse(raw.toString("utf8")) as unknown }
+  } catch {
+    if (jsonRpc) sendJsonRpcError(res, 400, -32700, "Parse error: the body is not JSON")
+    else sendJson(res, 400, { error: "the body is not JSON" })
+    return undefined
+  }
+}
