@@ -4,6 +4,7 @@
  * breaking change bumps that type's schema version and moves the old shape to `legacy.ts`.
  */
 import * as Schema from "effect/Schema"
+import * as Struct from "effect/Struct"
 import { Completion, ToolCall } from "./chat.ts"
 
 const Id = Schema.NonEmptyString
@@ -79,6 +80,14 @@ export const EpisodeStarted = Schema.Struct({
   systemPrompt: Schema.optionalKey(Schema.String),
   policy: Schema.optionalKey(EpisodePolicy),
 })
+
+/**
+ * What starts an episode: `EpisodeStarted` without its type and the turn limit its policy sets. The
+ * agent's start input and its `RunEpisode` command (whose entity is the episode id) are derived
+ * from it, so a start field is declared once, here.
+ */
+export const EpisodeStart = EpisodeStarted.mapFields(Struct.omit(["type", "maxTurns"]))
+export type EpisodeStart = typeof EpisodeStart.Type
 
 export const ModelRequested = Schema.Struct({
   type: Schema.Literal("ModelRequested"),

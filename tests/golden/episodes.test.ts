@@ -144,32 +144,35 @@ const readEpisodes = async (file: string): Promise<Map<string, Envelope[]>> => {
   }
 }
 
+/** Runs every scenario into a fresh embedded log under `dir`; returns the log file. */
+const recordScenarios = async (dir: string): Promise<string> => {
+  await Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const log = yield* makeEmbeddedLog({ dataDir: dir, namespace: "golden", fsync: "never" })
+        for (const s of scenarios) {
+          yield* runEpisode(log, portsFor(s), s.id, {
+            kind: "start",
+            episodeId: s.id,
+            taskId: s.id,
+            sampleIndex: 0,
+            question: `golden scenario ${s.id}`,
+            model: "golden-model",
+            policy: s.policy,
+          })
+        }
+      }),
+    ),
+  )
+  return path.join(dir, "log", "golden", "events.ndjson")
+}
+
 const writeGolden = async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-golden-write-"))
   try {
-    await Effect.runPromise(
-      Effect.scoped(
-        Effect.gen(function* () {
-          const log = yield* makeEmbeddedLog({ dataDir: dir, namespace: "golden", fsync: "never" })
-          for (const s of scenarios) {
-            yield* runEpisode(log, portsFor(s), s.id, {
-              kind: "start",
-              episodeId: s.id,
-              taskId: s.id,
-              sampleIndex: 0,
-              question: `golden scenario ${s.id}`,
-              model: "golden-model",
-              policy: s.policy,
-            })
-          }
-        }),
-      ),
-    )
+    const file = await recordScenarios(dir)
     fs.mkdirSync(path.join(goldenDir, `v${version}`), { recursive: true })
-    fs.copyFileSync(
-      path.join(dir, "log", "golden", "events.ndjson"),
-      path.join(goldenDir, `v${version}`, "episodes.ndjson"),
-    )
+    fs.copyFileSync(file, path.join(goldenDir, `v${version}`, "episodes.ndjson"))
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
@@ -202,6 +205,25 @@ describe("golden episode logs", () => {
           content: `Your task is to answer the user's question: golden scenario ${s.id}.`,
         })
       }
+    }
+  })
+
+  it("recording the scenarios again writes this version's golden log byte for byte", async () => {
+    const golden = path.join(goldenDir, `v${version}`, "episodes.ndjson")
+    expect(fs.existsSync(golden), `no golden log for v${version}`).toBe(true)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-golden-again-"))
+    try {
+      // A tool's latency is measured, so it is the one field that differs between recordings.
+      const lines = (file: string) =>
+        fs
+          .readFileSync(file, "utf8")
+          .split("\n")
+          .filter((line) => line.length > 0)
+          .map((line) => line.replace(/("type":"ToolCallCompleted",.*"latencyMs":)[0-9.e-]+/, "$1<measured>"))
+      const again = lines(await recordScenarios(dir))
+      expect(again).toEqual(lines(golden))
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
     }
   })
 

@@ -10,7 +10,7 @@
  */
 import * as Result from "effect/Result"
 import type { ChatMessage, Completion } from "../../events/chat.ts"
-import type { DomainEvent, EpisodePolicy, EventOf } from "../../events/schema.ts"
+import { type DomainEvent, type EpisodeStart, EpisodeStarted, type EventOf } from "../../events/schema.ts"
 import { countRepeats, extractAnswer } from "./answer.ts"
 import { contextSummaryRequest, discardAllTools, estimateTokens, summarizeReset } from "./context.ts"
 import {
@@ -83,16 +83,9 @@ export const nextIntent = (state: EpisodeState): Intent => {
   }
 }
 
-export interface StartEpisode {
+/** Starts the episode: the start fields `EpisodeStarted` records (`EpisodeStart` in the schema). */
+export interface StartEpisode extends EpisodeStart {
   readonly kind: "start"
-  readonly episodeId: string
-  readonly runId?: string
-  readonly taskId: string
-  readonly sampleIndex: number
-  readonly question: string
-  readonly model: string
-  readonly systemPrompt?: string
-  readonly policy?: EpisodePolicy
 }
 
 export type Input =
@@ -154,6 +147,17 @@ export const recordedInput = (e: DomainEvent): Input | undefined => {
   }
 }
 
+/**
+ * `event` with the fields of `fields` only, in their order, leaving out absent ones: what it
+ * records then does not depend on how the caller put its input together (nor on extra keys it had).
+ */
+const inSchemaOrder = <E extends DomainEvent>(fields: object, event: E): E => {
+  const given = event as unknown as Readonly<Record<string, unknown>>
+  const ordered: Record<string, unknown> = {}
+  for (const key of Object.keys(fields)) if (given[key] !== undefined) ordered[key] = given[key]
+  return ordered as unknown as E
+}
+
 /** Decides the events that follow `input` in `state`; a rejection means the input does not fit now. */
 export const decide = (
   state: EpisodeState,
@@ -162,20 +166,15 @@ export const decide = (
 ): Result.Result<ReadonlyArray<DomainEvent>, Rejection> => {
   if (input.kind === "start") {
     if (state.status !== "new") return Result.fail({ reason: `episode ${input.episodeId} already started` })
+    const { kind: _kind, ...start } = input
     const policy = input.policy ?? defaultPolicy
     return Result.succeed([
-      {
+      inSchemaOrder(EpisodeStarted.fields, {
         type: "EpisodeStarted",
-        episodeId: input.episodeId,
-        ...(input.runId === undefined ? {} : { runId: input.runId }),
-        taskId: input.taskId,
-        sampleIndex: input.sampleIndex,
-        question: input.question,
-        model: input.model,
+        ...start,
         maxTurns: policy.maxTurns,
-        ...(input.systemPrompt === undefined ? {} : { systemPrompt: input.systemPrompt }),
         policy,
-      },
+      }),
     ])
   }
   if (state.status === "finished")
