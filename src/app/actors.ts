@@ -1,7 +1,8 @@
 /**
- * Every actor kind a worker can run, by the name used in `--roles`, and how each is built from
- * the runtime: `probe` needs nothing; `agent` needs the inference pool (config/models.yaml or
- * `ROLLOUT_MODEL_<NAME>_URL`) and the tools this worker has.
+ * Every actor kind a worker can run, by the name used in `--roles`, how each is built from the
+ * runtime (`probe` needs nothing; `agent` needs the inference pool, from config/models.yaml or
+ * `ROLLOUT_MODEL_<NAME>_URL`, and the tools this worker has), and how actors are hosted on the
+ * runtime's bus and log with the worker settings of its configuration.
  */
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
@@ -12,7 +13,7 @@ import { builtinToolSpecs, builtinTools } from "../actors/agent/builtinTools.ts"
 import { parseForEpisode } from "../actors/agent/index.ts"
 import { poolModelPort } from "../actors/agent/modelPort.ts"
 import type { EpisodePorts } from "../actors/agent/ports.ts"
-import { loadModelsConfig } from "../actors/inference/modelsConfig.ts"
+import { loadModelsConfig, type ModelsConfig } from "../actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../actors/inference/pool.ts"
 import { probeActor } from "../actors/probe/index.ts"
 import { dockToolPort } from "../actors/tools/agentToolPort.ts"
@@ -20,7 +21,9 @@ import { startDock } from "../actors/tools/dock.ts"
 import { checkToolsStart, loadToolsConfig, type ToolsConfig } from "../actors/tools/toolsConfig.ts"
 import type { EventLogShape } from "../events/log/eventLog.ts"
 import type { AnyActor } from "../runtime/actor.ts"
+import { type Host, startHost } from "../runtime/actorHost.ts"
 import type { ConfigError } from "../runtime/yamlFile.ts"
+import type { Runtime } from "./wiring.ts"
 
 export const roles: ReadonlyArray<string> = ["probe", "agent"]
 
@@ -63,15 +66,29 @@ export const liveAgentPorts = (context: {
     const models = yield* loadModelsConfig({ dir: context.configDir })
     const toolsConfig = yield* agentToolsConfig(context.configDir, context.servers)
     const pool = yield* makeInferencePool(models, { log: context.log, namespace: context.log.namespace })
-    const tools = yield* agentTools(context, toolsConfig)
-    return {
-      model: poolModelPort(pool),
-      tools: tools.port,
-      toolSpecs: tools.specs,
-      parse: parseForEpisode,
-      now: () => new Date().toISOString(),
-    }
+    return agentPorts(poolModelPort(pool), yield* agentTools(context, toolsConfig))
   })
+
+/** The agent's ports: a model (the inference pool's) and `tools`. */
+const agentPorts = (
+  model: EpisodePorts["model"],
+  tools: { readonly port: EpisodePorts["tools"]; readonly specs: NonNullable<EpisodePorts["toolSpecs"]> },
+): EpisodePorts => ({
+  model,
+  tools: tools.port,
+  toolSpecs: tools.specs,
+  parse: parseForEpisode,
+  now: () => new Date().toISOString(),
+})
+
+/** An agent actor on the models given, with the built-in tools only (`rollout demo --actors`). */
+export const builtinToolsAgent = (
+  log: EventLogShape,
+  models: ModelsConfig,
+): Effect.Effect<AnyActor, never, Scope.Scope> =>
+  Effect.map(makeInferencePool(models, { log, namespace: log.namespace }), (pool) =>
+    agentActor(agentPorts(poolModelPort(pool), { port: builtinTools, specs: builtinToolSpecs })),
+  )
 
 /**
  * The agent's tools: AgentDock's pools when `tools.yaml` defines servers (with the built-in `echo`
@@ -122,3 +139,23 @@ export const makeActors = (
     }
     return out
   })
+
+/**
+ * Hosts `actors` on the runtime's command bus and log, with the worker settings of its
+ * configuration (concurrency and the ack deadline unless given).
+ */
+export const hostActors = (
+  runtime: Runtime,
+  actors: ReadonlyArray<AnyActor>,
+  options: { readonly worker: string; readonly concurrency?: number; readonly ackWaitMs?: number },
+): Effect.Effect<Host> => {
+  const worker = runtime.config.worker
+  return startHost(runtime.log, runtime.bus, actors, {
+    worker: options.worker,
+    concurrency: options.concurrency ?? worker.concurrency,
+    ackWaitMs: options.ackWaitMs ?? worker.ackWaitMs,
+    maxDeliver: worker.maxDeliver,
+    drainTimeoutMs: worker.drainTimeoutMs,
+    conflictRetries: worker.conflictRetries,
+  })
+}

@@ -9,17 +9,12 @@
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
-import { agentActor } from "../../actors/agent/actor.ts"
-import { builtinToolSpecs, builtinTools } from "../../actors/agent/builtinTools.ts"
-import { parseForEpisode } from "../../actors/agent/index.ts"
-import { poolModelPort } from "../../actors/agent/modelPort.ts"
 import { modelsConfigFrom } from "../../actors/inference/modelsConfig.ts"
-import { makeInferencePool } from "../../actors/inference/pool.ts"
+import { builtinToolsAgent, hostActors } from "../../app/actors.ts"
 import { UndecodableEvent } from "../../events/codec.ts"
 import { eventsFilter } from "../../events/subjects.ts"
 import { scripts, startScriptedModelServer } from "../../programs/scriptedModel/server.ts"
 import { table } from "../../projections/terminalText.ts"
-import { startHost } from "../../runtime/actorHost.ts"
 import {
   configFrom,
   type GlobalOptions,
@@ -56,25 +51,8 @@ export const demoCommand = (
     if (Result.isFailure(models)) return yield* Effect.fail(models.failure)
     return yield* withRuntime(config, {}, (runtime) =>
       Effect.gen(function* () {
-        const pool = yield* makeInferencePool(models.success, {
-          log: runtime.log,
-          namespace: config.log.namespace,
-        })
-        const actor = agentActor({
-          model: poolModelPort(pool),
-          tools: builtinTools,
-          toolSpecs: builtinToolSpecs,
-          parse: parseForEpisode,
-          now: () => new Date().toISOString(),
-        })
-        const host = yield* startHost(runtime.log, runtime.bus, [actor], {
-          worker: "demo",
-          concurrency: config.worker.concurrency,
-          ackWaitMs: config.worker.ackWaitMs,
-          maxDeliver: config.worker.maxDeliver,
-          drainTimeoutMs: config.worker.drainTimeoutMs,
-          conflictRetries: config.worker.conflictRetries,
-        })
+        const actor = yield* builtinToolsAgent(runtime.log, models.success)
+        const host = yield* hostActors(runtime, [actor], { worker: "demo" })
         const runId = `demo-${Date.now().toString(36)}`
         const from = (yield* runtime.log.stats).lastPosition + 1
         const issuedAt = new Date().toISOString()

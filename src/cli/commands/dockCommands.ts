@@ -4,19 +4,20 @@
  * file (mode 0600: it holds the token) that `status`, `swap` and `call` use to reach it. Without a
  * running dock, `call` starts the one server it needs, calls once and stops it, and `status` reads
  * what the log recorded. A running dock's status also says how many lifecycle events wait for the
- * log (held while it is unreachable) and how many were dropped.
+ * log (held while it is unreachable) and how many were dropped. The dock and its sandbox are
+ * started by the composition root (`app/toolDock.ts`).
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { startDock } from "../../actors/tools/dock.ts"
 import type { DockCallResult, ServerStatus } from "../../actors/tools/dockTypes.ts"
 import type { RecordingStatus } from "../../actors/tools/lifecycleRecorder.ts"
 import { argumentPath } from "../../actors/tools/toolArguments.ts"
 import { serverOfToolName } from "../../actors/tools/toolNames.ts"
-import { loadToolsConfig, type ToolsConfig } from "../../actors/tools/toolsConfig.ts"
+import { loadToolsConfig } from "../../actors/tools/toolsConfig.ts"
+import { startToolDock } from "../../app/toolDock.ts"
 import { advance, initialFolded } from "../../projections/projection.ts"
 import { table, terminalText } from "../../projections/terminalText.ts"
 import { summarizeUndecodable } from "../../projections/undecodable.ts"
@@ -75,19 +76,6 @@ const toolsConfig = (global: GlobalOptions) =>
       : Effect.succeed(config),
   )
 
-/** The Docker sandbox, when a server needs one (it must be there: no silent fallback for pools). */
-const sandboxFor = (config: ToolsConfig, owner: string) =>
-  Effect.promise(async () => {
-    if (
-      !Object.values(config.servers).some((s) =>
-        Object.values(s.versions).some((v) => v.transport === "docker"),
-      )
-    )
-      return undefined
-    const { createDockerSandbox } = await import("../../actors/tools/sandbox/docker.ts")
-    return createDockerSandbox({ owner })
-  })
-
 export const dockUpCommand = (
   global: GlobalOptions,
   options: { servers?: string; port?: string; host?: string; json?: boolean },
@@ -99,18 +87,10 @@ export const dockUpCommand = (
     return yield* withRuntime(config, { clientName: "rollout-dock" }, (runtime) =>
       Effect.gen(function* () {
         const servers = options.servers?.split(",").map((s) => s.trim())
-        const sandbox = yield* sandboxFor(tools, `${config.log.namespace}/dock`)
+        const { dock, sandbox } = yield* startToolDock(runtime.log, tools, { servers }).pipe(
+          Effect.mapError((error) => new UsageError(error.message)),
+        )
         const token = process.env[tools.gateway.tokenEnv] ?? randomBytes(24).toString("base64url")
-        const dock = yield* Effect.tryPromise({
-          try: () =>
-            startDock({
-              log: runtime.log,
-              config: tools,
-              ...(servers === undefined ? {} : { servers }),
-              ...(sandbox === undefined ? {} : { sandbox, sandboxOwner: `${config.log.namespace}/dock` }),
-            }),
-          catch: (error) => new UsageError((error as Error).message),
-        })
         const port = options.port === undefined ? tools.gateway.port : Number(options.port)
         const gateway = yield* Effect.tryPromise({
           try: () =>
@@ -331,18 +311,10 @@ export const dockCallCommand = (
       )
     return yield* withRuntime(config, { clientName: "rollout-dock-call" }, (runtime) =>
       Effect.gen(function* () {
-        const sandbox = yield* sandboxFor(tools, `${config.log.namespace}/dock`)
-        const dock = yield* Effect.tryPromise({
-          try: () =>
-            startDock({
-              log: runtime.log,
-              config: tools,
-              servers: [server],
-              sampleEveryMs: 0,
-              ...(sandbox === undefined ? {} : { sandbox }),
-            }),
-          catch: (error) => new UsageError((error as Error).message),
-        })
+        const { dock, sandbox } = yield* startToolDock(runtime.log, tools, {
+          servers: [server],
+          sampleEveryMs: 0,
+        }).pipe(Effect.mapError((error) => new UsageError(error.message)))
         const result = yield* Effect.tryPromise({
           try: () => dock.call(name, args, options.key === undefined ? {} : { idempotencyKey: options.key }),
           catch: (error) => new UsageError((error as Error).message),

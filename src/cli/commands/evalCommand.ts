@@ -6,6 +6,7 @@
  * each sample as it ends, prints the report and writes `report.md`, `report.json` and
  * `samples.csv` under `<data-dir>/runs/<run>/`. Running it again with the same `--run` resumes.
  * With `--dispatch` (NATS) the episodes run on the agent workers instead (`episodeRunner.ts`).
+ * Where episodes run and the judge are built by the composition root (`app/evaluation.ts`).
  */
 import * as path from "node:path"
 import cliProgress from "cli-progress"
@@ -13,11 +14,9 @@ import * as Effect from "effect/Effect"
 import { benchmarkSpec } from "../../actors/evaluator/datasets/benchmarks.ts"
 import { loadBenchmark } from "../../actors/evaluator/datasets/datasetLoader.ts"
 import { formatIssue, type LoadIssue } from "../../actors/evaluator/datasets/task.ts"
-import { type EpisodeRunner, runHere, runOnWorkers } from "../../actors/evaluator/episodeRunner.ts"
 import { writeReportFiles } from "../../actors/evaluator/evalReport.ts"
 import { type EvalProgress, RUN_ID_PATTERN, runEvaluation } from "../../actors/evaluator/evalRun.ts"
 import type { JudgeSettings } from "../../actors/evaluator/scoring/judge.ts"
-import { poolJudgePort } from "../../actors/evaluator/scoring/judgePort.ts"
 import {
   isScorerName,
   needsJudge,
@@ -30,8 +29,8 @@ import {
   unknownModelMessage,
 } from "../../actors/inference/modelsConfig.ts"
 import { requireReachable } from "../../actors/inference/pool/endpointProbe.ts"
-import { makeInferencePool } from "../../actors/inference/pool.ts"
-import { agentToolsConfig, liveAgentPorts } from "../../app/actors.ts"
+import { agentToolsConfig } from "../../app/actors.ts"
+import { episodeRunnerFor, poolJudge } from "../../app/evaluation.ts"
 import { evalReport } from "../../projections/scoreboard/queries.ts"
 import { percent, reportText } from "../../projections/scoreboard/render.ts"
 import { benchmarkFlags } from "../terminal/benchmarkFlags.ts"
@@ -260,19 +259,16 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
     const json = options.json === true
     return yield* withRuntime(config, {}, (runtime) =>
       Effect.gen(function* () {
-        const runner: EpisodeRunner = dispatch
-          ? yield* runOnWorkers(runtime.log, { bus: runtime.bus, invocation: String(Date.now()) })
-          : runHere(
-              yield* liveAgentPorts({
-                log: runtime.log,
-                configDir,
-                ...(tools === undefined ? {} : { servers: tools }),
-              }),
-            )
+        const runner = yield* episodeRunnerFor(runtime, {
+          dispatch,
+          configDir,
+          servers: tools,
+          invocation: String(Date.now()),
+        })
         let judge: JudgeSettings | undefined
         if (needsJudge(scorer) && options.judgeModel !== undefined) {
-          const pool = yield* makeInferencePool(models, { log: runtime.log, namespace: config.log.namespace })
-          judge = { model: options.judgeModel, port: poolJudgePort(pool, options.judgeModel), temperature: 0 }
+          const port = yield* poolJudge(models, options.judgeModel, runtime.log)
+          judge = { model: options.judgeModel, port, temperature: 0 }
         }
         const display = json ? undefined : progressDisplay()
         // Dispatched episodes need workers: if none has ended an episode after a while, say so once.

@@ -8,10 +8,10 @@ import { randomUUID } from "node:crypto"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { probeActor } from "../../actors/probe/index.ts"
+import { hostActors } from "../../app/actors.ts"
 import { UndecodableEvent } from "../../events/codec.ts"
 import { eventsFilter } from "../../events/subjects.ts"
 import { table } from "../../projections/terminalText.ts"
-import { startHost } from "../../runtime/actorHost.ts"
 import type { Command } from "../../runtime/command.ts"
 import {
   configFrom,
@@ -41,16 +41,7 @@ export const probeCommand = (global: GlobalOptions, options: ProbeOptions) =>
         const probeId = `probe-${randomUUID().slice(0, 8)}`
         const start = (yield* runtime.log.stats).lastPosition
         const local = config.log.backend === "embedded"
-        const host = local
-          ? yield* startHost(runtime.log, runtime.bus, [probeActor], {
-              worker: "local",
-              concurrency: config.worker.concurrency,
-              ackWaitMs: config.worker.ackWaitMs,
-              maxDeliver: config.worker.maxDeliver,
-              drainTimeoutMs: config.worker.drainTimeoutMs,
-              conflictRetries: config.worker.conflictRetries,
-            })
-          : undefined
+        const host = local ? yield* hostActors(runtime, [probeActor], { worker: "local" }) : undefined
         const issuedAt = new Date().toISOString()
         const commands: Command[] = Array.from({ length: count }, (_, i) => ({
           commandId: `${probeId}.${i}`,

@@ -7,7 +7,6 @@
  */
 import * as Effect from "effect/Effect"
 import { makeJudge } from "../../actors/evaluator/scoring/judge.ts"
-import { poolJudgePort } from "../../actors/evaluator/scoring/judgePort.ts"
 import {
   isScorerName,
   type JudgeRequired,
@@ -17,7 +16,7 @@ import {
   scoreAnswer,
 } from "../../actors/evaluator/scoring/scorers.ts"
 import { loadModelsConfig } from "../../actors/inference/modelsConfig.ts"
-import { makeInferencePool } from "../../actors/inference/pool.ts"
+import { poolJudge } from "../../app/evaluation.ts"
 import { type GlobalOptions, printJson, UsageError } from "../terminal/invocation.ts"
 
 export interface ScoreOptions {
@@ -100,10 +99,9 @@ export const scoreCommand = (global: GlobalOptions, options: ScoreOptions) =>
         : Effect.scoped(
             Effect.gen(function* () {
               const models = yield* loadModelsConfig({ dir: global.config ?? "config" })
-              const pool = yield* makeInferencePool(models)
               const judge = makeJudge({
                 model: judgeModel,
-                port: poolJudgePort(pool, judgeModel),
+                port: yield* poolJudge(models, judgeModel),
                 ...(temperature === undefined ? {} : { temperature }),
               })
               return yield* scoreAnswer(scorer, input, judge)

@@ -6,8 +6,7 @@
 import * as os from "node:os"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import { makeActors, roles } from "../../app/actors.ts"
-import { startHost } from "../../runtime/actorHost.ts"
+import { hostActors, makeActors, roles } from "../../app/actors.ts"
 import {
   configFrom,
   type GlobalOptions,
@@ -52,14 +51,7 @@ export const workerCommand = (global: GlobalOptions, options: WorkerOptions) =>
           log: runtime.log,
           configDir: global.config ?? "config",
         })
-        const host = yield* startHost(runtime.log, runtime.bus, kinds, {
-          worker,
-          concurrency,
-          ackWaitMs,
-          maxDeliver: config.worker.maxDeliver,
-          drainTimeoutMs: config.worker.drainTimeoutMs,
-          conflictRetries: config.worker.conflictRetries,
-        })
+        const host = yield* hostActors(runtime, kinds, { worker, concurrency, ackWaitMs })
         const signalled = yield* Deferred.make<string>()
         const onSignal = (signal: string) => () => Deferred.doneUnsafe(signalled, Effect.succeed(signal))
         const term = onSignal("SIGTERM")
