@@ -15,7 +15,8 @@ import { ReadBuffer, serializeMessage } from "@modelcontextprotocol/sdk/shared/s
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js"
 import type { JSONRPCMessage, Tool } from "@modelcontextprotocol/sdk/types.js"
 import * as Result from "effect/Result"
-import type { Sandbox, SandboxHandle } from "./sandbox/sandbox.ts"
+import type { ReplicaDeps } from "./ports.ts"
+import type { SandboxHandle } from "./sandbox/sandbox.ts"
 import { resolveEnv, type ServerConfig } from "./toolsConfig.ts"
 
 export interface Replica {
@@ -29,16 +30,6 @@ export interface Replica {
   readonly ended: Promise<string>
   /** Ends the session and whatever runs it (process, container). */
   readonly close: () => Promise<void>
-}
-
-export interface ReplicaDeps {
-  readonly env: Readonly<Record<string, string | undefined>>
-  /** For Docker replicas. */
-  readonly sandbox?: Sandbox
-  /** `<namespace>/<pool>`, the owner label of Docker replicas. */
-  readonly owner: string
-  /** Where stdio servers' output to stderr goes (default: dropped, last lines kept for errors). */
-  readonly onStderr?: (replica: string, line: string) => void
 }
 
 /** The project's `node_modules/.bin`, so configs can name npm-installed servers by their command. */

@@ -11,7 +11,6 @@
  */
 import type { Tool } from "@modelcontextprotocol/sdk/types.js"
 import * as Result from "effect/Result"
-import type { DomainEvent } from "../../events/schema.ts"
 import { type Clock, systemClock } from "../../runtime/clock.ts"
 import { CallFigures } from "./callFigures.ts"
 import {
@@ -29,17 +28,9 @@ import {
   specOf,
 } from "./decider.ts"
 import { DockError, type ReplicaStatus, type ServerStatus, type SwapReport } from "./dockTypes.ts"
-import { type Replica, type ReplicaDeps, startReplica } from "./replica.ts"
+import type { PoolDeps } from "./ports.ts"
+import { type Replica, startReplica } from "./replica.ts"
 import { isIdempotent, type ServerConfig, type ServerEntry } from "./toolsConfig.ts"
-
-export interface PoolDeps extends ReplicaDeps {
-  /** Appends a lifecycle event (never fails the caller; errors are the recorder's to report). */
-  readonly record: (event: DomainEvent) => void
-  /** Deadlines, latencies and circuits run on its monotonic reading (default: the system clock). */
-  readonly clock?: Clock
-  /** A draw in [0, 1) for routing and retry jitter (default Math.random). */
-  readonly random?: () => number
-}
 
 export type AttemptOutcome =
   | { readonly ok: true; readonly result: unknown }
