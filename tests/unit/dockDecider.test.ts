@@ -4,8 +4,9 @@
  * bounded queue, circuits (open after consecutive failures, no traffic while open, half-open after
  * the reset time, closed by a success), a hot-swap (traffic in steps, the old version drained only
  * when idle, a swap abandoned), samples and a closed pool; and properties over any sequence of
- * commands: decide and evolve never throw, the traffic shares always add up to 100, the queue stays
- * within its bound, and no call is routed to a replica whose circuit is open.
+ * commands: decide and evolve never throw, commands decide the same after a JSON round trip (plain
+ * data), the traffic shares always add up to 100, the queue stays within its bound, and no call is
+ * routed to a replica whose circuit is open.
  */
 import { fc, test } from "@fast-check/vitest"
 import * as Result from "effect/Result"
@@ -603,13 +604,16 @@ describe("properties", () => {
   )
 
   test.prop([startFrom, sessions], { numRuns: 500 })(
-    "decide is total: any commands get events or a refusal; the shares add up to 100 and the queue stays within its bound",
+    "decide is total: any commands, as sent or after a JSON round trip, get the same events or refusal; the shares add up to 100 and the queue stays within its bound",
     (from, commands) => {
       let state = from
       let at = 0
-      for (const [command, delay] of commands) {
+      for (const [make, delay] of commands) {
         at += delay
-        const decided = decide(state, command(at))
+        const command = make(at)
+        const decided = decide(state, command)
+        // Commands are plain data (they will travel over NATS): a JSON round trip decides the same.
+        expect(decide(state, JSON.parse(JSON.stringify(command)) as PoolCommand)).toEqual(decided)
         if (Result.isFailure(decided)) {
           expect(decided.failure.message.length).toBeGreaterThan(0)
           continue
