@@ -3,8 +3,10 @@
  * nothing here; the CLI test goes over HTTP): a run interrupted part-way and resumed equals an
  * uninterrupted one (same verdicts, same metrics, no recorded model call made again, every sample
  * scored once); the scoreboard rebuilt from the log by `foldAll` equals the live report; samples
- * whose model fails count as crashed and are listed; judge verdicts are recorded and never asked
- * twice; and no ground truth ever reaches the log.
+ * whose model fails count as crashed and are listed; the progress line counts as failed exactly
+ * the samples the report and the rebuilt scoreboard list as failed (one that could not start, one
+ * left stuck, crashes), on a resume too; judge verdicts are recorded and never asked twice; and no
+ * ground truth ever reaches the log.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -19,16 +21,20 @@ import * as Stream from "effect/Stream"
 import { afterEach, describe, expect, it } from "vitest"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import type { EpisodePorts, ModelPort, ToolPort } from "../../src/actors/agent/ports.ts"
+import { EpisodeStuck } from "../../src/actors/agent/shell.ts"
 import type { Task } from "../../src/actors/evaluator/datasets/task.ts"
-import { type EvalRunOptions, runEvaluation } from "../../src/actors/evaluator/evalRun.ts"
+import { type EpisodeRunner, runHere } from "../../src/actors/evaluator/episodeRunner.ts"
+import { type EvalProgress, type EvalRunOptions, runEvaluation } from "../../src/actors/evaluator/evalRun.ts"
 import { JudgeCallError, type JudgePort } from "../../src/actors/evaluator/scoring/judge.ts"
 import type { Completion } from "../../src/events/chat.ts"
 import { decodeEvent } from "../../src/events/codec.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import type { Envelope, EventOf, LogRecord } from "../../src/events/schema.ts"
+import { manualClock } from "../../src/runtime/clock.ts"
 import { foldAll } from "../../src/projections/projection.ts"
 import { evalReport } from "../../src/projections/scoreboard/queries.ts"
+import { isFailedSample } from "../../src/projections/scoreboard/sampleStatus.ts"
 import { scoreboard } from "../../src/projections/scoreboard/scoreboard.ts"
 import { boardMetrics, boardSamples } from "../../src/projections/scoreboard/scoreboardMetrics.ts"
 
@@ -106,7 +112,7 @@ const ports = (modelCalls: string[], toolCalls: string[]): EpisodePorts => ({
   model: model(modelCalls),
   tools: echo(toolCalls),
   parse: parseForEpisode,
-  now: () => "2026-01-01T00:00:00.000Z",
+  clock: manualClock(Date.parse("2026-01-01T00:00:00.000Z")),
 })
 
 const options = (log: EventLogShape, runId: string, p: EpisodePorts): EvalRunOptions => ({
@@ -363,5 +369,47 @@ describe("runEvaluation", () => {
     expect(back.judge).toEqual({ asked: 1, cached: 0 })
     expect(back.metrics.correct).toBe(1)
     expect(calls).toBe(2)
+  })
+
+  it("counts as failed while it runs exactly the samples the report and the rebuilt scoreboard list as failed", async () => {
+    const { log } = await openLog()
+    // t3's sample 0 cannot even start; t4's sample 1 starts and gets stuck on a tool result that
+    // cannot be recorded (not JSON); t5's samples crash on their model.
+    const poisoned: ToolPort = {
+      call: (request) =>
+        request.episodeId === "f/t4/1"
+          ? Effect.succeed({ ok: true as const, content: Number.NaN as never, truncated: false })
+          : echo([]).call(request),
+    }
+    const here = runHere({ ...ports([], []), tools: poisoned })
+    const runner: EpisodeRunner = {
+      where: "this test",
+      run: (runLog, start) =>
+        start.episodeId === "f/t3/0"
+          ? Effect.fail(new EpisodeStuck("refused before it started"))
+          : here.run(runLog, start),
+    }
+    const progress: EvalProgress[] = []
+    const result = await Effect.runPromise(
+      runEvaluation({ ...options(log, "f", ports([], [])), runner, onProgress: (p) => progress.push(p) }),
+    )
+    expect(result.status).toBe("failed")
+    expect(result.failed.map((f) => `${f.taskId}#${f.sample}`).sort()).toEqual(["t3#0", "t4#1"])
+    const failedIn = (samples: ReturnType<typeof boardSamples>) =>
+      samples.filter((s) => isFailedSample(s.status)).map((s) => `${s.taskId}#${s.sample}:${s.status}`)
+    const live = failedIn(boardSamples(result.state, result.board))
+    expect(live.sort()).toEqual(["t4#1:crashed", "t5#0:crashed", "t5#1:crashed", "t5#2:crashed"])
+    const rebuilt = foldAll(scoreboard, await envelopesOf(log))
+    expect(failedIn(boardSamples(rebuilt, rebuilt.runs.f!)).sort()).toEqual(live.sort())
+    const last = progress.at(-1)!
+    expect(last).toMatchObject({ done: 18, total: 18, failures: live.length, infrastructure: live.length })
+
+    // A resume counts the scored samples as the log says, before it runs the other two again.
+    const again: EvalProgress[] = []
+    await Effect.runPromise(
+      runEvaluation({ ...options(log, "f", ports([], [])), runner, onProgress: (p) => again.push(p) }),
+    )
+    expect(again[0]).toMatchObject({ done: 16, resumedDone: 16, failures: 3, infrastructure: 3 })
+    expect(again.at(-1)).toMatchObject({ done: 18, failures: 4 })
   })
 })

@@ -2,7 +2,8 @@
  * The episode runner that sends episodes to the agent workers, on the embedded log with the
  * in-process bus and an actor host in this process standing in for the workers: the evaluation
  * scores what the workers ran, an episode a worker dead-letters ends its sample with the reason
- * (instead of waiting forever), and a resumed run does not send a finished episode again.
+ * (instead of waiting forever) and counts as crashed in the progress line as in the report, and a
+ * resumed run does not send a finished episode again.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -14,10 +15,13 @@ import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import type { EpisodePorts } from "../../src/actors/agent/ports.ts"
 import type { Task } from "../../src/actors/evaluator/datasets/task.ts"
 import { runOnWorkers } from "../../src/actors/evaluator/episodeRunner.ts"
-import { runEvaluation } from "../../src/actors/evaluator/evalRun.ts"
+import { type EvalProgress, runEvaluation } from "../../src/actors/evaluator/evalRun.ts"
 import type { Completion } from "../../src/events/chat.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
+import { isFailedSample } from "../../src/projections/scoreboard/sampleStatus.ts"
+import { boardSamples } from "../../src/projections/scoreboard/scoreboardMetrics.ts"
 import { startHost } from "../../src/runtime/actorHost.ts"
+import { manualClock } from "../../src/runtime/clock.ts"
 import { makeInProcessBus } from "../../src/runtime/inProcessBus.ts"
 
 const dirs: string[] = []
@@ -66,7 +70,7 @@ const ports: EpisodePorts = {
       ),
   },
   parse: parseForEpisode,
-  now: () => "2026-01-01T00:00:00.000Z",
+  clock: manualClock(Date.parse("2026-01-01T00:00:00.000Z")),
 }
 
 const task = (taskId: string, question: string, answer: string): Task => ({
@@ -97,6 +101,7 @@ describe("episodes run on the agent workers", () => {
       task("b", "a poison question", "done"),
       task("c", "third question", "other"),
     ]
+    const progress: EvalProgress[] = []
     const evaluate = (invocation: string) =>
       inScope(
         Effect.flatMap(runOnWorkers(log, { bus, invocation, deadLetterPollMs: 20 }), (runner) =>
@@ -110,6 +115,7 @@ describe("episodes run on the agent workers", () => {
             k: 2,
             concurrency: 4,
             runId: "on-workers",
+            onProgress: (p) => progress.push(p),
           }),
         ),
       )
@@ -119,6 +125,11 @@ describe("episodes run on the agent workers", () => {
     expect(first.failed.map((f) => f.taskId)).toEqual(["b", "b"])
     expect(first.failed[0]!.reason).toMatch(/a worker gave up on episode on-workers\/b\/\d/)
     expect(await Effect.runPromise(bus.deadLetters("agent"))).toHaveLength(2)
+    // The dead-lettered samples started on a worker and were left unfinished: crashed, in the
+    // progress line as in the report.
+    const failed = boardSamples(first.state, first.board).filter((s) => isFailedSample(s.status))
+    expect(failed.map((s) => `${s.taskId}#${s.sample}:${s.status}`)).toEqual(["b#0:crashed", "b#1:crashed"])
+    expect(progress.at(-1)).toMatchObject({ done: 6, failures: 2, infrastructure: 2 })
 
     // Again: the four scored samples are not sent; the two poisoned ones are, and fail again.
     const sentBefore = (await Effect.runPromise(bus.stats("agent"))).deadLetters

@@ -14,8 +14,10 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
 import { type EventLogShape, type LogEntry, LogUnavailable } from "../../events/log/eventLog.ts"
-import type { EpisodeOutcome, EventOf } from "../../events/schema.ts"
+import { foldEvents } from "../../events/log/readEvents.ts"
+import type { Envelope, EpisodeOutcome } from "../../events/schema.ts"
 import { entitySubject, eventsFilter } from "../../events/subjects.ts"
+import { type Clock, systemClock } from "../../runtime/clock.ts"
 import type { Command } from "../../runtime/command.ts"
 import type { CommandBusShape } from "../../runtime/commandBus.ts"
 import { runEpisodePayload } from "../agent/actor.ts"
@@ -59,21 +61,25 @@ export interface WorkersOptions {
   readonly invocation: string
   /** How often the dead-letter stream is looked at; default 2 s. */
   readonly deadLetterPollMs?: number
-  /** Clock readings for the commands; default the wall clock. */
-  readonly now?: () => string
+  /** Stamps the commands; default the system clock. */
+  readonly clock?: Clock
 }
 
-const endingOf = (finished: EventOf<"EpisodeFinished">): EpisodeEnding => ({
-  outcome: finished.outcome,
-  answer: finished.answer,
-})
+/** The episode and ending an event records, when it is an `EpisodeFinished`. */
+const endingOf = ({ event }: Envelope): { episodeId: string; ending: EpisodeEnding } | undefined =>
+  event.type === "EpisodeFinished"
+    ? { episodeId: event.episodeId, ending: { outcome: event.outcome, answer: event.answer } }
+    : undefined
 
-/** The episode and ending an entry records, when it is an `EpisodeFinished`. */
+/**
+ * The same of a tail's entry (a tail is no read that ends, so it is decoded here). An entry of an
+ * episode that does not decode is no ending: the episode's own stream is read once it ends, through
+ * the caller's log, which names what it could not decode.
+ */
 const endingAt = (entry: LogEntry): { episodeId: string; ending: EpisodeEnding } | undefined => {
   if (entry instanceof UndecodableEvent || entry.type !== "EpisodeFinished") return undefined
   const decoded = decodeEvent(entry)
-  if (Result.isFailure(decoded) || decoded.success.event.type !== "EpisodeFinished") return undefined
-  return { episodeId: decoded.success.event.episodeId, ending: endingOf(decoded.success.event) }
+  return Result.isFailure(decoded) ? undefined : endingOf(decoded.success)
 }
 
 /**
@@ -87,7 +93,7 @@ export const runOnWorkers = (
 ): Effect.Effect<EpisodeRunner, LogUnavailable, Scope.Scope> =>
   Effect.gen(function* () {
     const { bus } = options
-    const now = options.now ?? (() => new Date().toISOString())
+    const clock = options.clock ?? systemClock
     const waiting = new Map<string, Deferred.Deferred<EpisodeEnding, EpisodeError>>()
     /** This invocation's command ids → their episodes, for dead letters. */
     const sent = new Map<string, string>()
@@ -156,10 +162,13 @@ export const runOnWorkers = (
         const deferred = yield* Deferred.make<EpisodeEnding, EpisodeError>()
         waiting.set(episodeId, deferred)
         // Ended before this invocation, or by another process: report it as it is.
-        for (const entry of yield* Stream.runCollect(runLog.read({ filter: subject }))) {
-          const before = endingAt(entry)
-          if (before !== undefined) return before.ending
-        }
+        const before = yield* foldEvents(
+          runLog,
+          { filter: subject },
+          undefined as EpisodeEnding | undefined,
+          (found, envelope) => found ?? endingOf(envelope)?.ending,
+        )
+        if (before.state !== undefined) return before.state
         sent.set(commandIdOf(episodeId), episodeId)
         const command: Command = {
           commandId: commandIdOf(episodeId),
@@ -167,7 +176,7 @@ export const runOnWorkers = (
           entityId: episodeId,
           type: "RunEpisode",
           payload: { ...runEpisodePayload(start) },
-          issuedAt: now(),
+          issuedAt: clock.iso(),
           correlationId: start.runId ?? episodeId,
         }
         yield* bus

@@ -5,8 +5,10 @@
  * a question or an answer), one `SampleScored` per sample and `RunFinished`; episodes are
  * `<runId>/<taskId>/<sample>` with the `runId` in `EpisodeStarted`.
  *
- * Running again with the same run id resumes: the run's stream says which samples are scored (they
- * are never run again); every other sample goes to the episode runner — in this process through
+ * The run's stream is the evaluator's own state (`decider.ts`): this shell reads it, asks the
+ * decider for every event it writes, and keeps the effects — episodes, the judge, the log, the
+ * clock. Running again with the same run id resumes: the run's stream says which samples are
+ * scored (they are never run again); every other sample goes to the episode runner — in this process through
  * the episode shell, or as a command to the agent workers (`episodeRunner.ts`) — which starts it,
  * continues it from its log (no recorded model or tool call is made again) or, when it already
  * finished, just returns its ending; and then it is scored here. Ground truths stay in memory: the
@@ -17,11 +19,15 @@
  * invocation's samples got a single answer from the model, the run finishes `failed` saying why.
  */
 import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import type { UndecodableEvent } from "../../events/codec.ts"
 import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts"
-import type { DomainEvent, EpisodePolicy, EventOf } from "../../events/schema.ts"
+import { foldEvents } from "../../events/log/readEvents.ts"
+import { currentVersions, type DomainEvent, type EpisodePolicy, type EventOf } from "../../events/schema.ts"
 import { entitySubject } from "../../events/subjects.ts"
+import { bucketGet } from "../../projections/buckets.ts"
 import { type Json, ownValue } from "../../projections/projection.ts"
 import type { Metrics } from "../../projections/scoreboard/metrics.ts"
 import {
@@ -30,31 +36,31 @@ import {
   type RunBoard,
   type ScoreboardState,
 } from "../../projections/scoreboard/scoreboard.ts"
-import { boardMetrics, crashedOutcomes } from "../../projections/scoreboard/scoreboardMetrics.ts"
+import { boardMetrics } from "../../projections/scoreboard/scoreboardMetrics.ts"
+import { type Clock, systemClock } from "../../runtime/clock.ts"
 import { defaultPolicy, type StartEpisode } from "../agent/decider.ts"
 import type { EpisodePorts } from "../agent/ports.ts"
 import type { EpisodeError } from "../agent/shell.ts"
 import type { Task } from "./datasets/task.ts"
+import {
+  decide,
+  type EvaluationInput,
+  type EvaluationState,
+  evolve,
+  type GaveUp,
+  initial,
+  pendingSamples,
+  runEnding,
+  scoredSamples,
+  scoreOf,
+} from "./decider.ts"
 import { type EpisodeRunner, runHere } from "./episodeRunner.ts"
 import { makeLiveBoard } from "./evalRunBoard.ts"
 import { type JudgeCacheStats, makeCachedJudge } from "./evalRunJudge.ts"
-import {
-  type RunDescription,
-  readRun,
-  resumeMismatch,
-  runStartedEvent,
-  runSubject,
-  sampleKey,
-} from "./evalRunStream.ts"
+import { countSample, noSamples, type SampleCounts } from "./progress.ts"
+import type { RunDescription } from "./runDescription.ts"
 import type { JudgeSettings } from "./scoring/judge.ts"
-import { xbenchExactMatch } from "./scoring/judgeTemplates.ts"
-import {
-  JudgeRequired,
-  needsJudge,
-  type ScoreResult,
-  type ScorerName,
-  scoreAnswer,
-} from "./scoring/scorers.ts"
+import { JudgeRequired, needsJudge, type ScorerName, sampleScore, scoreAnswer } from "./scoring/scorers.ts"
 
 /** Run ids become the first part of episode ids and a folder name: no `/`, no leading dot. */
 export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
@@ -62,6 +68,9 @@ export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 /** The episode of one sample: `<runId>/<taskId>/<sample>` (unambiguous, since run ids have no `/`). */
 export const episodeIdFor = (runId: string, taskId: string, sample: number): string =>
   `${runId}/${taskId}/${sample}`
+
+/** The run's own stream. */
+export const runSubject = (namespace: string, runId: string): string => entitySubject(namespace, "run", runId)
 
 /** The run's options do not fit it, or a run already in the log under that id. */
 export class EvalRunRejected extends Schema.TaggedError<EvalRunRejected>()("EvalRunRejected", {
@@ -73,18 +82,12 @@ export class EvalRunRejected extends Schema.TaggedError<EvalRunRejected>()("Eval
   }
 }
 
-export interface EvalProgress {
+export interface EvalProgress extends SampleCounts {
   readonly runId: string
-  /** Samples scored (judge failures included) or given up on, of `total`. */
-  readonly done: number
+  /** `done` is of `total`. */
   readonly total: number
   /** Samples already scored when this invocation started (a resume). */
   readonly resumedDone: number
-  readonly correct: number
-  /** Samples that count as wrong without a verdict so far: crashed, timed out, judge failed, could not run. */
-  readonly failures: number
-  /** Of `failures`, those the model server or the tools caused (or that could not run at all). */
-  readonly infrastructure: number
 }
 
 export interface EvalRunOptions {
@@ -112,8 +115,8 @@ export interface EvalRunOptions {
   /** More settings to record in `RunStarted.config` (e.g. the data file); never secrets. */
   readonly config?: { readonly [key: string]: Json }
   readonly onProgress?: (progress: EvalProgress) => void
-  /** Clock readings for the events this driver writes; default the wall clock. */
-  readonly now?: () => string
+  /** Stamps the events this driver writes; default the system clock. */
+  readonly clock?: Clock
 }
 
 export interface EvalRunResult {
@@ -125,11 +128,7 @@ export interface EvalRunResult {
   /** Samples scored by this invocation. */
   readonly scored: number
   /** Samples whose episode could not run to an end (the reason is in the log or here). */
-  readonly failed: ReadonlyArray<{
-    readonly taskId: string
-    readonly sample: number
-    readonly reason: string
-  }>
+  readonly failed: ReadonlyArray<GaveUp>
   readonly status: EventOf<"RunFinished">["status"]
   /** Samples this invocation ran to an end (or gave up on), and how many of them got a model answer. */
   readonly ranNow: number
@@ -137,11 +136,19 @@ export interface EvalRunResult {
   /** This invocation's samples that ended on infrastructure, by reason (most first). */
   readonly infrastructure: Readonly<Record<string, number>>
   readonly judge: JudgeCacheStats
+  /**
+   * Entries this invocation read and could not decode (the run's stream, its episodes, judge
+   * verdicts), each once, by position: the run went on without them.
+   */
+  readonly undecodable: ReadonlyArray<UndecodableEvent>
   /** The run as the scoreboard projection sees it, and its metrics. */
   readonly board: RunBoard
   readonly state: ScoreboardState
   readonly metrics: Metrics
 }
+
+/** `reason`, cut at 80 characters so that reasons with the same start count together. */
+const short = (reason: string): string => (reason.length > 80 ? `${reason.slice(0, 80)}…` : reason)
 
 export const runEvaluation = (
   options: EvalRunOptions,
@@ -161,13 +168,13 @@ export const runEvaluation = (
     if (runner === undefined) return yield* reject("neither agent ports nor an episode runner was given")
     const tasks = options.limit === undefined ? options.tasks : options.tasks.slice(0, options.limit)
     if (tasks.length === 0) return yield* reject("there are no tasks to run")
-    const ids = new Set<string>()
+    const byId = new Map<string, Task>()
     for (const t of tasks) {
-      if (ids.has(t.taskId)) return yield* reject(`task id "${t.taskId}" appears twice`)
-      ids.add(t.taskId)
+      if (byId.has(t.taskId)) return yield* reject(`task id "${t.taskId}" appears twice`)
+      byId.set(t.taskId, t)
     }
 
-    const now = options.now ?? (() => new Date().toISOString())
+    const clock = options.clock ?? systemClock
     const live = makeLiveBoard(options.log)
     const log = live.log
     const subject = runSubject(log.namespace, runId)
@@ -175,32 +182,49 @@ export const runEvaluation = (
     const cachedJudge =
       options.judge === undefined
         ? undefined
-        : makeCachedJudge(options.log, options.judge, { benchmark, now, correlationId: runId })
+        : makeCachedJudge(options.log, options.judge, { benchmark, clock, correlationId: runId })
 
-    const append = (eventId: string, event: DomainEvent, expectedLastPosition?: number) =>
-      log
-        .append(
-          subject,
-          [
-            {
-              eventId,
-              recordedAt: now(),
-              correlationId: runId,
-              causationId: eventId,
-              actor: "evaluator",
-              event,
-            },
-          ],
-          expectedLastPosition === undefined ? {} : { expectedLastPosition },
-        )
-        .pipe(
-          Effect.catchTag("InvalidEvent", (e) => Effect.die(e)),
-          Effect.catchTag("ConcurrencyConflict", () =>
-            reject(
-              "another process is writing this run (its stream changed under us); run it from one place",
+    // The run's stream, read through the watched log: the decider's state and the live board's.
+    const read = yield* foldEvents(log, { filter: subject }, initial, evolve)
+    let run: EvaluationState = read.state
+    const resumed = run.started !== undefined
+
+    /** Asks the decider, appends what it decided, and folds it into the decider's state. */
+    const record = (input: EvaluationInput, eventId: string, expectedLastPosition?: number) =>
+      Effect.gen(function* () {
+        const decided = decide(run, input)
+        if (Result.isFailure(decided)) return yield* reject(decided.failure.reason)
+        const events: ReadonlyArray<DomainEvent> = decided.success
+        if (events.length === 0) return
+        const stamped = events.map((event, i) => ({
+          eventId: events.length === 1 ? eventId : `${eventId}/${i}`,
+          recordedAt: clock.iso(),
+          correlationId: runId,
+          causationId: eventId,
+          actor: "evaluator",
+          event,
+        }))
+        const appended = yield* log
+          .append(subject, stamped, expectedLastPosition === undefined ? {} : { expectedLastPosition })
+          .pipe(
+            Effect.catchTag("InvalidEvent", (e) => Effect.die(e)),
+            Effect.catchTag("ConcurrencyConflict", () =>
+              reject(
+                "another process is writing this run (its stream changed under us); run it from one place",
+              ),
             ),
-          ),
-        )
+          )
+        stamped.forEach((e, i) => {
+          const position = appended.positions[i]
+          if (position === undefined) return
+          run = evolve(run, {
+            ...e,
+            position,
+            subject,
+            schemaVersion: currentVersions[e.event.type],
+          })
+        })
+      })
 
     // The run: found (a resume, checked against these options) or started.
     const description: RunDescription = {
@@ -216,91 +240,42 @@ export const runEvaluation = (
       limit: options.limit,
       extra: options.config,
     }
-    const run = yield* readRun(log, runId)
-    if (run.started !== undefined) {
-      const mismatch = resumeMismatch(run.started, description)
-      if (mismatch !== undefined) return yield* reject(mismatch)
-    } else yield* append(`${runId}/started`, runStartedEvent(description), run.last)
+    yield* record({ kind: "start", run: description }, `${runId}/started`, read.last)
+    const finishedBefore = run.finished.length
 
-    // Samples in passes (every task's sample 0, then 1, …): an interrupted run has whole passes.
-    const all: Array<{ task: Task; sample: number }> = []
-    for (let sample = 0; sample < k; sample++) for (const task of tasks) all.push({ task, sample })
-    const pending = all.filter(({ task, sample }) => !run.scored.has(sampleKey(task.taskId, sample)))
-    const done = all.filter(({ task, sample }) => run.scored.has(sampleKey(task.taskId, sample)))
+    const pending = pendingSamples(run)
+    const done = scoredSamples(run)
     // A resume folds the finished samples' episodes too, so the live board holds the whole run.
     yield* Effect.forEach(
       done,
-      ({ task, sample }) =>
+      ({ taskId, sample }) =>
         Stream.runDrain(
-          log.read({
-            filter: entitySubject(log.namespace, "episode", episodeIdFor(runId, task.taskId, sample)),
-          }),
+          log.read({ filter: entitySubject(log.namespace, "episode", episodeIdFor(runId, taskId, sample)) }),
         ),
       { concurrency: 16, discard: true },
     )
 
-    let correct = 0
-    let failures = 0
-    let infrastructure = 0
-    for (const s of run.scored.values()) {
-      if (s.verdict === "correct") correct++
-      if (s.verdict === "judge_failed") failures++
-    }
-    // Crashed and timed-out samples scored before this invocation count as failures too.
+    // The samples scored before this invocation count as their rows on the live board say.
     const before = ownValue(live.state().runs, runId)
-    for (const sample of done) {
-      const row = before === undefined ? null : boardRow(before, sample.task.taskId, sample.sample)
-      if (
-        row?.outcome != null &&
-        row.verdict !== "judge_failed" &&
-        (row.outcome === "timeout" || crashedOutcomes.has(row.outcome))
-      )
-        failures++
-      if (row?.outcome != null && infrastructureEndings.has(row.outcome)) infrastructure++
+    let counts = noSamples
+    for (const { taskId, sample } of done) {
+      const row = before === undefined ? null : boardRow(before, taskId, sample)
+      const verdict = scoreOf(run, taskId, sample)?.verdict ?? "incorrect"
+      counts = countSample(counts, { kind: "scored", verdict, outcome: row?.outcome ?? null })
     }
-    let finishedCount = done.length
     let scoredNow = 0
-    const failed: Array<{ taskId: string; sample: number; reason: string }> = []
+    const failed: GaveUp[] = []
     let reachedModel = 0
     const reasons = new Map<string, number>()
     const countReason = (reason: string) => reasons.set(reason, (reasons.get(reason) ?? 0) + 1)
     const report = () =>
       options.onProgress?.({
         runId,
-        done: finishedCount,
-        total: all.length,
+        ...counts,
+        total: done.length + pending.length,
         resumedDone: done.length,
-        correct,
-        failures,
-        infrastructure,
       })
     report()
-
-    const score = (
-      task: Task,
-      prediction: string | undefined,
-    ): Effect.Effect<ScoreResult, LogUnavailable> => {
-      const input = { question: task.question, truth: task.answer, prediction }
-      // A missing answer, an exact scorer and xbench's exact match decide without a judge.
-      if (
-        prediction === undefined ||
-        cachedJudge === undefined ||
-        !needsJudge(scorer) ||
-        (scorer === "xbench" && xbenchExactMatch(prediction, task.answer))
-      )
-        return Effect.orDie(scoreAnswer(scorer, input))
-      return Effect.map(
-        cachedJudge.judge(scorer, { ...input, prediction }),
-        (judged): ScoreResult => ({
-          scorer,
-          correct: judged.outcome === "correct",
-          status: judged.outcome === "judge_failed" ? "judge_failed" : "scored",
-          method: judged.method,
-          ...(judged.failure === undefined ? {} : { reason: judged.failure.message }),
-          judge: judged,
-        }),
-      )
-    }
 
     const runSample = (task: Task, sample: number) =>
       Effect.gen(function* () {
@@ -327,12 +302,17 @@ export const runEvaluation = (
         )
         if (!ended.ok) {
           failed.push({ taskId: task.taskId, sample, reason: ended.reason })
-          failures++
-          infrastructure++
-          countReason(
-            `could not run: ${ended.reason.length > 80 ? `${ended.reason.slice(0, 80)}…` : ended.reason}`,
-          )
-          finishedCount++
+          // What the log says of its episode (started or not, ended or not), so that it counts here
+          // as the scoreboard will count it once the run has ended.
+          yield* Stream.runDrain(log.read({ filter: entitySubject(log.namespace, "episode", episodeId) }))
+          const board = ownValue(live.state().runs, runId)
+          const row = board === undefined ? null : boardRow(board, task.taskId, sample)
+          counts = countSample(counts, {
+            kind: "gave_up",
+            outcome: row?.outcome ?? null,
+            open: bucketGet(live.state().open, episodeId) !== undefined,
+          })
+          countReason(`could not run: ${short(ended.reason)}`)
           report()
           return
         }
@@ -341,66 +321,48 @@ export const runEvaluation = (
         const board = ownValue(live.state().runs, runId)
         const row = board === undefined ? null : boardRow(board, task.taskId, sample)
         if ((row?.responses ?? 0) > 0) reachedModel++
-        if (infrastructureEndings.has(ended.ending.outcome)) {
-          infrastructure++
-          countReason(row?.failure ?? `${ended.ending.outcome} (no reason recorded)`)
-        }
-        const result = yield* score(task, ended.ending.answer)
-        const verdict: EventOf<"SampleScored">["verdict"] =
-          result.status === "judge_failed" ? "judge_failed" : result.correct ? "correct" : "incorrect"
-        yield* append(`${runId}/scored/${task.taskId}/${sample}`, {
-          type: "SampleScored",
-          runId,
-          taskId: task.taskId,
-          sampleIndex: sample,
-          episodeId,
+        const { outcome, answer } = ended.ending
+        if (infrastructureEndings.has(outcome)) countReason(row?.failure ?? `${outcome} (no reason recorded)`)
+        // The one scoring path (`rollout score` takes it too); the judge's cache needs the log.
+        const result = yield* scoreAnswer(
           scorer,
-          verdict,
-          score: verdict === "correct" ? 1 : 0,
-        })
-        scoredNow++
-        finishedCount++
-        if (verdict === "correct") correct++
-        const outcome = ended.ending.outcome
-        if (
-          verdict === "judge_failed" ||
-          outcome === "timeout" ||
-          (outcome !== undefined && crashedOutcomes.has(outcome))
+          { question: task.question, truth: task.answer, prediction: answer },
+          cachedJudge?.judge,
+        ).pipe(Effect.catchTag("JudgeRequired", (e) => Effect.die(e)))
+        const { verdict, score } = sampleScore(result)
+        yield* record(
+          { kind: "score", taskId: task.taskId, sample, episodeId, scorer, verdict, score },
+          `${runId}/scored/${task.taskId}/${sample}`,
         )
-          failures++
+        scoredNow++
+        counts = countSample(counts, { kind: "scored", verdict, outcome })
         report()
       })
 
-    yield* Effect.forEach(pending, ({ task, sample }) => runSample(task, sample), {
+    yield* Effect.forEach(pending, ({ taskId, sample }) => runSample(byId.get(taskId)!, sample), {
       concurrency: options.concurrency,
       discard: true,
     })
 
     const counted = [...reasons.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
-    const unreached = pending.length > 0 && reachedModel === 0
-    const status: EventOf<"RunFinished">["status"] =
-      failed.length === 0 && !unreached ? "completed" : "failed"
-    // A resume that had nothing left to do does not finish the run again.
-    if (run.finished === 0 || pending.length > 0) {
-      const first = failed[0]
-      const reason = unreached
-        ? `no sample reached model ${model} (${pending.length} tried): ${counted.map(([r, n]) => `${r} ×${n}`).join("; ")}`
-        : first === undefined
-          ? undefined
-          : `${failed.length} sample(s) could not run to an end; first: ${first.taskId}#${first.sample}: ${first.reason}`
-      yield* append(`${runId}/finished/${run.finished}`, {
-        type: "RunFinished",
-        runId,
-        status,
-        ...(reason === undefined ? {} : { reason }),
-      })
+    const finish = {
+      kind: "finish" as const,
+      attempted: pending.length,
+      reachedModel,
+      gaveUp: failed,
+      reasons: counted,
     }
+    yield* record(finish, `${runId}/finished/${finishedBefore}`)
+    const status = runEnding(run, finish).status
     const state = live.state()
     const board = ownValue(state.runs, runId)
     if (board === undefined) return yield* Effect.die(new Error(`the live scoreboard lost run ${runId}`))
+    const undecodable = new Map<number, UndecodableEvent>()
+    for (const u of [...read.undecodable, ...live.undecodable(), ...(cachedJudge?.undecodable() ?? [])])
+      undecodable.set(u.position, u)
     return {
       runId,
-      resumed: run.started !== undefined,
+      resumed,
       alreadyScored: done.length,
       scored: scoredNow,
       failed,
@@ -409,6 +371,7 @@ export const runEvaluation = (
       reachedModel,
       infrastructure: Object.fromEntries(counted),
       judge: cachedJudge?.stats() ?? { asked: 0, cached: 0 },
+      undecodable: [...undecodable.values()].sort((a, b) => a.position - b.position),
       board,
       state,
       metrics: boardMetrics(state, board),

@@ -5,18 +5,19 @@
  * that subject is read before the judge is asked again: the same judgement is never asked twice,
  * across runs and restarts. A cached raw response is parsed again when the parser has changed
  * since. A judgement whose call failed (the judge was unreachable) is not a cache hit: it is asked
- * again next time. Judgements of the same key in flight at once share one call.
+ * again next time. Judgements of the same key in flight at once share one call. An entry of a
+ * judge's subject that does not decode is kept (`undecodable`) for the run to name, not skipped
+ * silently.
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Result from "effect/Result"
-import * as Stream from "effect/Stream"
-import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
+import type { UndecodableEvent } from "../../events/codec.ts"
 import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts"
+import { foldEvents } from "../../events/log/readEvents.ts"
 import type { EventOf } from "../../events/schema.ts"
 import { entitySubject } from "../../events/subjects.ts"
+import type { Clock } from "../../runtime/clock.ts"
 import {
-  type Judge,
   type JudgeResult,
   type JudgeSettings,
   judgeCacheKey,
@@ -41,9 +42,9 @@ export interface JudgeCacheStats {
 export interface CachedJudge {
   /** Judges through the cache; the log's failure is the caller's to handle. */
   readonly judge: (profile: JudgeProfile, input: JudgeInput) => Effect.Effect<JudgeResult, LogUnavailable>
-  /** The same as a plain `Judge` (for `scoreAnswer`): a log failure is then a defect. */
-  readonly asJudge: Judge
   readonly stats: () => JudgeCacheStats
+  /** Entries of the judges' subjects read so far that did not decode, by position. */
+  readonly undecodable: () => ReadonlyArray<UndecodableEvent>
 }
 
 type Recorded = EventOf<"JudgeVerdictRecorded">
@@ -117,32 +118,31 @@ const toEvent = (cacheKey: string, benchmark: string, r: JudgeResult): Recorded 
 
 /**
  * A judge that looks in the log before it asks `settings`' model and records what it was told.
- * `benchmark` names the benchmark in the recorded events; `now` stamps them.
+ * `benchmark` names the benchmark in the recorded events; `clock` stamps them.
  */
 export const makeCachedJudge = (
   log: EventLogShape,
   settings: JudgeSettings,
-  options: { readonly benchmark: string; readonly now: () => string; readonly correlationId: string },
+  options: { readonly benchmark: string; readonly clock: Clock; readonly correlationId: string },
 ): CachedJudge => {
   const inner = makeJudge(settings)
   const inFlight = new Map<string, Deferred.Deferred<JudgeResult, LogUnavailable>>()
   let asked = 0
   let cached = 0
+  const broken = new Map<number, UndecodableEvent>()
 
   /** The recorded judgements of a key, in order, and the subject's last position. */
   const recorded = (subject: string) =>
-    Effect.map(Stream.runCollect(log.read({ filter: subject })), (entries) => {
-      const events: Recorded[] = []
-      let last = 0
-      for (const entry of entries) {
-        last = Math.max(last, entry.position)
-        if (entry instanceof UndecodableEvent) continue
-        const decoded = decodeEvent(entry)
-        if (Result.isSuccess(decoded) && decoded.success.event.type === "JudgeVerdictRecorded")
-          events.push(decoded.success.event)
-      }
-      return { events, last }
-    })
+    Effect.map(
+      foldEvents(log, { filter: subject }, [] as Recorded[], (events, { event }) => {
+        if (event.type === "JudgeVerdictRecorded") events.push(event)
+        return events
+      }),
+      ({ state, last, undecodable }) => {
+        for (const u of undecodable) broken.set(u.position, u)
+        return { events: state, last }
+      },
+    )
 
   const judgeOnce = (profile: JudgeProfile, input: JudgeInput, cacheKey: string) =>
     Effect.gen(function* () {
@@ -163,7 +163,7 @@ export const makeCachedJudge = (
           [
             {
               eventId,
-              recordedAt: options.now(),
+              recordedAt: options.clock.iso(),
               correlationId: options.correlationId,
               causationId: eventId,
               actor: "evaluator",
@@ -213,7 +213,7 @@ export const makeCachedJudge = (
 
   return {
     judge,
-    asJudge: (profile, input) => Effect.orDie(judge(profile, input)),
     stats: () => ({ asked, cached }),
+    undecodable: () => [...broken.values()].sort((a, b) => a.position - b.position),
   }
 }

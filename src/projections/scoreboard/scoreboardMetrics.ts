@@ -1,14 +1,15 @@
 /**
  * What the scoreboard's rows mean: each task × sample of a run becomes a `SampleRecord` with a
- * status (a run that never started, never finished, crashed or timed out counts as wrong and is
- * listed), and `computeMetrics` turns a run's records into Avg@k, std, the 95% interval, pass@k and
- * the breakdowns; `infrastructureFailures` counts the samples the model server or the tools ended,
- * by reason; `leaderboard` sums every run up in one line. Pure; the live report of
- * `rollout eval` and `rollout scores` both come from here, so they cannot disagree.
+ * status (`sampleStatus.ts`: a run that never started, never finished, crashed or timed out
+ * counts as wrong and is listed), and `computeMetrics` turns a run's records into Avg@k, std, the
+ * 95% interval, pass@k and the breakdowns; `infrastructureFailures` counts the samples the model
+ * server or the tools ended, by reason; `leaderboard` sums every run up in one line. Pure; the
+ * live report of `rollout eval` and `rollout scores` both come from here, so they cannot disagree.
  */
 
 import type { EpisodeOutcome } from "../../events/schema.ts"
-import { computeMetrics, type Metrics, type SampleRecord, type SampleStatus } from "./metrics.ts"
+import { computeMetrics, type Metrics, type SampleRecord } from "./metrics.ts"
+import { sampleStatus } from "./sampleStatus.ts"
 import {
   infrastructureEndings,
   openEpisodes,
@@ -17,33 +18,6 @@ import {
   type SampleRow,
   type ScoreboardState,
 } from "./scoreboard.ts"
-
-/** Endings that say nothing about the agent's answer: the sample counts as wrong and is listed. */
-export const crashedOutcomes: ReadonlySet<EpisodeOutcome> = new Set([
-  "model_error",
-  "tool_infrastructure_error",
-  "cancelled",
-])
-
-/**
- * The status of one sample: `missing` (never started, still running, or finished but not scored
- * yet), `crashed` (an infrastructure ending, or started and left unfinished by a run that has
- * ended), `timeout`, `judge_failed`, or `scored`.
- */
-export const sampleStatus = (
-  row: SampleRow | null,
-  running: boolean,
-  runStatus: RunBoardStatus,
-): SampleStatus => {
-  if (row?.outcome == null) {
-    if (row?.verdict != null) return row.verdict === "judge_failed" ? "judge_failed" : "scored"
-    return running && runStatus !== "running" ? "crashed" : "missing"
-  }
-  if (row.outcome === "timeout") return "timeout"
-  if (crashedOutcomes.has(row.outcome)) return "crashed"
-  if (row.verdict === null) return "missing"
-  return row.verdict === "judge_failed" ? "judge_failed" : "scored"
-}
 
 /** The run's k: as started, else the highest sample seen + 1. */
 export const runK = (run: RunBoard): number => {

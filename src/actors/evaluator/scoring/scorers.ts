@@ -2,13 +2,22 @@
  * Scorers by name: `gaia` (exact match, no model) and one LLM-judge scorer per judge profile. A
  * missing answer is wrong without asking anyone (an episode's end state is an outcome, never a
  * string sent to a judge). A judge scorer without a judge fails with `JudgeRequired`, except when
- * xbench's exact match already decides.
+ * xbench's exact match already decides. This is the one scoring path: `rollout score` and the eval
+ * run both score through `scoreAnswer`, a judgement becomes a score in `scoreOfJudgement` only, and
+ * a score becomes what `SampleScored` records in `sampleScore` only.
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import type { EventOf } from "../../../events/schema.ts"
 import { type GaiaMode, gaiaScore } from "./gaiaScorer.ts"
-import type { Judge, JudgeResult } from "./judge.ts"
-import { isJudgeProfile, JUDGE_PROFILES, type JudgeProfile, xbenchExactMatch } from "./judgeTemplates.ts"
+import type { JudgeResult } from "./judge.ts"
+import {
+  isJudgeProfile,
+  JUDGE_PROFILES,
+  type JudgeInput,
+  type JudgeProfile,
+  xbenchExactMatch,
+} from "./judgeTemplates.ts"
 
 export const SCORER_NAMES = ["gaia", ...JUDGE_PROFILES] as const
 export type ScorerName = (typeof SCORER_NAMES)[number]
@@ -47,11 +56,35 @@ export interface ScoreResult {
   readonly judge?: JudgeResult
 }
 
-export const scoreAnswer = (
+/**
+ * A judge as scoring calls it: a plain `Judge` never fails; the eval run's judge, which keeps its
+ * judgements in the log, fails when the log does.
+ */
+export type JudgeWith<E> = (profile: JudgeProfile, input: JudgeInput) => Effect.Effect<JudgeResult, E>
+
+/** A judgement as a score: `judge_failed` is counted apart and scored as wrong. */
+export const scoreOfJudgement = (scorer: ScorerName, result: JudgeResult): ScoreResult => ({
+  scorer,
+  correct: result.outcome === "correct",
+  status: result.outcome === "judge_failed" ? "judge_failed" : "scored",
+  method: result.method,
+  ...(result.failure === undefined ? {} : { reason: result.failure.message }),
+  judge: result,
+})
+
+/** What a `SampleScored` records of a score: the verdict, and 1 for a correct answer, else 0. */
+export const sampleScore = (
+  result: ScoreResult,
+): { readonly verdict: EventOf<"SampleScored">["verdict"]; readonly score: number } => {
+  const verdict = result.status === "judge_failed" ? "judge_failed" : result.correct ? "correct" : "incorrect"
+  return { verdict, score: verdict === "correct" ? 1 : 0 }
+}
+
+export const scoreAnswer = <E = never>(
   scorer: ScorerName,
   input: ScoreInput,
-  judge?: Judge,
-): Effect.Effect<ScoreResult, JudgeRequired> =>
+  judge?: JudgeWith<E>,
+): Effect.Effect<ScoreResult, JudgeRequired | E> =>
   Effect.gen(function* () {
     if (scorer === "gaia") {
       const score = gaiaScore(input.prediction, input.truth)
@@ -88,12 +121,5 @@ export const scoreAnswer = (
       truth: input.truth,
       prediction: input.prediction,
     })
-    return {
-      scorer,
-      correct: result.outcome === "correct",
-      status: result.outcome === "judge_failed" ? "judge_failed" : "scored",
-      method: result.method,
-      ...(result.failure === undefined ? {} : { reason: result.failure.message }),
-      judge: result,
-    } satisfies ScoreResult
+    return scoreOfJudgement(scorer, result)
   })

@@ -1,59 +1,20 @@
 /**
- * An evaluation run's own stream, `ev.run.<runId>`: what `RunStarted` records about the run (model,
- * benchmark, k, scorer, judge, episode policy, and the tasks with level and category — never a
- * question or an answer), reading the stream back (the start, the samples already scored, how
- * often it finished), and whether a resume's options fit the run that was started.
+ * What an evaluation run is, as its `RunStarted` records it: model, benchmark, k, scorer, judge,
+ * episode policy, and the tasks with level and category — never a question or an answer — and
+ * whether a resume's options fit the run that was started. Pure: the evaluator's decider decides
+ * the start from these.
  */
-import * as Effect from "effect/Effect"
-import * as Result from "effect/Result"
-import * as Stream from "effect/Stream"
-import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
-import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts"
 import type { EpisodePolicy, EventOf } from "../../events/schema.ts"
-import { entitySubject } from "../../events/subjects.ts"
 import type { Json } from "../../projections/projection.ts"
 import type { Task } from "./datasets/task.ts"
-
-export const runSubject = (namespace: string, runId: string): string => entitySubject(namespace, "run", runId)
-
-export const sampleKey = (taskId: string, sample: number): string => JSON.stringify([taskId, sample])
-
-export interface RunStream {
-  readonly started: EventOf<"RunStarted"> | undefined
-  /** By `sampleKey`. */
-  readonly scored: ReadonlyMap<string, EventOf<"SampleScored">>
-  /** `RunFinished` events so far. */
-  readonly finished: number
-  /** The stream's last position (0 when empty). */
-  readonly last: number
-}
-
-/** Reads the run's stream: its start, the samples already scored and how many times it finished. */
-export const readRun = (log: EventLogShape, runId: string): Effect.Effect<RunStream, LogUnavailable> =>
-  Effect.map(Stream.runCollect(log.read({ filter: runSubject(log.namespace, runId) })), (entries) => {
-    let started: EventOf<"RunStarted"> | undefined
-    const scored = new Map<string, EventOf<"SampleScored">>()
-    let finished = 0
-    let last = 0
-    for (const entry of entries) {
-      last = Math.max(last, entry.position)
-      if (entry instanceof UndecodableEvent) continue
-      const decoded = decodeEvent(entry)
-      if (Result.isFailure(decoded)) continue
-      const e = decoded.success.event
-      if (e.type === "RunStarted") started ??= e
-      else if (e.type === "SampleScored") scored.set(sampleKey(e.taskId, e.sampleIndex), e)
-      else if (e.type === "RunFinished") finished++
-    }
-    return { started, scored, finished, last }
-  })
 
 export interface RunDescription {
   readonly runId: string
   readonly model: string
   readonly benchmark: string
   readonly k: number
-  readonly tasks: ReadonlyArray<Task>
+  /** Only ids, levels and categories are recorded (ground truths stay with the caller). */
+  readonly tasks: ReadonlyArray<Pick<Task, "taskId" | "level" | "category">>
   readonly scorer: string
   readonly judgeModel: string | undefined
   readonly policy: EpisodePolicy
