@@ -10,17 +10,16 @@
  *   fields); `i` counts a task's exported samples from 0 in sample order, and the folder is the task
  *   id unless that is not a safe file name (the summary lists those ids and their folders).
  *
- * The ground truth is not in the log, so it is in neither format.
+ * The ground truth is not in the log, so it is in neither format. An entry of an exported episode
+ * that does not decode is left out of its trajectory and named in the summary (`undecodable`).
  */
 import type { Dirent } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
-import * as Result from "effect/Result"
-import * as Stream from "effect/Stream"
-import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
+import type { UndecodableEvent } from "../../events/codec.ts"
 import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts"
-import type { Envelope } from "../../events/schema.ts"
+import { readEvents } from "../../events/log/readEvents.ts"
 import { entitySubject } from "../../events/subjects.ts"
 import type { RunBoard, ScoreboardState } from "../../projections/scoreboard/scoreboard.ts"
 import { type BoardSample, boardSamples } from "../../projections/scoreboard/scoreboardMetrics.ts"
@@ -47,24 +46,12 @@ export interface ExportSummary {
   readonly mappedTaskIds: ReadonlyArray<{ readonly taskId: string; readonly folder: string }>
   /** `agenttoleap`: tasks whose exported samples are not 0, 1, …, so `traj_<i>` is not the sample number. */
   readonly renumberedTasks: ReadonlyArray<string>
+  /**
+   * Entries of the exported episodes that did not decode, in log order with their positions: each
+   * is missing from its trajectory (a turn, a tool result), which is written without it.
+   */
+  readonly undecodable: ReadonlyArray<UndecodableEvent>
 }
-
-const readEpisode = (
-  log: EventLogShape,
-  episodeId: string,
-): Effect.Effect<ReadonlyArray<Envelope>, LogUnavailable> =>
-  Effect.map(
-    Stream.runCollect(log.read({ filter: entitySubject(log.namespace, "episode", episodeId) })),
-    (entries) => {
-      const out: Envelope[] = []
-      for (const entry of entries) {
-        if (entry instanceof UndecodableEvent) continue
-        const decoded = decodeEvent(entry)
-        if (Result.isSuccess(decoded)) out.push(decoded.success)
-      }
-      return out
-    },
-  )
 
 const writeJson = (file: string, value: unknown) =>
   fs
@@ -157,8 +144,13 @@ export const exportRun = (
     const renumberedTasks: string[] = []
     // Per task: its folder and the sample behind each traj number written so far.
     const written = new Map<string, { folder: string; samples: number[] }>()
+    const undecodable: UndecodableEvent[] = []
     for (const s of wanted) {
-      const envelopes = yield* readEpisode(log, s.episodeId)
+      const episode = yield* readEvents(log, {
+        filter: entitySubject(log.namespace, "episode", s.episodeId),
+      })
+      undecodable.push(...episode.undecodable)
+      const envelopes = episode.state
       const chat = toChat(envelopes)
       if (format === "sft") {
         const correct = s.verdict === null || s.verdict === "judge_failed" ? null : s.verdict === "correct"
@@ -234,5 +226,6 @@ export const exportRun = (
       files,
       mappedTaskIds,
       renumberedTasks,
+      undecodable,
     }
   })

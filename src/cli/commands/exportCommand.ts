@@ -5,6 +5,8 @@
  * `dialog.json`); the shapes are in `exportTrajectories.ts`, `agentToLeaPLayout.ts` and the command's
  * help. Task ids that are not safe folder names are printed with the folder they got, since
  * AgentToLeaP takes the folder name as the task id. Default folder: `<data-dir>/runs/<run>/export-<format>`.
+ * Entries it could not decode are counted with their positions (stderr; `undecodable` in the JSON),
+ * and those of the exported episodes, which their trajectories are written without, apart.
  */
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
@@ -16,6 +18,8 @@ import {
 } from "../../actors/evaluator/exportTrajectories.ts"
 import { ownValue } from "../../projections/projection.ts"
 import { foldScoreboard } from "../../projections/scoreboard/queries.ts"
+import { summarizeUndecodable } from "../../projections/undecodable.ts"
+import { beforeCheckpoint, undecodableLine } from "../terminal/damageReport.ts"
 import { configFrom, type GlobalOptions, printJson, UsageError, withRuntime } from "../terminal/invocation.ts"
 
 export interface ExportOptions {
@@ -35,11 +39,12 @@ export const exportCommand = (global: GlobalOptions, runId: string, options: Exp
     const config = yield* configFrom(global)
     return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
       Effect.gen(function* () {
-        const { state } = yield* foldScoreboard({
+        const board = yield* foldScoreboard({
           log: runtime.log,
           checkpoints: runtime.checkpoints,
           checkpointEvery: runtime.config.projections.checkpointEvery,
         })
+        const { state } = board
         const run = ownValue(state.runs, runId)
         if (run === undefined)
           return yield* Effect.fail(
@@ -54,6 +59,28 @@ export const exportCommand = (global: GlobalOptions, runId: string, options: Exp
           ...(options.correctOnly === true ? { correctOnly: true } : {}),
         })
         const mapped = summary.mappedTaskIds.map((m) => ({ taskId: m.taskId, folder: m.folder }))
+        // What could not be decoded: everything the export read (the scoreboard, which found the
+        // run's samples, and the episodes), and of that what the trajectories were written without.
+        const undecodable = summarizeUndecodable(
+          summary.undecodable,
+          board.undecodable.count,
+          board.undecodable.positions,
+        )
+        const inTrajectories = summarizeUndecodable(summary.undecodable)
+        for (const line of [
+          undecodableLine("export", undecodable, {
+            first: board.first ?? summary.undecodable[0],
+            unlisted: beforeCheckpoint("scoreboard"),
+          }),
+          undecodableLine("export: trajectories", inTrajectories, {
+            done:
+              inTrajectories.count === 1
+                ? "is left out of its trajectory"
+                : "are left out of their trajectories",
+            first: summary.undecodable[0],
+          }),
+        ])
+          if (line !== undefined) process.stderr.write(`rollout: ${line}\n`)
         if (options.json === true)
           return printJson({
             runId,
@@ -63,6 +90,8 @@ export const exportCommand = (global: GlobalOptions, runId: string, options: Exp
             skipped: summary.skipped,
             files: summary.files.length,
             ...(format === "agenttoleap" ? { mapped, renumbered: summary.renumberedTasks } : {}),
+            undecodable,
+            undecodableInTrajectories: inTrajectories,
           })
         const lines = [
           `exported ${summary.episodes} trajectories of ${runId} as ${format} to ${dir}` +
