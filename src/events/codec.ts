@@ -27,6 +27,8 @@ export class UndecodableEvent extends Schema.TaggedError<UndecodableEvent>()("Un
   eventId: Schema.optionalKey(Schema.String),
   stage: Schema.Literals(["envelope", "version", "payload", "blob"]),
   reason: Schema.String,
+  /** The record's event type, when its envelope was read and its payload was not usable. */
+  type: Schema.optionalKey(Schema.String),
 }) {
   override get message(): string {
     const id = this.eventId === undefined ? "" : ` (event ${this.eventId})`
@@ -123,13 +125,17 @@ const fail = (
   stage: UndecodableEvent["stage"],
   reason: string,
   eventId?: string,
+  type?: string,
 ) =>
   Result.fail(
-    new UndecodableEvent(
-      eventId === undefined
-        ? { position, subject, stage, reason }
-        : { position, subject, stage, reason, eventId },
-    ),
+    new UndecodableEvent({
+      position,
+      subject,
+      stage,
+      reason,
+      ...(eventId === undefined ? {} : { eventId }),
+      ...(type === undefined ? {} : { type }),
+    }),
   )
 
 const isRecord = (u: unknown): u is Record<string, unknown> =>
@@ -304,21 +310,24 @@ export const decodeEvent = (
       "blob",
       `fields ${paths} are in the blob store and were not read back`,
       eventId,
+      type,
     )
   }
-  if (!isEventType(type)) return fail(position, subject, "payload", `unknown event type "${type}"`, eventId)
+  if (!isEventType(type))
+    return fail(position, subject, "payload", `unknown event type "${type}"`, eventId, type)
   let payload = record.payload as Record<string, unknown>
   const target = currentVersions[type]
   if (record.schemaVersion !== target) {
     const lifted = upcast(table, type, record.schemaVersion, target, payload)
-    if ("error" in lifted) return fail(position, subject, "version", lifted.error, eventId)
+    if ("error" in lifted) return fail(position, subject, "version", lifted.error, eventId, type)
     payload = lifted.payload
   }
   let event: unknown = payload
   if (!payloadCheck(type)(payload)) {
     // Refused by the fast check: the Effect Schema gives the verdict and says what is wrong.
     const checked = validatorFor(type)(payload)
-    if (Result.isFailure(checked)) return fail(position, subject, "payload", checked.failure.message, eventId)
+    if (Result.isFailure(checked))
+      return fail(position, subject, "payload", checked.failure.message, eventId, type)
     event = checked.success
   }
   return Result.succeed({

@@ -12,8 +12,6 @@
  * broken line whose subject cannot be read is named when it lies among the episode's positions.
  */
 import * as Effect from "effect/Effect"
-import * as Result from "effect/Result"
-import * as Stream from "effect/Stream"
 import { forkEpisode } from "../../actors/agent/fork.ts"
 import { parseForEpisode } from "../../actors/agent/index.ts"
 import {
@@ -27,9 +25,8 @@ import {
 } from "../../actors/agent/replay.ts"
 import { runEpisode } from "../../actors/agent/shell.ts"
 import { liveAgentPorts } from "../../app/actors.ts"
-import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
-import type { LogEntry } from "../../events/log/eventLog.ts"
-import type { Envelope } from "../../events/schema.ts"
+import type { UndecodableEvent } from "../../events/codec.ts"
+import { readEvents } from "../../events/log/readEvents.ts"
 import { entitySubject } from "../../events/subjects.ts"
 import { terminalText } from "../../projections/terminalText.ts"
 import {
@@ -54,27 +51,13 @@ export const DIVERGED_EXIT_CODE = 3
 /** The exit code of a replay or verification over an episode with entries that do not decode. */
 export const DAMAGED_EXIT_CODE = 4
 
-/** The episode's events, and the entries among them that cannot be used, each with its position. */
-const episodeOf = (entries: Iterable<LogEntry>): { readonly envelopes: Envelope[]; readonly gaps: Gap[] } => {
-  const envelopes: Envelope[] = []
-  const gaps: Gap[] = []
-  for (const entry of entries) {
-    if (entry instanceof UndecodableEvent) {
-      gaps.push({ position: entry.position, reason: `${entry.stage}: ${entry.reason}`, subjectKnown: true })
-      continue
-    }
-    const decoded = decodeEvent(entry)
-    if (Result.isSuccess(decoded)) envelopes.push(decoded.success)
-    else
-      gaps.push({
-        position: entry.position,
-        type: entry.type,
-        reason: `${decoded.failure.stage}: ${decoded.failure.reason}`,
-        subjectKnown: true,
-      })
-  }
-  return { envelopes, gaps }
-}
+/** An entry of the episode that cannot be used, where it is (with its type when that was read). */
+const gapOf = (u: UndecodableEvent): Gap => ({
+  position: u.position,
+  ...(u.type === undefined ? {} : { type: u.type }),
+  reason: `${u.stage}: ${u.reason}`,
+  subjectKnown: true,
+})
 
 /**
  * Broken lines the embedded log could not attribute to any subject that lie among the episode's
@@ -165,14 +148,15 @@ export const replayCommand = (global: GlobalOptions, episodeId: string, options:
     return yield* withRuntime(config, { mode: forkAt === undefined ? "reader" : "writer" }, (runtime) =>
       Effect.gen(function* () {
         const subject = entitySubject(config.log.namespace, "episode", episodeId)
-        const entries = Array.from(yield* Stream.runCollect(runtime.log.read({ filter: subject })))
-        const { envelopes, gaps } = episodeOf(entries)
+        const read = yield* readEvents(runtime.log, { filter: subject })
+        const envelopes = read.state
+        const gaps = read.undecodable.map(gapOf)
         const damage = (yield* runtime.log.stats).damage
         const unknownSubject =
           damage === undefined
             ? []
             : unattributed(
-                entries.map((e) => e.position),
+                [...envelopes.map((e) => e.position), ...gaps.map((g) => g.position)],
                 gaps.map((g) => g.position),
                 damage.undecodablePositions,
               )
