@@ -34,13 +34,13 @@ const isPure = (rel: string): boolean =>
   (rel.startsWith("src/projections/") && !rel.startsWith("src/projections/runner/")) ||
   path.basename(rel) === "decider.ts"
 
-export interface ImpureCall {
+interface ImpureCall {
   readonly line: number
   readonly what: string
 }
 
 /** Clock and randomness reads in a source text, found on its syntax tree (comments and strings never match). */
-export const impureCalls = (source: string): ImpureCall[] => {
+const impureCalls = (source: string): ImpureCall[] => {
   const module = parseSync(source, { syntax: "typescript" })
   const found: Array<{ offset: number; what: string }> = []
   const start = module.span.start
