@@ -15,6 +15,7 @@ import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import type { EventLogShape } from "../events/log/eventLog.ts"
 import { type AnyActor, EntityCache, handleCommand, isProcessActor, runProcess } from "./actor.ts"
+import { type Clock, systemClock } from "./clock.ts"
 import { type Command, type DeadLetter, MalformedCommand } from "./command.ts"
 import type { CommandBusShape, Delivery } from "./commandBus.ts"
 
@@ -25,6 +26,8 @@ export interface HostOptions {
   readonly maxDeliver: number
   readonly drainTimeoutMs: number
   readonly conflictRetries: number
+  /** Stamps the dead letters (`at`); default the system clock. */
+  readonly clock?: Clock
 }
 
 /** Running totals per actor kind, for status and tests. */
@@ -62,7 +65,7 @@ const settle = (
   Effect.gen(function* () {
     const letter = (kind: DeadLetter["kind"], reason: string, command?: Command) =>
       Effect.gen(function* () {
-        const at = new Date().toISOString()
+        const at = (options.clock ?? systemClock).iso()
         const base = {
           actorKind: actor.kind,
           commandId: command?.commandId ?? "unknown",

@@ -7,7 +7,6 @@
  * property tests check), never one Effect per event.
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
@@ -21,6 +20,7 @@ import type {
   PassedOver,
   ReadOptions,
 } from "../../events/log/eventLog.ts"
+import { type Clock, systemClock } from "../../runtime/clock.ts"
 import { advance, encodeState, type Folded, logFilterFor, type Projection } from "../projection.ts"
 import type { CheckpointStoreShape, CheckpointStoreUnavailable } from "./checkpointStore.ts"
 
@@ -58,6 +58,8 @@ export interface RunProjectionOptions {
   /** Called for each undecodable entry skipped; default: a warning in the Effect log. */
   readonly onUndecodable?: (event: UndecodableEvent) => void
   readonly upcasters?: UpcasterTable
+  /** Stamps the checkpoints it saves (`savedAt`); default the system clock. */
+  readonly clock?: Clock
 }
 
 export type RebuildOptions = Omit<RunProjectionOptions, "live">
@@ -158,17 +160,16 @@ export class ProjectionSession<S> {
     const encoded = encodeState(this.projection, folded.state)
     // A state that is not JSON is a bug in the projection, not a condition to recover from.
     if (Result.isFailure(encoded)) return Effect.die(new Error(encoded.failure))
-    return Clock.currentTimeMillis.pipe(
-      Effect.flatMap((now) =>
-        this.store.save(this.projection.name, {
-          projection: this.projection.name,
-          version: this.projection.version,
-          position: folded.position,
-          state: encoded.success,
-          undecodable: folded.undecodable,
-          savedAt: new Date(now).toISOString(),
-        }),
-      ),
+    return Effect.suspend(() =>
+      this.store.save(this.projection.name, {
+        projection: this.projection.name,
+        version: this.projection.version,
+        position: folded.position,
+        state: encoded.success,
+        undecodable: folded.undecodable,
+        savedAt: (this.options.clock ?? systemClock).iso(),
+      }),
+    ).pipe(
       Effect.tap(() =>
         Effect.sync(() => {
           this.checkpointsSaved++

@@ -16,6 +16,7 @@ import {
   PassedOver,
 } from "../../events/log/eventLog.ts"
 import type { Envelope } from "../../events/schema.ts"
+import { type Clock, systemClock } from "../../runtime/clock.ts"
 import {
   type AnyProjection,
   advance,
@@ -193,7 +194,11 @@ export const rebuildProjections = (
   log: EventLogShape,
   store: CheckpointStoreShape,
   projections: ReadonlyArray<AnyProjection>,
-  options: { readonly onUndecodable?: (event: UndecodableEvent) => void } = {},
+  options: {
+    readonly onUndecodable?: (event: UndecodableEvent) => void
+    /** Stamps the checkpoints saved (`savedAt`); default the system clock. */
+    readonly clock?: Clock
+  } = {},
 ): Effect.Effect<ReadonlyArray<Rebuilt>, ProjectionRunError> =>
   Effect.gen(function* () {
     for (const p of projections) yield* store.remove(p.name)
@@ -226,7 +231,7 @@ export const rebuildProjections = (
         })
       }),
     )
-    const savedAt = new Date().toISOString()
+    const savedAt = (options.clock ?? systemClock).iso()
     const out: Rebuilt[] = []
     for (const [i, p] of projections.entries()) {
       const folded = folds[i]!
