@@ -67,7 +67,6 @@ const ports = (turns: number, sample: () => void = () => undefined): EpisodePort
       Effect.succeed({ ok: true as const, content: args as never, truncated: false }),
   },
   parse: parseForEpisode,
-  now: () => new Date().toISOString(),
 })
 
 /** The baseline: the same model and tool work and message building, in a plain loop, no log. */

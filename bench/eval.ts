@@ -223,7 +223,6 @@ const scriptedPorts = (items: ReadonlyArray<Synthetic>, breathe: Effect.Effect<v
     tools: builtinTools,
     toolSpecs: builtinToolSpecs,
     parse: parseForEpisode,
-    now: () => new Date().toISOString(),
   }
 }
 

@@ -78,7 +78,6 @@ const agentPorts = (
   tools: tools.port,
   toolSpecs: tools.specs,
   parse: parseForEpisode,
-  now: () => new Date().toISOString(),
 })
 
 /** An agent actor on the models given, with the built-in tools only (`rollout demo --actors`). */

@@ -19,6 +19,7 @@ import type { Completion } from "../../src/events/chat.ts"
 import { decodeEvent, UndecodableEvent } from "../../src/events/codec.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { Envelope, EpisodePolicy } from "../../src/events/schema.ts"
+import { manualClock } from "../../src/runtime/clock.ts"
 
 const version = JSON.parse(fs.readFileSync("package.json", "utf8")).version as string
 const goldenDir = path.join("tests", "golden")
@@ -114,7 +115,7 @@ const portsFor = (s: Scenario): EpisodePorts => {
     },
     tools,
     parse: parseForEpisode,
-    now: () => "2026-11-25T00:00:00.000Z",
+    clock: manualClock(Date.parse("2026-11-25T00:00:00.000Z")),
   }
 }
 

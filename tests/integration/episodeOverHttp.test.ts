@@ -65,7 +65,6 @@ describe("an episode over HTTP through the inference pool", () => {
               },
               toolSpecs: [{ name: "echo", description: "echo", parameters: { type: "object" } }],
               parse: parseForEpisode,
-              now: () => new Date().toISOString(),
             },
             "http-1",
             {

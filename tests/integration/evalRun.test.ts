@@ -31,12 +31,12 @@ import { decodeEvent } from "../../src/events/codec.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import type { Envelope, EventOf, LogRecord } from "../../src/events/schema.ts"
-import { manualClock } from "../../src/runtime/clock.ts"
 import { foldAll } from "../../src/projections/projection.ts"
 import { evalReport } from "../../src/projections/scoreboard/queries.ts"
 import { isFailedSample } from "../../src/projections/scoreboard/sampleStatus.ts"
 import { scoreboard } from "../../src/projections/scoreboard/scoreboard.ts"
 import { boardMetrics, boardSamples } from "../../src/projections/scoreboard/scoreboardMetrics.ts"
+import { manualClock } from "../../src/runtime/clock.ts"
 
 const cleanup: Array<() => Promise<void>> = []
 afterEach(async () => {

@@ -31,6 +31,7 @@ import { makeJetStreamLog } from "../../src/events/log/jetStreamLog.ts"
 import { connectNats } from "../../src/events/log/natsConnection.ts"
 import type { Envelope, EventOf } from "../../src/events/schema.ts"
 import { entitySubject } from "../../src/events/subjects.ts"
+import { manualClock } from "../../src/runtime/clock.ts"
 import { bigQuestion } from "../contract/largeFieldsContract.ts"
 import { startTestNatsServer } from "../support/natsServer.ts"
 import { acquire } from "../support/scoped.ts"
@@ -133,7 +134,7 @@ describe.each([
         },
         tools: { call: () => Effect.die(new Error("no tools in this test")) },
         parse: parseForEpisode,
-        now: () => "2026-01-01T00:00:00.000Z",
+        clock: manualClock(Date.parse("2026-01-01T00:00:00.000Z")),
       }
       const judgeCalls: string[] = []
       let holdBigJudgement = true

@@ -138,7 +138,6 @@ const runWorkers = (logDir: string, runId: string, workers: ReadonlyArray<Worker
                 tools: port,
                 toolSpecs: specs,
                 parse: parseForEpisode,
-                now: () => new Date().toISOString(),
               }
               return yield* Effect.forEach(
                 worker.runs,

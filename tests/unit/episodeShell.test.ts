@@ -21,6 +21,7 @@ import type { Completion } from "../../src/events/chat.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import type { LogRecord } from "../../src/events/schema.ts"
+import { manualClock } from "../../src/runtime/clock.ts"
 
 const cleanup: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -82,7 +83,7 @@ const ports = (model: EpisodePorts["model"], tools: ToolPort): EpisodePorts => (
   model,
   tools,
   parse: parseForEpisode,
-  now: () => "2026-01-01T00:00:00.000Z",
+  clock: manualClock(Date.parse("2026-01-01T00:00:00.000Z")),
 })
 
 const records = async (log: EventLogShape) =>
@@ -535,15 +536,15 @@ describe("stopping an episode from outside", () => {
     const { decodeEvent } = await import("../../src/events/codec.ts")
     const Result = await import("effect/Result")
     const log = await openLog()
-    let now = Date.parse("2026-01-01T00:00:00.000Z")
+    const clock = manualClock(Date.parse("2026-01-01T00:00:00.000Z"))
     const slowTool: ToolPort = {
       call: () =>
         Effect.sync(() => {
-          now += 10_000
+          clock.advance(10_000)
           return { ok: true as const, content: "ok", truncated: false }
         }),
     }
-    const timed = { ...ports(echoModel(100, []), slowTool), clock: () => now }
+    const timed = { ...ports(echoModel(100, []), slowTool), clock }
     const state = await Effect.runPromise(
       runEpisode(log, timed, "slow", { ...start("slow"), policy: { ...defaultPolicy, timeoutMs: 35_000 } }),
     )

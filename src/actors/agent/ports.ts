@@ -6,6 +6,7 @@
 import type * as Effect from "effect/Effect"
 import type { ChatMessage, Completion, ToolCall, ToolSpec } from "../../events/chat.ts"
 import type { EventOf } from "../../events/schema.ts"
+import type { Clock } from "../../runtime/clock.ts"
 import type { ParseAssistant } from "./decider.ts"
 
 /** A tool as the model sees it is the shared chat vocabulary's; re-exported for the tool ports. */
@@ -57,10 +58,12 @@ export interface EpisodePorts {
   /** The catalog sent with every agent turn; empty when the tools are described in the prompt. */
   readonly toolSpecs?: ReadonlyArray<ToolSpec>
   readonly parse: ParseAssistant
-  /** Clock readings enter as data (recordedAt); tests pass a fixed one. */
-  readonly now: () => string
   /** Tool calls of one turn run at most this many at a time. */
   readonly toolConcurrency?: number
-  /** Milliseconds since the epoch, for the episode's deadline (`policy.timeoutMs`); default Date.now. */
-  readonly clock?: () => number
+  /**
+   * When events are recorded (their `recordedAt`), the episode's deadline (`policy.timeoutMs`,
+   * wall clock) and a tool call's latency (monotonic); default the system clock. Tests pass
+   * `manualClock`.
+   */
+  readonly clock?: Clock
 }

@@ -4,21 +4,23 @@
  * tools) and appends what happened. Every event id is derived from the episode, turn, request or
  * call it answers, so a worker that dies anywhere in the loop loses nothing: the next one folds
  * the stream, re-performs only intents whose results were not recorded, and any decision written
- * twice dedupes.
+ * twice dedupes. Each part of the loop is a function of the `EpisodeRun` it works on; the times it
+ * needs (when an event was recorded, the deadline, a tool call's latency) come from the clock port.
  */
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Semaphore from "effect/Semaphore"
-import * as Stream from "effect/Stream"
-import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
 import type { AppendError, EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts"
-import type { DomainEvent, EventOf, NewEvent } from "../../events/schema.ts"
+import { foldEvents } from "../../events/log/readEvents.ts"
+import type { DomainEvent, Envelope, EventOf, NewEvent } from "../../events/schema.ts"
 import { entitySubject } from "../../events/subjects.ts"
+import { type Clock, systemClock } from "../../runtime/clock.ts"
 import {
   decide,
   type EpisodeState,
   evolve,
   type Input,
+  type Intent,
   initial,
   nextIntent,
   type ParseAssistant,
@@ -45,6 +47,7 @@ interface LastDecision {
   written: number
 }
 
+/** The worker's view of the episode's stream, extended in place as it appends. */
 interface Folded {
   state: EpisodeState
   position: number
@@ -55,38 +58,325 @@ interface Folded {
   readonly requests: Map<string, EventOf<"ToolCallRequested">>
 }
 
-const remember = (folded: Folded, event: DomainEvent, recordedAt: string) => {
+/** One run of an episode: what every part of the loop works with. */
+interface EpisodeRun {
+  readonly log: EventLogShape
+  readonly ports: EpisodePorts
+  readonly clock: Clock
+  readonly episodeId: string
+  readonly subject: string
+  readonly folded: Folded
+  /** One writer per episode: tool results finishing together are appended one at a time. */
+  readonly lock: Semaphore.Semaphore
+}
+
+const remember = (folded: Folded, event: DomainEvent, recordedAt: string): void => {
   if (event.type === "EpisodeStarted") folded.startedAt = Date.parse(recordedAt)
   if (event.type === "ToolCallRequested") folded.requests.set(event.callId, event)
 }
+
+/** Folds one recorded event; events of one decision share their causation (the decision's key). */
+const foldRecorded = (folded: Folded, envelope: Envelope): Folded => {
+  const key = envelope.causationId
+  if (folded.last?.key === key) folded.last.written++
+  else folded.last = { key, before: folded.state, first: envelope.event, written: 1 }
+  folded.state = evolve(folded.state, envelope)
+  folded.position = envelope.position
+  remember(folded, envelope.event, envelope.recordedAt)
+  return folded
+}
+
+/** Folds the episode's stream; an entry that does not decode leaves it stuck (nothing is decided over a hole). */
+const load = (log: EventLogShape, subject: string): Effect.Effect<Folded, LogUnavailable | EpisodeStuck> =>
+  Effect.flatMap(
+    foldEvents(
+      log,
+      { filter: subject },
+      { startedAt: undefined, state: initial, position: 0, last: undefined, requests: new Map() },
+      foldRecorded,
+    ),
+    (read) => {
+      const broken = read.undecodable[0]
+      return broken === undefined ? Effect.succeed(read.state) : Effect.fail(new EpisodeStuck(broken.message))
+    },
+  )
 
 /** The input that produced a recorded decision, from its key and first event; undefined for tool results. */
 const redoInput = (last: LastDecision): Input | undefined =>
   last.key.endsWith("/prepare") ? { kind: "prepare" } : recordedInput(last.first)
 
-const load = (log: EventLogShape, subject: string): Effect.Effect<Folded, LogUnavailable | EpisodeStuck> =>
-  Effect.gen(function* () {
-    const folded: Folded = {
-      startedAt: undefined,
-      state: initial,
-      position: 0,
-      last: undefined,
-      requests: new Map(),
+/**
+ * The key of a call's events: call ids come from servers (`call_0` in every response, or the same
+ * id in two episodes), while event ids must be unique across the whole log.
+ */
+const callKey = (run: EpisodeRun, callId: string): string =>
+  `${run.episodeId}/t${run.folded.requests.get(callId)?.turn ?? 0}/call/${callId}`
+
+/**
+ * Appends `events[from..]` of one decision under ids derived from `key` (the `from` first are
+ * already in the log), folding them into the run's view. A plain map over the append, not a
+ * generator: this runs for every event of every episode.
+ */
+const appendDecision = (
+  run: EpisodeRun,
+  key: string,
+  events: ReadonlyArray<DomainEvent>,
+  from = 0,
+): Effect.Effect<void, AppendError | LogUnavailable> => {
+  if (from >= events.length) return Effect.void
+  const { folded, subject } = run
+  const recordedAt = run.clock.iso()
+  const batch: NewEvent[] = []
+  for (let i = from; i < events.length; i++)
+    batch.push({
+      eventId: `${key}/${i}`,
+      recordedAt,
+      correlationId: run.episodeId,
+      causationId: key,
+      actor: "agent",
+      event: events[i]!,
+    })
+  return Effect.map(run.log.append(subject, batch, { expectedLastPosition: folded.position }), (appended) => {
+    for (let i = 0; i < batch.length; i++) {
+      const e = batch[i]!
+      const position = appended.positions[i]!
+      // A duplicate answers with its original position, one this worker has folded already.
+      if (position <= folded.position) continue
+      folded.state = evolve(folded.state, { ...e, position, subject, schemaVersion: 1 })
+      folded.position = position
+      remember(folded, e.event, e.recordedAt)
     }
-    const entries = yield* Stream.runCollect(log.read({ filter: subject }))
-    for (const entry of entries) {
-      const decoded = entry instanceof UndecodableEvent ? Result.fail(entry) : decodeEvent(entry)
-      if (Result.isFailure(decoded)) return yield* Effect.fail(new EpisodeStuck(decoded.failure.message))
-      // Events of one decision share their causation (the decision's key).
-      const key = decoded.success.causationId
-      if (folded.last?.key === key) folded.last.written++
-      else folded.last = { key, before: folded.state, first: decoded.success.event, written: 1 }
-      folded.state = evolve(folded.state, decoded.success)
-      folded.position = decoded.success.position
-      remember(folded, decoded.success.event, decoded.success.recordedAt)
-    }
-    return folded
   })
+}
+
+/** Decides the events that follow `input` and appends them under `key`. */
+const decideAndAppend = (run: EpisodeRun, key: string, input: Input): Effect.Effect<void, EpisodeError> => {
+  const result = decide(run.folded.state, input, run.ports.parse)
+  return Result.isFailure(result)
+    ? Effect.fail(new EpisodeStuck(`episode ${run.episodeId}: ${result.failure.reason}`))
+    : appendDecision(run, key, result.success)
+}
+
+/**
+ * JetStream has no atomic multi-event append: a worker that died part-way through writing a
+ * decision left a prefix of it. Decides again from the state before it (pure, so the same events)
+ * and writes the rest under the same ids.
+ */
+const finishTornDecision = (run: EpisodeRun): Effect.Effect<void, EpisodeError> => {
+  const torn = run.folded.last
+  const input = torn === undefined ? undefined : redoInput(torn)
+  if (torn === undefined || input === undefined) return Effect.void
+  const again = decide(torn.before, input, run.ports.parse)
+  return Result.isSuccess(again) && again.success.length > torn.written
+    ? appendDecision(run, torn.key, again.success, torn.written)
+    : Effect.void
+}
+
+/** Ends the episode with `timeout` once its policy's wall-clock limit has passed since it started. */
+const stopPastDeadline = (run: EpisodeRun): Effect.Effect<void, EpisodeError> => {
+  const { state, startedAt } = run.folded
+  const timeoutMs = state.policy.timeoutMs
+  return timeoutMs !== undefined &&
+    startedAt !== undefined &&
+    state.status !== "finished" &&
+    run.clock.wallMs() - startedAt > timeoutMs
+    ? decideAndAppend(run, `${run.episodeId}/stop`, { kind: "stop", outcome: "timeout" })
+    : Effect.void
+}
+
+/**
+ * Asks the model for the turn and decides on its answer. Only the port's typed failure is a model
+ * error; an interrupt (the worker stopping) or a defect propagates, leaving the request unanswered
+ * for the next worker to make again.
+ */
+const callModel = (
+  run: EpisodeRun,
+  intent: Extract<Intent, { kind: "call_model" }>,
+): Effect.Effect<void, EpisodeError> => {
+  const { ports, episodeId } = run
+  const { state } = run.folded
+  return Effect.flatMap(
+    Effect.result(
+      ports.model.complete({
+        model: state.model,
+        requestId: intent.requestId,
+        affinityKey: episodeId,
+        episodeId,
+        messages: intent.messages,
+        maxTokens: state.policy.maxResponseTokens,
+        ...(ports.toolSpecs === undefined || ports.toolSpecs.length === 0 ? {} : { tools: ports.toolSpecs }),
+      }),
+    ),
+    (outcome) =>
+      decideAndAppend(
+        run,
+        `${intent.requestId}/result`,
+        Result.isSuccess(outcome)
+          ? { kind: "model_responded", response: outcome.success }
+          : {
+              kind: "model_failed",
+              code: outcome.failure.code,
+              message: outcome.failure.message,
+              ...(outcome.failure.endpoint === undefined ? {} : { endpoint: outcome.failure.endpoint }),
+            },
+      ),
+  )
+}
+
+/** Asks the summarizer for the over-budget context; its failure is not the agent's: the episode then ends at its context limit. */
+const summarizeContext = (
+  run: EpisodeRun,
+  intent: Extract<Intent, { kind: "summarize_context" }>,
+): Effect.Effect<void, EpisodeError> =>
+  Effect.flatMap(
+    Effect.result(
+      run.ports.model.complete({
+        model: run.folded.state.policy.refineModel ?? "summarizer",
+        requestId: intent.requestId,
+        affinityKey: run.episodeId,
+        episodeId: run.episodeId,
+        messages: intent.messages,
+        maxTokens: 2048,
+      }),
+    ),
+    (summary) =>
+      decideAndAppend(run, `${intent.requestId}/result`, {
+        kind: "context_summarized",
+        summary: Result.isSuccess(summary) ? summary.success.content : undefined,
+      }),
+  )
+
+type RefineItem = Extract<Intent, { kind: "refine" }>["items"][number]
+
+/**
+ * Refines one long tool result: its pages are summarized concurrently, and the joined summaries
+ * are recorded; one failed page falls back to truncation for the whole result.
+ */
+const refineResult = (run: EpisodeRun, item: RefineItem): Effect.Effect<void, EpisodeError> => {
+  const { episodeId } = run
+  const policy = run.folded.state.policy
+  const model = policy.refineModel ?? "summarizer"
+  const pageTokens = policy.refinePageTokens ?? 8000
+  const pages = pagesOf(item.content, pageTokens)
+  const rawTokens = Math.ceil(item.content.length / 4)
+  const key = callKey(run, item.callId)
+  return Effect.flatMap(
+    Effect.result(
+      Effect.forEach(
+        pages,
+        (page, index) =>
+          Effect.map(
+            run.ports.model.complete({
+              model,
+              requestId: `${key}/refine/${index}`,
+              affinityKey: episodeId,
+              episodeId,
+              messages: summarizerMessages(item.purpose, page, index, pages.length),
+              maxTokens: 2048,
+            }),
+            (r) => r.content,
+          ),
+        { concurrency: "unbounded" },
+      ),
+    ),
+    (summaries) => {
+      const refined: DomainEvent = {
+        type: "ToolResultRefined",
+        episodeId,
+        callId: item.callId,
+        model,
+        ...(item.purpose === undefined ? {} : { purpose: item.purpose }),
+        pages: pages.length,
+        rawTokens,
+        ...(Result.isSuccess(summaries)
+          ? { method: "summarized" as const, content: joinSummaries(summaries.success, rawTokens) }
+          : {
+              method: "truncated" as const,
+              content: truncatedFallback(item.content, policy.refineAboveTokens ?? pageTokens),
+            }),
+      }
+      return Semaphore.withPermit(run.lock, appendDecision(run, `${key}/refined`, [refined]))
+    },
+  )
+}
+
+/** Performs one requested tool call; its completion or failure, as the event to record. */
+const callTool = (run: EpisodeRun, callId: string): Effect.Effect<DomainEvent, EpisodeStuck> => {
+  const { episodeId, clock } = run
+  const request = run.folded.requests.get(callId)
+  if (request === undefined) return Effect.fail(new EpisodeStuck(`tool call ${callId} has no request`))
+  const started = clock.monotonicMs()
+  return Effect.map(
+    run.ports.tools.call({
+      episodeId,
+      callId,
+      tool: request.tool,
+      arguments: request.arguments,
+      idempotencyKey: callKey(run, callId),
+    }),
+    (outcome): DomainEvent =>
+      outcome.ok
+        ? {
+            type: "ToolCallCompleted",
+            episodeId,
+            callId,
+            tool: request.tool,
+            content: outcome.content,
+            truncated: outcome.truncated,
+            latencyMs: Math.round((clock.monotonicMs() - started) * 1000) / 1000,
+          }
+        : {
+            type: "ToolCallFailed",
+            episodeId,
+            callId,
+            tool: request.tool,
+            kind: outcome.kind,
+            message: outcome.message,
+          },
+  )
+}
+
+/** Runs the turn's pending tool calls: one (the common case) directly; several concurrently, appended one at a time. */
+const callTools = (run: EpisodeRun, pending: ReadonlyArray<string>): Effect.Effect<void, EpisodeError> => {
+  if (pending.length === 1) {
+    const callId = pending[0]!
+    return Effect.flatMap(callTool(run, callId), (event) =>
+      appendDecision(run, `${callKey(run, callId)}/result`, [event]),
+    )
+  }
+  return Effect.forEach(
+    pending,
+    (callId) =>
+      Effect.flatMap(callTool(run, callId), (event) =>
+        Semaphore.withPermit(run.lock, appendDecision(run, `${callKey(run, callId)}/result`, [event])),
+      ),
+    { concurrency: run.ports.toolConcurrency ?? 8, discard: true },
+  )
+}
+
+/** Performs an intent that keeps the episode going (not `finished` or `not_started`). */
+const perform = (
+  run: EpisodeRun,
+  intent: Exclude<Intent, { kind: "finished" | "not_started" }>,
+): Effect.Effect<void, EpisodeError> => {
+  switch (intent.kind) {
+    case "prepare":
+      return decideAndAppend(run, `${run.episodeId}/turn/${run.folded.state.turn}/prepare`, {
+        kind: "prepare",
+      })
+    case "call_model":
+      return callModel(run, intent)
+    case "summarize_context":
+      return summarizeContext(run, intent)
+    case "refine":
+      return Effect.forEach(intent.items, (item) => refineResult(run, item), {
+        concurrency: run.ports.toolConcurrency ?? 8,
+        discard: true,
+      })
+    case "call_tools":
+      return callTools(run, intent.pending)
+  }
+}
 
 /** Runs (or resumes) an episode until it finishes; returns its final state. */
 export const runEpisode = (
@@ -97,240 +387,28 @@ export const runEpisode = (
 ): Effect.Effect<EpisodeState, EpisodeError> =>
   Effect.gen(function* () {
     const subject = entitySubject(log.namespace, "episode", episodeId)
-    const folded = yield* load(log, subject)
-    /**
-     * The key of a call's events: call ids come from servers (`call_0` in every response, or the same
-     * id in two episodes), while event ids must be unique across the whole log.
-     */
-    const callKey = (callId: string) =>
-      `${episodeId}/t${folded.requests.get(callId)?.turn ?? 0}/call/${callId}`
-    // One writer per episode: tool results finishing together are appended one at a time.
-    const lock = yield* Semaphore.make(1)
-
-    /** Appends decided events with ids derived from `key`, folding them into the local state. */
-    const record = (key: string, events: ReadonlyArray<DomainEvent>) => recordFrom(key, events, 0)
-    /**
-     * Appends `events[from..]` of one decision (the `from` first are already in the log). A plain
-     * map over the append, not a generator: this runs for every event of every episode.
-     */
-    const recordFrom = (key: string, all: ReadonlyArray<DomainEvent>, from: number) => {
-      if (from >= all.length) return Effect.void
-      const recordedAt = ports.now()
-      const batch: NewEvent[] = []
-      for (let i = from; i < all.length; i++)
-        batch.push({
-          eventId: `${key}/${i}`,
-          recordedAt,
-          correlationId: episodeId,
-          causationId: key,
-          actor: "agent",
-          event: all[i]!,
-        })
-      return Effect.map(log.append(subject, batch, { expectedLastPosition: folded.position }), (appended) => {
-        for (let i = 0; i < batch.length; i++) {
-          const e = batch[i]!
-          const position = appended.positions[i]!
-          // A duplicate answers with its original position, one this worker has folded already.
-          if (position <= folded.position) continue
-          folded.state = evolve(folded.state, { ...e, position, subject, schemaVersion: 1 })
-          folded.position = position
-          remember(folded, e.event, e.recordedAt)
-        }
-      })
+    const run: EpisodeRun = {
+      log,
+      ports,
+      clock: ports.clock ?? systemClock,
+      episodeId,
+      subject,
+      folded: yield* load(log, subject),
+      lock: yield* Semaphore.make(1),
     }
-
-    /** Decides the events that follow `input` and appends them under `key`. */
-    const decideAndRecord = (key: string, input: Input) => {
-      const result = decide(folded.state, input, ports.parse)
-      return Result.isFailure(result)
-        ? Effect.fail(new EpisodeStuck(`episode ${episodeId}: ${result.failure.reason}`))
-        : recordFrom(key, result.success, 0)
-    }
-
-    /** Performs one requested tool call; its completion or failure, as the event to record. */
-    const callTool = (callId: string): Effect.Effect<DomainEvent, EpisodeStuck> => {
-      const request = folded.requests.get(callId)
-      if (request === undefined) return Effect.fail(new EpisodeStuck(`tool call ${callId} has no request`))
-      const started = performance.now()
-      return Effect.map(
-        ports.tools.call({
-          episodeId,
-          callId,
-          tool: request.tool,
-          arguments: request.arguments,
-          idempotencyKey: callKey(callId),
-        }),
-        (outcome): DomainEvent =>
-          outcome.ok
-            ? {
-                type: "ToolCallCompleted",
-                episodeId,
-                callId,
-                tool: request.tool,
-                content: outcome.content,
-                truncated: outcome.truncated,
-                latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
-              }
-            : {
-                type: "ToolCallFailed",
-                episodeId,
-                callId,
-                tool: request.tool,
-                kind: outcome.kind,
-                message: outcome.message,
-              },
-      )
-    }
-
-    // JetStream has no atomic multi-event append: a worker that died part-way through writing a
-    // decision left a prefix of it. Decide again from the state before it (pure, so the same
-    // events) and write the rest under the same ids.
-    const torn = folded.last
-    if (torn !== undefined) {
-      const input = redoInput(torn)
-      if (input !== undefined) {
-        const again = decide(torn.before, input, ports.parse)
-        if (Result.isSuccess(again) && again.success.length > torn.written) {
-          yield* recordFrom(torn.key, again.success, torn.written)
-        }
-      }
-    }
-
-    if (folded.state.status === "new") {
+    yield* finishTornDecision(run)
+    if (run.folded.state.status === "new") {
       if (start === undefined)
         return yield* Effect.fail(new EpisodeStuck(`episode ${episodeId} was never started`))
-      yield* decideAndRecord(`${episodeId}/start`, start)
+      yield* decideAndAppend(run, `${episodeId}/start`, start)
     }
-
     for (;;) {
-      const timeoutMs = folded.state.policy.timeoutMs
-      if (timeoutMs !== undefined && folded.startedAt !== undefined && folded.state.status !== "finished") {
-        if ((ports.clock ?? Date.now)() - folded.startedAt > timeoutMs) {
-          yield* decideAndRecord(`${episodeId}/stop`, { kind: "stop", outcome: "timeout" })
-        }
-      }
-      const intent = nextIntent(folded.state)
-      switch (intent.kind) {
-        case "finished":
-          return folded.state
-        case "not_started":
-          return yield* Effect.fail(new EpisodeStuck(`episode ${episodeId} was never started`))
-        case "prepare":
-          yield* decideAndRecord(`${episodeId}/turn/${folded.state.turn}/prepare`, { kind: "prepare" })
-          break
-        case "call_model": {
-          // Only the port's typed failure is a model error; an interrupt (the worker stopping) or a
-          // defect propagates, leaving the request unanswered for the next worker to make again.
-          const outcome = yield* Effect.result(
-            ports.model.complete({
-              model: folded.state.model,
-              requestId: intent.requestId,
-              affinityKey: episodeId,
-              episodeId,
-              messages: intent.messages,
-              maxTokens: folded.state.policy.maxResponseTokens,
-              ...(ports.toolSpecs === undefined || ports.toolSpecs.length === 0
-                ? {}
-                : { tools: ports.toolSpecs }),
-            }),
-          )
-          const input: Input = Result.isSuccess(outcome)
-            ? { kind: "model_responded", response: outcome.success }
-            : {
-                kind: "model_failed",
-                code: outcome.failure.code,
-                message: outcome.failure.message,
-                ...(outcome.failure.endpoint === undefined ? {} : { endpoint: outcome.failure.endpoint }),
-              }
-          yield* decideAndRecord(`${intent.requestId}/result`, input)
-          break
-        }
-        case "summarize_context": {
-          // The summarizer's failure is not the agent's: the episode then ends at its context limit.
-          const summary = yield* Effect.result(
-            ports.model.complete({
-              model: folded.state.policy.refineModel ?? "summarizer",
-              requestId: intent.requestId,
-              affinityKey: episodeId,
-              episodeId,
-              messages: intent.messages,
-              maxTokens: 2048,
-            }),
-          )
-          const input: Input = {
-            kind: "context_summarized",
-            summary: Result.isSuccess(summary) ? summary.success.content : undefined,
-          }
-          yield* decideAndRecord(`${intent.requestId}/result`, input)
-          break
-        }
-        case "refine": {
-          const policy = folded.state.policy
-          const model = policy.refineModel ?? "summarizer"
-          const pageTokens = policy.refinePageTokens ?? 8000
-          yield* Effect.forEach(
-            intent.items,
-            (item) =>
-              Effect.gen(function* () {
-                const pages = pagesOf(item.content, pageTokens)
-                const rawTokens = Math.ceil(item.content.length / 4)
-                // Pages are summarized concurrently; one failed page falls back to truncation for the result.
-                const summaries = yield* Effect.result(
-                  Effect.forEach(
-                    pages,
-                    (page, index) =>
-                      Effect.map(
-                        ports.model.complete({
-                          model,
-                          requestId: `${callKey(item.callId)}/refine/${index}`,
-                          affinityKey: episodeId,
-                          episodeId,
-                          messages: summarizerMessages(item.purpose, page, index, pages.length),
-                          maxTokens: 2048,
-                        }),
-                        (r) => r.content,
-                      ),
-                    { concurrency: "unbounded" },
-                  ),
-                )
-                const refined: DomainEvent = {
-                  type: "ToolResultRefined",
-                  episodeId,
-                  callId: item.callId,
-                  model,
-                  ...(item.purpose === undefined ? {} : { purpose: item.purpose }),
-                  pages: pages.length,
-                  rawTokens,
-                  ...(Result.isSuccess(summaries)
-                    ? { method: "summarized" as const, content: joinSummaries(summaries.success, rawTokens) }
-                    : {
-                        method: "truncated" as const,
-                        content: truncatedFallback(item.content, policy.refineAboveTokens ?? pageTokens),
-                      }),
-                }
-                yield* Semaphore.withPermit(lock, record(`${callKey(item.callId)}/refined`, [refined]))
-              }),
-            { concurrency: ports.toolConcurrency ?? 8, discard: true },
-          )
-          break
-        }
-        case "call_tools": {
-          // One call (the common case) runs directly; several run concurrently, appended one at a time.
-          if (intent.pending.length === 1) {
-            const callId = intent.pending[0]!
-            yield* recordFrom(`${callKey(callId)}/result`, [yield* callTool(callId)], 0)
-          } else
-            yield* Effect.forEach(
-              intent.pending,
-              (callId) =>
-                Effect.flatMap(callTool(callId), (event) =>
-                  Semaphore.withPermit(lock, recordFrom(`${callKey(callId)}/result`, [event], 0)),
-                ),
-              { concurrency: ports.toolConcurrency ?? 8, discard: true },
-            )
-          break
-        }
-      }
+      yield* stopPastDeadline(run)
+      const intent = nextIntent(run.folded.state)
+      if (intent.kind === "finished") return run.folded.state
+      if (intent.kind === "not_started")
+        return yield* Effect.fail(new EpisodeStuck(`episode ${episodeId} was never started`))
+      yield* perform(run, intent)
     }
   })
 
@@ -343,6 +421,7 @@ export const cancelEpisode = (
   log: EventLogShape,
   episodeId: string,
   parse: ParseAssistant,
+  clock: Clock = systemClock,
 ): Effect.Effect<EpisodeState, EpisodeError> =>
   Effect.gen(function* () {
     const subject = entitySubject(log.namespace, "episode", episodeId)
@@ -359,7 +438,7 @@ export const cancelEpisode = (
       [
         {
           eventId: `${episodeId}/cancel`,
-          recordedAt: new Date().toISOString(),
+          recordedAt: clock.iso(),
           correlationId: episodeId,
           causationId: `${episodeId}/cancel`,
           actor: "agent",
