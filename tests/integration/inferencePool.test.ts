@@ -18,7 +18,6 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Result } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
-import type { ChatMessage } from "../../src/actors/agent/context.ts"
 import { evolveAll, initialState, isPoolEvent, memberByUrl } from "../../src/actors/inference/decider.ts"
 import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
 import {
@@ -30,6 +29,7 @@ import {
   makeInferencePool,
   type PoolMembershipError,
 } from "../../src/actors/inference/pool.ts"
+import type { ChatMessage } from "../../src/events/chat.ts"
 import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { EventLogShape } from "../../src/events/log/eventLog.ts"
 import { readEvents } from "../../src/events/log/readEvents.ts"
