@@ -376,6 +376,58 @@ describe("wire translation", () => {
     })
   })
 
+  test("a tool call without a name is the endpoint's fault, named by its index; object arguments are taken as they are", () => {
+    const body = (toolCalls: unknown) =>
+      ({
+        choices: [
+          {
+            index: 0,
+            finish_reason: "tool_calls",
+            message: { role: "assistant", content: "", tool_calls: toolCalls },
+          },
+        ],
+      }) as unknown as ChatCompletion
+    const headers = new Headers()
+    expect(readCompletion(model, request, body([{ id: "a", type: "function" }]), headers, "e", 1)).toEqual({
+      kind: "endpoint",
+      code: "bad_response",
+      message: "choices[0].message.tool_calls[0] has no function.name",
+    })
+    expect(readCompletion(model, request, body("nope"), headers, "e", 1)).toMatchObject({
+      code: "bad_response",
+    })
+    expect(
+      readCompletion(
+        model,
+        request,
+        body([{ id: "b", type: "function", function: { name: "search", arguments: { q: 1 } } }]),
+        headers,
+        "e",
+        1,
+      ),
+    ).toMatchObject({ toolCalls: [{ callId: "b", tool: "search", arguments: { q: 1 } }] })
+  })
+
+  propTest.prop([fc.jsonValue(), fc.jsonValue()])(
+    "never throws on whatever a server sends as a message or its tool calls",
+    (message, toolCalls) => {
+      const data = {
+        choices: [
+          {
+            index: 0,
+            finish_reason: "stop",
+            message: {
+              ...(typeof message === "object" && message !== null && !Array.isArray(message) ? message : {}),
+              tool_calls: toolCalls,
+            },
+          },
+        ],
+      } as unknown as ChatCompletion
+      const read = readCompletion(model, request, data, new Headers(), "e", 1)
+      expect(read).toBeTypeOf("object")
+    },
+  )
+
   test("client errors are classified once", () => {
     const api = (status: number, headers: Record<string, string> = {}) =>
       APIError.generate(status, { error: { message: "m" } }, "m", new Headers(headers))

@@ -183,12 +183,29 @@ export const readCompletion = (
   // SGLang and older vLLM send `reasoning_content`; newer vLLM sends `reasoning`.
   const reasoning = message.reasoning_content ?? message.reasoning
   const toolCalls: Array<ToolCall> = []
-  for (const [index, call] of (choice.message.tool_calls ?? []).entries()) {
-    if (call.type !== "function") continue
+  const calls: unknown = choice.message.tool_calls ?? []
+  if (!Array.isArray(calls))
+    return { kind: "endpoint", code: "bad_response", message: "choices[0].message.tool_calls is not a list" }
+  for (const [index, call] of (calls as ReadonlyArray<Record<string, unknown> | null>).entries()) {
+    if (call === null || typeof call !== "object" || call.type !== "function") continue
+    // A server's tool parser, not the model, builds these: a call without a name is the endpoint's fault.
+    const fn = call.function as { name?: unknown; arguments?: unknown } | null | undefined
+    if (fn === null || typeof fn !== "object" || typeof fn.name !== "string" || fn.name === "")
+      return {
+        kind: "endpoint",
+        code: "bad_response",
+        message: `choices[0].message.tool_calls[${index}] has no function.name`,
+      }
+    const id = call.id
     toolCalls.push({
-      callId: call.id === "" || call.id === undefined ? `${request.requestId}-${index}` : call.id,
-      tool: call.function.name,
-      arguments: parseArguments(call.function.arguments ?? ""),
+      callId: typeof id === "string" && id !== "" ? id : `${request.requestId}-${index}`,
+      tool: fn.name,
+      arguments:
+        typeof fn.arguments === "string"
+          ? parseArguments(fn.arguments)
+          : fn.arguments !== null && typeof fn.arguments === "object" && !Array.isArray(fn.arguments)
+            ? (fn.arguments as JsonObject)
+            : parseArguments(""),
     })
   }
   const header = headers.get(config.policyVersionHeader)
