@@ -302,6 +302,25 @@ export const WeightsPublished = Schema.Struct({
 })
 
 /**
+ * The inference pool updated one endpoint of a model's group to a published weight `version`
+ * through the server's own API (vLLM's native update sequence, or SGLang's
+ * `update_weights_from_disk`). `ok` when the server then reported serving that version; otherwise
+ * `error` says which step failed, and the endpoint is ejected (a failed load may have applied part
+ * of the weights) until an update on it succeeds. `ms` runs from the pause to the end, the wait for
+ * the endpoint's calls in flight included; `checksum` is the trainer's, as given.
+ */
+export const EndpointWeightsUpdated = Schema.Struct({
+  type: Schema.Literal("EndpointWeightsUpdated"),
+  model: Id,
+  endpoint: Id,
+  version: Id,
+  ok: Schema.Boolean,
+  error: Schema.optionalKey(Schema.String),
+  ms: Millis,
+  checksum: Schema.optionalKey(Schema.String),
+})
+
+/**
  * A judge's verdict on one prediction, with what makes it reproducible: the judge model, the hash
  * of the exact prompt, the temperature, the template and parser versions and the raw response.
  * Recorded under its content-hash cache key, so the same judgement is never asked twice.
@@ -464,6 +483,7 @@ export const DomainEvent = Schema.Union([
   EndpointEjected,
   EndpointReturned,
   WeightsPublished,
+  EndpointWeightsUpdated,
   ToolVersionRegistered,
   ToolReplicaStarted,
   ToolReplicaExited,
@@ -502,6 +522,7 @@ export const eventSchemas = {
   EndpointEjected,
   EndpointReturned,
   WeightsPublished,
+  EndpointWeightsUpdated,
   ToolVersionRegistered,
   ToolReplicaStarted,
   ToolReplicaExited,
@@ -537,6 +558,7 @@ export const currentVersions: { readonly [T in EventType]: number } = {
   EndpointEjected: 1,
   EndpointReturned: 1,
   WeightsPublished: 1,
+  EndpointWeightsUpdated: 1,
   ToolVersionRegistered: 1,
   ToolReplicaStarted: 1,
   ToolReplicaExited: 1,

@@ -2,11 +2,13 @@
  * The inference pool's decider, given/when/then: what a group records and keeps when endpoints
  * join and leave (duplicates, missing keys, draining), when calls and probes fail or answer
  * (ejection at the threshold, bad requests not counted, `retry-after` holding back the return),
- * when weight versions are reported or published, and the weight-update step (pause, updated,
- * failed → ejected); events read back from the log (no ids) fold by URL. Properties: `evolve` is
+ * when weight versions are reported or published, and the weight-update step (pause, updated and
+ * recorded, failed → recorded and ejected until an update on it succeeds, which members a publish
+ * updates); events read back from the log (no ids) fold by URL. Properties: `evolve` is
  * total over arbitrary event sequences; an ejected endpoint is never routable until it returns;
  * and over arbitrary command sequences, the recorded events alone, folded, tell the same
- * membership and health as the live state.
+ * membership, health and failed weight updates as the live state, and a member whose weight update
+ * failed stays ejected with no return probe due.
  */
 import { fc, test as propTest } from "@fast-check/vitest"
 import { Result } from "effect"
@@ -24,6 +26,8 @@ import {
   initialState,
   isPoolEvent,
   memberByUrl,
+  members,
+  needsUpdate,
   probeDue,
   recordable,
   routable,
@@ -55,6 +59,26 @@ const ejected = (
 })
 const failed = (endpointId: number, extra: Partial<Extract<InferenceEvent, { type: "CallFailed" }>> = {}) =>
   ({ type: "CallFailed", endpointId, counted: true, rateLimited: false, ...extra }) as InferenceEvent
+
+const updatedEvent = (
+  url: string,
+  endpointId: number,
+  version: string,
+  extra: { ok?: boolean; error?: string; ms?: number; checksum?: string } = {},
+): InferenceEvent => {
+  const { ok = true, ms = 0, error, checksum } = extra
+  return {
+    type: "EndpointWeightsUpdated",
+    model: "agent",
+    endpoint: url,
+    version,
+    ok,
+    ...(error === undefined ? {} : { error }),
+    ms,
+    ...(checksum === undefined ? {} : { checksum }),
+    endpointId,
+  }
+}
 
 /** given(events).when(command).decides(events), or .refuses(code). */
 const given = (...events: ReadonlyArray<InferenceEvent>) => {
@@ -349,31 +373,124 @@ describe("weight versions", () => {
       .when({ type: "StartUpdate", endpointId: 0, version: "step-2" })
       .decides([{ type: "UpdateStarted", endpointId: 0, version: "step-2" }])
     expect(routable(recordOf(paused, 0))).toBe(false)
-    expect(decide(paused, { type: "ObserveUpdated", endpointId: 0, version: "step-3" })).toMatchObject(
+    expect(probeDue(recordOf(paused, 0), 0, "all")).toBeUndefined()
+    expect(decide(paused, { type: "ObserveUpdated", endpointId: 0, version: "step-3", ms: 5 })).toMatchObject(
       Result.fail({ code: "not_updating" }),
     )
     const updated = evolveAll(
       paused,
-      Result.getOrThrow(decide(paused, { type: "ObserveUpdated", endpointId: 0, version: "step-2" })),
+      Result.getOrThrow(decide(paused, { type: "ObserveUpdated", endpointId: 0, version: "step-2", ms: 5 })),
     )
     expect(recordOf(updated, 0)).toMatchObject({ policyVersion: "step-2", health: "healthy" })
     expect(recordOf(updated, 0).updatingTo).toBeUndefined()
     expect(routable(recordOf(updated, 0))).toBe(true)
   })
 
-  test("a failed update ejects that endpoint until a probe returns it", () => {
+  test("each endpoint's update is recorded with its time and the trainer's checksum", () => {
+    given(joined(A, 0), { type: "UpdateStarted", endpointId: 0, version: "step-2" })
+      .when({ type: "ObserveUpdated", endpointId: 0, version: "step-2", ms: 40, checksum: "sha256:ab" })
+      .decides([updatedEvent(A, 0, "step-2", { ms: 40, checksum: "sha256:ab" })])
+  })
+
+  test("a failed update records its error and ejects that endpoint; the others stay routable", () => {
     const updating: InferenceEvent = { type: "UpdateStarted", endpointId: 0, version: "step-2" }
     const state = given(joined(A, 0), joined(B, 1), updating)
-      .when({ type: "ObserveUpdateFailed", endpointId: 0, reason: "HTTP 500" })
-      .decides([ejected(A, 0, "weight update to step-2 failed: HTTP 500", 1)])
-    expect(recordOf(state, 0)).toMatchObject({ health: "ejected" })
+      .when({ type: "ObserveUpdateFailed", endpointId: 0, reason: "update_weights: HTTP 500", ms: 9 })
+      .decides([
+        updatedEvent(A, 0, "step-2", { ok: false, error: "update_weights: HTTP 500", ms: 9 }),
+        ejected(A, 0, "weight update to step-2 failed: update_weights: HTTP 500", 1),
+      ])
+    expect(recordOf(state, 0)).toMatchObject({ health: "ejected", failedUpdate: "step-2" })
     expect(recordOf(state, 0).updatingTo).toBeUndefined()
     expect(routable(recordOf(state, 1))).toBe(true)
   })
 
-  test("an update is refused for an ejected, disabled, left or already paused endpoint", () => {
+  test("an endpoint whose update failed is not returned by a probe, only by an update that succeeds", () => {
+    const state = given(
+      joined(A, 0),
+      { type: "UpdateStarted", endpointId: 0, version: "step-2" },
+      updatedEvent(A, 0, "step-2", { ok: false, error: "boom" }),
+      ejected(A, 0, "weight update to step-2 failed: boom", 1),
+    ).state
+    // Its GET /models answers say nothing about its weights.
+    expect(probeDue(recordOf(state, 0), 1e12, "all")).toBeUndefined()
+    expect(
+      decide(state, {
+        type: "ObserveProbe",
+        endpointId: 0,
+        probe: "return",
+        outcome: { answered: true },
+        now: 1,
+      }),
+    ).toEqual(Result.succeed([]))
+    expect(needsUpdate(recordOf(state, 0), "step-2")).toBe(true)
+    const retried = given(
+      joined(A, 0),
+      { type: "UpdateStarted", endpointId: 0, version: "step-2" },
+      updatedEvent(A, 0, "step-2", { ok: false, error: "boom" }),
+      ejected(A, 0, "weight update to step-2 failed: boom", 1),
+      { type: "UpdateStarted", endpointId: 0, version: "step-3" },
+    )
+      .when({ type: "ObserveUpdated", endpointId: 0, version: "step-3", ms: 3 })
+      .decides([
+        updatedEvent(A, 0, "step-3", { ms: 3 }),
+        { type: "EndpointReturned", model: "agent", endpoint: A, endpointId: 0 },
+      ])
+    expect(recordOf(retried, 0)).toMatchObject({ health: "healthy", policyVersion: "step-3" })
+    expect(recordOf(retried, 0).failedUpdate).toBeUndefined()
+    expect(routable(recordOf(retried, 0))).toBe(true)
+  })
+
+  test("an ejected member may be updated: a failure keeps it out without a second ejection", () => {
+    given(joined(A, 0), ejected(A, 0))
+      .when({ type: "StartUpdate", endpointId: 0, version: "v" })
+      .decides([{ type: "UpdateStarted", endpointId: 0, version: "v" }])
+    const state = given(joined(A, 0), ejected(A, 0), { type: "UpdateStarted", endpointId: 0, version: "v" })
+      .when({ type: "ObserveUpdateFailed", endpointId: 0, reason: "pause: connection refused", ms: 1 })
+      .decides([updatedEvent(A, 0, "v", { ok: false, error: "pause: connection refused", ms: 1 })])
+    expect(recordOf(state, 0)).toMatchObject({ health: "ejected", failedUpdate: "v" })
+  })
+
+  test("an ejection while an update runs does not end the update: its outcome still counts", () => {
+    const state = given(
+      joined(A, 0),
+      { type: "UpdateStarted", endpointId: 0, version: "v" },
+      failed(0),
+      failed(0),
+    )
+      .when({
+        type: "ObserveFailure",
+        endpointId: 0,
+        kind: "transient",
+        code: "timeout",
+        message: "slow",
+        now: 0,
+      })
+      .decides([failed(0), ejected(A, 0)])
+    expect(recordOf(state, 0)).toMatchObject({ health: "ejected", updatingTo: "v" })
+    expect(
+      Result.getOrThrow(decide(state, { type: "ObserveUpdateFailed", endpointId: 0, reason: "x", ms: 1 })),
+    ).toEqual([updatedEvent(A, 0, "v", { ok: false, error: "x", ms: 1 })])
+  })
+
+  test("a publish updates every enabled member not being updated, unless it is healthy on that version", () => {
+    const state = evolveAll(start, [
+      joined(A, 0),
+      joined(B, 1),
+      joined("http://c/v1", 2),
+      joined("http://d/v1", 3),
+      { type: "EndpointListedDisabled", endpointId: 4, url: "http://e/v1", reason: "no key" },
+      { type: "WeightsPublished", model: "agent", version: "v2", endpoint: B, endpointId: 1 },
+      ejected("http://c/v1", 2),
+      { type: "WeightsPublished", model: "agent", version: "v2", endpoint: "http://c/v1", endpointId: 2 },
+      { type: "UpdateStarted", endpointId: 3, version: "v2" },
+    ])
+    expect(state.endpoints.filter((e) => needsUpdate(e, "v2")).map((e) => e.id)).toEqual([0, 2])
+    expect(state.endpoints.filter((e) => needsUpdate(e, "v3")).map((e) => e.id)).toEqual([0, 1, 2])
+  })
+
+  test("an update is refused for a disabled, left or already paused endpoint; an end for one not paused", () => {
     const update = { type: "StartUpdate", endpointId: 0, version: "v" } as const
-    given(joined(A, 0), ejected(A, 0)).when(update).refuses("not_healthy")
     given({ type: "EndpointListedDisabled", endpointId: 0, url: A, reason: "no key" })
       .when(update)
       .refuses("disabled")
@@ -384,7 +501,15 @@ describe("weight versions", () => {
       .when(update)
       .refuses("already_updating")
     given(joined(A, 0))
-      .when({ type: "ObserveUpdateFailed", endpointId: 0, reason: "x" })
+      .when({ type: "ObserveUpdateFailed", endpointId: 0, reason: "x", ms: 0 })
+      .refuses("not_updating")
+    // A member that leaves mid-update is no longer being updated: its outcome decides nothing.
+    given(
+      joined(A, 0),
+      { type: "UpdateStarted", endpointId: 0, version: "v" },
+      { type: "EndpointLeft", model: "agent", endpoint: A, reason: "r", endpointId: 0 },
+    )
+      .when({ type: "ObserveUpdated", endpointId: 0, version: "v", ms: 0 })
       .refuses("not_updating")
   })
 })
@@ -407,12 +532,24 @@ describe("events as the log records them", () => {
       { type: "EndpointJoined", model: "agent", endpoint: B },
       { type: "EndpointReturned", model: "agent", endpoint: "http://nobody/v1" },
       { type: "WeightsPublished", model: "agent", version: "v2" },
+      { type: "EndpointWeightsUpdated", model: "agent", endpoint: B, version: "v2", ok: true, ms: 1 },
+      {
+        type: "EndpointWeightsUpdated",
+        model: "agent",
+        endpoint: A,
+        version: "v2",
+        ok: false,
+        error: "e",
+        ms: 1,
+      },
     ]
     const state = evolveAll(start, log)
-    expect(state.endpoints.map((e) => [e.id, e.url, e.membership, e.health, e.policyVersion])).toEqual([
-      [0, A, "joined", "ejected", undefined],
-      [1, B, "left", "healthy", "v1"],
-      [2, B, "joined", "healthy", undefined],
+    expect(
+      state.endpoints.map((e) => [e.id, e.url, e.membership, e.health, e.policyVersion, e.failedUpdate]),
+    ).toEqual([
+      [0, A, "joined", "ejected", undefined, "v2"],
+      [1, B, "left", "healthy", "v1", undefined],
+      [2, B, "joined", "healthy", "v2", undefined],
     ])
     expect(state.publishedVersion).toBe("v2")
   })
@@ -471,6 +608,15 @@ const anyEvent: fc.Arbitrary<InferenceEvent> = fc.oneof(
   id.map((endpointId) => ({ type: "ProbeAnswered" as const, endpointId })),
   fc.record({ endpointId: id, counted: fc.boolean() }).map((e) => ({ type: "ProbeFailed" as const, ...e })),
   fc.record({ endpointId: id, version }).map((e) => ({ type: "UpdateStarted" as const, ...e })),
+  withId(
+    fc.record({ endpoint: urls, version, ok: fc.boolean() }).map((e) => ({
+      type: "EndpointWeightsUpdated" as const,
+      model: "agent",
+      ms: 1,
+      ...e,
+      ...(e.ok ? {} : { error: "x" }),
+    })),
+  ),
 )
 
 /** The id an event concerns in `state` (as `evolve` resolves it), for the models below. */
@@ -572,8 +718,8 @@ describe("properties", () => {
       })),
     version.map((v) => ({ type: "PublishWeights" as const, version: v })),
     fc.record({ endpointId: id, version }).map((c) => ({ type: "StartUpdate" as const, ...c })),
-    fc.record({ endpointId: id, version }).map((c) => ({ type: "ObserveUpdated" as const, ...c })),
-    id.map((endpointId) => ({ type: "ObserveUpdateFailed" as const, endpointId, reason: "x" })),
+    fc.record({ endpointId: id, version }).map((c) => ({ type: "ObserveUpdated" as const, ms: 1, ...c })),
+    id.map((endpointId) => ({ type: "ObserveUpdateFailed" as const, endpointId, reason: "x", ms: 1 })),
   )
 
   propTest.prop([fc.array(anyCommand, { minLength: 20, maxLength: 120 }), fc.integer({ min: 1, max: 4 })])(
@@ -597,9 +743,15 @@ describe("properties", () => {
           const recorded = recordable(event)
           if (recorded !== undefined) log.push(recorded)
         }
+        // Weights in doubt keep a member out: it is ejected, and no probe is due to return it.
+        for (const e of members(live))
+          if (e.failedUpdate !== undefined) {
+            expect(e.health).toBe("ejected")
+            expect(probeDue(e, Number.MAX_SAFE_INTEGER, "all")).toBeUndefined()
+          }
       }
       const story = (state: InferenceState) =>
-        state.endpoints.filter((e) => e.membership === "joined").map((e) => `${e.url} ${e.health}`)
+        members(state).map((e) => `${e.url} ${e.health} ${e.failedUpdate ?? "-"}`)
       expect(story(evolveAll(initial, log))).toEqual(story(live))
     },
   )

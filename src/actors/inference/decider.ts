@@ -3,7 +3,8 @@
  * state machine — membership (joined, left and draining, removed once drained), health (ejected
  * after consecutive failed calls or probes, returned by a probe answered after its `retry-after`)
  * and weight versions (the policy version each endpoint reports, the version published for the
- * model, an endpoint paused for a weight update). The shell (`pool.ts`, `pool/endpointGroup.ts`)
+ * model, an endpoint paused for a weight update, and one whose update failed: ejected, its weights
+ * in doubt, until an update on it succeeds). The shell (`pool.ts`, `pool/endpointGroup.ts`)
  * makes the HTTP calls and holds the queues; it turns what it saw into a command, and `decide`
  * answers with the events that follow, some of them to record on the model's `inference` subject
  * (`recordable`), the others (failure tallies, a drained endpoint) kept in memory only. `decide`
@@ -36,8 +37,16 @@ export interface EndpointRecord {
   readonly retryAfterUntil?: number
   /** The policy (weight) version its last answers reported. */
   readonly policyVersion?: string
-  /** The version it is being updated to: paused, it takes no new call until updated or ejected. */
+  /**
+   * The version it is being updated to: paused, it takes no new call and no probe until the update
+   * ends (an ejection meanwhile does not end it: the update's outcome still has to be known).
+   */
   readonly updatingTo?: string
+  /**
+   * The version its last weight update failed to load. The disk backends are not transactional, so
+   * its weights are in doubt: no probe returns it, only an update that succeeds.
+   */
+  readonly failedUpdate?: string
 }
 
 export interface InferenceState {
@@ -65,6 +74,7 @@ export type PoolEvent =
   | EventOf<"EndpointEjected">
   | EventOf<"EndpointReturned">
   | EventOf<"WeightsPublished">
+  | EventOf<"EndpointWeightsUpdated">
 
 const POOL_EVENT_TYPES: ReadonlySet<string> = new Set<PoolEvent["type"]>([
   "EndpointJoined",
@@ -72,6 +82,7 @@ const POOL_EVENT_TYPES: ReadonlySet<string> = new Set<PoolEvent["type"]>([
   "EndpointEjected",
   "EndpointReturned",
   "WeightsPublished",
+  "EndpointWeightsUpdated",
 ])
 
 /** True for the events the pool records (what a reader of an `inference` subject folds). */
@@ -123,6 +134,7 @@ export type InferenceEvent =
   | WithEndpointId<EventOf<"EndpointEjected">>
   | WithEndpointId<EventOf<"EndpointReturned">>
   | WithEndpointId<EventOf<"WeightsPublished">>
+  | WithEndpointId<EventOf<"EndpointWeightsUpdated">>
   | TallyEvent
 
 /** How a failed call is to be taken (the attempt's classification). */
@@ -168,12 +180,30 @@ export type InferenceCommand =
     }
   /** A new version of the model's weights is published (by the trainer). */
   | { readonly type: "PublishWeights"; readonly version: string }
-  /** Pause an endpoint for a weight update: it takes no new call meanwhile. */
+  /**
+   * Pause an endpoint for a weight update: it takes no new call meanwhile. An ejected member may be
+   * updated too (a successful update returns it: its weights are then known).
+   */
   | { readonly type: "StartUpdate"; readonly endpointId: number; readonly version: string }
-  /** The paused endpoint now serves the version it was updated to. */
-  | { readonly type: "ObserveUpdated"; readonly endpointId: number; readonly version: string }
-  /** The update of a paused endpoint failed: it is ejected until a probe returns it. */
-  | { readonly type: "ObserveUpdateFailed"; readonly endpointId: number; readonly reason: string }
+  /** The paused endpoint now serves the version it was updated to, `ms` after its pause. */
+  | {
+      readonly type: "ObserveUpdated"
+      readonly endpointId: number
+      readonly version: string
+      readonly ms: number
+      readonly checksum?: string
+    }
+  /**
+   * The update of a paused endpoint failed (a step refused, or it reports another version after):
+   * it is ejected until an update on it succeeds.
+   */
+  | {
+      readonly type: "ObserveUpdateFailed"
+      readonly endpointId: number
+      readonly reason: string
+      readonly ms: number
+      readonly checksum?: string
+    }
 
 export interface InferenceRejection {
   readonly code:
@@ -181,7 +211,6 @@ export interface InferenceRejection {
     | "missing_key"
     | "not_member"
     | "disabled"
-    | "not_healthy"
     | "already_updating"
     | "not_updating"
   readonly reason: string
@@ -214,6 +243,23 @@ export const routable = (endpoint: EndpointRecord): boolean =>
   endpoint.updatingTo === undefined
 
 /**
+ * True when a publish of `version` updates the endpoint: every enabled member not being updated
+ * already, unless it is healthy and known to serve that version (a publish repeated changes
+ * nothing there). Ejected members are included: an update that succeeds returns them, one that
+ * fails keeps them out with their weights in doubt — so none ever returns on weights older than
+ * the last publish it missed.
+ */
+export const needsUpdate = (endpoint: EndpointRecord, version: string): boolean =>
+  endpoint.membership === "joined" &&
+  endpoint.disabled === undefined &&
+  endpoint.updatingTo === undefined &&
+  !(
+    endpoint.health === "healthy" &&
+    endpoint.failedUpdate === undefined &&
+    endpoint.policyVersion === version
+  )
+
+/**
  * Why no call can ever succeed in the group (every member disabled), or undefined. A group with no
  * member at all is not unusable: calls wait (bounded) for one to join.
  */
@@ -233,7 +279,8 @@ export const hasUntriedMember = (state: InferenceState, tried: ReadonlySet<numbe
 /**
  * Whether a probe round at `now` asks the endpoint `GET /models`, and what for: an ejected endpoint
  * past its `retry-after`, to return it; with `"all"`, also a healthy one, to notice its death before
- * traffic does (the shell adds: only when idle). Never a left, disabled or paused endpoint.
+ * traffic does (the shell adds: only when idle). Never a left, disabled or paused endpoint, nor
+ * one whose weight update failed (an answer to `GET /models` says nothing about its weights).
  */
 export const probeDue = (
   endpoint: EndpointRecord,
@@ -246,8 +293,10 @@ export const probeDue = (
     endpoint.updatingTo !== undefined
   )
     return undefined
-  if (endpoint.health === "ejected")
+  if (endpoint.health === "ejected") {
+    if (endpoint.failedUpdate !== undefined) return undefined
     return endpoint.retryAfterUntil === undefined || now >= endpoint.retryAfterUntil ? "return" : undefined
+  }
   return which === "all" ? "health" : undefined
 }
 
@@ -258,7 +307,8 @@ export const recordable = (event: InferenceEvent): PoolEvent | undefined => {
     case "EndpointLeft":
     case "EndpointEjected":
     case "EndpointReturned":
-    case "WeightsPublished": {
+    case "WeightsPublished":
+    case "EndpointWeightsUpdated": {
       const { endpointId: _id, ...recorded } = event
       return recorded
     }
@@ -382,10 +432,12 @@ const decideProbe = (
   }
   if (command.probe === "health")
     return endpoint.consecutiveProbeFailures > 0 ? [{ type: "ProbeAnswered", endpointId: endpoint.id }] : []
-  // A return probe: only an ejected member returns, and never within its retry-after.
+  // A return probe: only an ejected member returns, never within its retry-after, and never one
+  // whose weights are in doubt (an answer sent before its update failed may arrive after).
   const returns =
     endpoint.membership === "joined" &&
     endpoint.health === "ejected" &&
+    endpoint.failedUpdate === undefined &&
     (endpoint.retryAfterUntil === undefined || command.now >= endpoint.retryAfterUntil)
   return returns
     ? [{ type: "EndpointReturned", model: state.model, endpoint: endpoint.url, endpointId: endpoint.id }]
@@ -418,7 +470,6 @@ const decideStartUpdate = (
   if (endpoint.membership !== "joined") return reject("not_member", `${endpoint.url} has left the group`)
   if (endpoint.disabled !== undefined)
     return reject("disabled", `${endpoint.url} is disabled: ${endpoint.disabled}`)
-  if (endpoint.health !== "healthy") return reject("not_healthy", `${endpoint.url} is ejected`)
   if (endpoint.updatingTo !== undefined)
     return reject("already_updating", `${endpoint.url} is being updated to ${endpoint.updatingTo}`)
   return Result.succeed([{ type: "UpdateStarted", endpointId: endpoint.id, version }])
@@ -431,22 +482,29 @@ const decideUpdateEnd = (
 ): Result.Result<ReadonlyArray<InferenceEvent>, InferenceRejection> => {
   const target = endpoint.updatingTo
   if (target === undefined) return reject("not_updating", `${endpoint.url} is not being updated`)
+  const result = {
+    type: "EndpointWeightsUpdated",
+    model: state.model,
+    endpoint: endpoint.url,
+    version: target,
+    ms: command.ms,
+    ...(command.checksum === undefined ? {} : { checksum: command.checksum }),
+    endpointId: endpoint.id,
+  } as const
   if (command.type === "ObserveUpdated") {
     if (command.version !== target)
       return reject("not_updating", `${endpoint.url} is being updated to ${target}, not ${command.version}`)
-    return Result.succeed([
-      {
-        type: "WeightsPublished",
-        model: state.model,
-        version: target,
-        endpoint: endpoint.url,
-        endpointId: endpoint.id,
-      },
-    ])
+    // Its weights are known again: an ejected member returns (its failure tallies start again).
+    const returned: ReadonlyArray<InferenceEvent> =
+      endpoint.health === "ejected"
+        ? [{ type: "EndpointReturned", model: state.model, endpoint: endpoint.url, endpointId: endpoint.id }]
+        : []
+    return Result.succeed([{ ...result, ok: true }, ...returned])
   }
-  return Result.succeed([
-    ejection(state, endpoint, `weight update to ${target} failed: ${command.reason}`, 1),
-  ])
+  const error = `weight update to ${target} failed: ${command.reason}`
+  // One failed update ejects (a partial load may serve garbage); an ejected member stays out.
+  const ejected = endpoint.health === "healthy" ? [ejection(state, endpoint, error, 1)] : []
+  return Result.succeed([{ ...result, ok: false, error: command.reason }, ...ejected])
 }
 
 /**
@@ -559,10 +617,8 @@ export const evolve = (state: InferenceState, event: InferenceEvent): InferenceS
         ? { ...state, endpoints: state.endpoints.filter((e) => e.id !== event.endpointId) }
         : state
     case "EndpointEjected":
-      return updateEndpoint(state, targetOf(state, event), (e) => ({
-        ...withoutKey(e, "updatingTo"),
-        health: "ejected",
-      }))
+      // An update under way goes on: its outcome decides whether the weights are in doubt.
+      return updateEndpoint(state, targetOf(state, event), (e) => ({ ...e, health: "ejected" }))
     case "EndpointReturned":
       return updateEndpoint(state, targetOf(state, event), (e) => ({
         ...withoutKey(e, "retryAfterUntil"),
@@ -579,6 +635,13 @@ export const evolve = (state: InferenceState, event: InferenceEvent): InferenceS
         return e.updatingTo === event.version ? withoutKey(reported, "updatingTo") : reported
       })
     }
+    case "EndpointWeightsUpdated":
+      return updateEndpoint(state, targetOf(state, event), (e) => {
+        const ended = withoutKey(e, "updatingTo")
+        return event.ok
+          ? { ...withoutKey(ended, "failedUpdate"), policyVersion: event.version }
+          : { ...ended, failedUpdate: event.version }
+      })
     case "CallSucceeded":
       return updateEndpoint(state, event.endpointId, (e) => ({
         ...e,
