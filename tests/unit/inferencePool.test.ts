@@ -104,6 +104,7 @@ describe("models.yaml", () => {
       fingerprintAsPolicyVersion: false,
       returnTokenIds: false,
       stream: false,
+      weightUpdates: "none",
     } satisfies ModelConfig)
   })
 
@@ -174,6 +175,18 @@ describe("models.yaml", () => {
     expect(loadError(tempDir({ "models.yaml": `${minimal}    healthProbeIntervalMs: -1\n` }))).toMatchObject({
       path: "models.agent.healthProbeIntervalMs",
     })
+  })
+
+  test("weightUpdates names the server API a group's weights are loaded through; another value is an error", () => {
+    for (const api of ["vllm", "sglang", "none"] as const)
+      expect(
+        load(tempDir({ "models.yaml": `${minimal}    weightUpdates: ${api}\n` })).models.agent,
+      ).toMatchObject({
+        weightUpdates: api,
+      })
+    const error = loadError(tempDir({ "models.yaml": `${minimal}    weightUpdates: trtllm\n` }))
+    expect(error).toMatchObject({ path: "models.agent.weightUpdates", line: 5, column: 20 })
+    expect(error.reason).toContain('"vllm"')
   })
 
   test("an endpoint added at run time gets the file's checks and defaults", () => {

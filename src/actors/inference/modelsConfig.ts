@@ -66,6 +66,7 @@ const ModelSection = Schema.Struct({
   fingerprintAsPolicyVersion: withDefault(Schema.Boolean, false),
   returnTokenIds: withDefault(Schema.Boolean, false),
   stream: withDefault(Schema.Boolean, false),
+  weightUpdates: withDefault(Schema.Literals(["none", "vllm", "sglang"]), "none"),
   extraBody: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)),
   /** USD per million tokens, for the cost per sample in evaluation reports. */
   pricing: Schema.optionalKey(
@@ -93,6 +94,9 @@ export interface EndpointConfig {
   readonly apiKeyEnv?: string
   readonly maxConcurrency: number
 }
+
+/** The server API a group's weights are updated through (see `ModelConfig.weightUpdates`). */
+export type WeightUpdateApi = "none" | "vllm" | "sglang"
 
 /** One model group, with every default filled in. */
 export interface ModelConfig {
@@ -130,6 +134,13 @@ export interface ModelConfig {
    * same completion; a stream that breaks mid-way is retried like any failed attempt.
    */
   readonly stream: boolean
+  /**
+   * Which server API a published weight version is loaded through (`InferencePool.publishWeights`):
+   * `vllm`, vLLM's native update sequence (`/pause` … `/resume`, read back by `/weight_info`);
+   * `sglang`, `/update_weights_from_disk` (read back by `/model_info`); `none` (the default), the
+   * group's weights are not the pool's to change and a publish is refused.
+   */
+  readonly weightUpdates: WeightUpdateApi
   /** Fields merged into every request body (e.g. vLLM's `chat_template_kwargs`). */
   readonly extraBody?: Readonly<Record<string, Schema.Json>>
   /** USD per million prompt and completion tokens (evaluation reports show cost per sample). */
