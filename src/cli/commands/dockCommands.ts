@@ -11,16 +11,14 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
-import * as Stream from "effect/Stream"
 import type { DockCallResult, ServerStatus } from "../../actors/tools/dockTypes.ts"
 import type { RecordingStatus } from "../../actors/tools/lifecycleRecorder.ts"
 import { argumentPath } from "../../actors/tools/toolArguments.ts"
 import { serverOfToolName } from "../../actors/tools/toolNames.ts"
 import { loadToolsConfig } from "../../actors/tools/toolsConfig.ts"
 import { startToolDock } from "../../app/toolDock.ts"
-import { advance, initialFolded } from "../../projections/projection.ts"
-import { table, terminalText } from "../../projections/terminalText.ts"
-import { summarizeUndecodable } from "../../projections/undecodable.ts"
+import { terminalText } from "../../projections/terminalText.ts"
+import { toolHealthText } from "../../projections/toolHealth/render.ts"
 import type { RolloutConfig } from "../../runtime/config.ts"
 import { undecodableLine } from "../terminal/damageReport.ts"
 import { configFrom, type GlobalOptions, printJson, UsageError, withRuntime } from "../terminal/invocation.ts"
@@ -150,48 +148,9 @@ export const dockUpCommand = (
 const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(1))
 
 const printStatus = (servers: ReadonlyArray<ServerStatus>, source: string) => {
-  process.stdout.write(`${source}\n\n`)
-  process.stdout.write(
-    `${table(
-      [
-        "server",
-        "version",
-        "replicas up",
-        "in flight",
-        "queued",
-        "calls",
-        "failed",
-        "calls/s",
-        "p50 ms",
-        "p99 ms",
-        "restarts",
-        "swaps",
-      ],
-      servers.map((s) => [
-        s.server,
-        s.version,
-        `${s.replicas.filter((r) => r.state === "up").length}/${s.replicas.length}`,
-        s.replicas.reduce((sum, r) => sum + r.inFlight, 0),
-        s.queued,
-        s.calls,
-        s.failed,
-        fmt(s.callsPerSecond),
-        fmt(s.p50Ms),
-        fmt(s.p99Ms),
-        s.restarts,
-        s.swaps,
-      ]),
-    )}\n`,
-  )
-  for (const s of servers)
-    for (const r of s.replicas)
-      if (r.state !== "up" || r.circuit === "open")
-        process.stdout.write(
-          `  ${terminalText(r.replica)}: ${r.state}${r.circuit === "open" ? ", circuit open" : ""}\n`,
-        )
+  process.stdout.write(toolHealthText(servers, source))
 }
 
-/** "lifecycle events: 3 pending for the log (unreachable since …: reason), 0 dropped; 41 recorded". */
 const recordingLine = (r: RecordingStatus): string => {
   const failing =
     r.failingSince === undefined
@@ -220,17 +179,12 @@ export const dockStatusCommand = (global: GlobalOptions, options: { json?: boole
       return
     }
     // No dock running: what the log says about the pools.
-    const { toolHealth, toolHealthStatus } = yield* Effect.promise(
-      () => import("../../projections/toolHealth/toolHealth.ts"),
-    )
+    const { toolHealthOf } = yield* Effect.promise(() => import("../../projections/toolHealth/queries.ts"))
     return yield* withRuntime(config, { mode: "reader" }, (runtime) =>
       Effect.gen(function* () {
         // The fold of the whole log, saying what it could not decode and where.
-        const entries = yield* Stream.runCollect(runtime.log.read())
-        const folded = advance(toolHealth, initialFolded(toolHealth), entries)
-        const servers = toolHealthStatus(folded.folded.state)
-        const undecodable = summarizeUndecodable(folded.undecodable)
-        const report = undecodableLine("dock status", undecodable, { first: folded.undecodable[0] })
+        const { servers, undecodable, firstUndecodable } = yield* toolHealthOf(runtime.log)
+        const report = undecodableLine("dock status", undecodable, { first: firstUndecodable })
         if (report !== undefined) process.stderr.write(`rollout: ${report}\n`)
         if (options.json === true) printJson({ running: false, servers, undecodable })
         else printStatus(servers, `no AgentDock running; from the log at ${runtime.location}`)
