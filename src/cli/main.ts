@@ -187,7 +187,9 @@ dock
   )
 dock
   .command("call <tool>")
-  .description("call server.tool through the running dock (or a one-off pool of that server)")
+  .description(
+    "call a tool by its offered name, server__tool (server.tool is still accepted), through the running dock (or a one-off pool of that server)",
+  )
   .option("--args <json>", "arguments as JSON (or JSON5)", "{}")
   .option("--key <idempotencyKey>", "idempotency key: a key already answered returns the recorded result")
   .option("--json", "print one JSON object")
