@@ -38,6 +38,12 @@ const EnvVarName = Schema.String.check(
   Schema.isPattern(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: "expected an environment variable name" }),
 )
 
+/**
+ * The response header that carries the policy (weight) version by default; the scripted test
+ * double stamps its served version in it.
+ */
+export const DEFAULT_POLICY_VERSION_HEADER = "x-policy-version"
+
 const EndpointSection = Schema.Struct({
   /** The OpenAI base URL, e.g. `http://127.0.0.1:8000/v1`. */
   url: Schema.String.check(Schema.makeFilter(checkEndpointUrl)),
@@ -61,7 +67,7 @@ const ModelSection = Schema.Struct({
   ejectAfterFailures: withDefault(atLeast(1), 3),
   policyVersionHeader: withDefault(
     Schema.String.check(Schema.isPattern(/^[A-Za-z0-9-]+$/, { message: "expected an HTTP header name" })),
-    "x-policy-version",
+    DEFAULT_POLICY_VERSION_HEADER,
   ),
   fingerprintAsPolicyVersion: withDefault(Schema.Boolean, false),
   returnTokenIds: withDefault(Schema.Boolean, false),

@@ -7,7 +7,8 @@
  * fingerprint, `owned_by` of its models) and in its startup line. A request names its episode in
  * the `x-rollout-episode` header (as the inference pool sends it); scripts key what they choose per
  * episode by that, and without it fall back to the task and the arrival order (see `ScriptContext`).
- * Built on `node:http` because effect's HTTP platform crashes on Node 20.
+ * vLLM's and SGLang's weight-update routes serve a version that a trainer's update changes
+ * (`weightRoutes.ts`). Built on `node:http` because effect's HTTP platform crashes on Node 20.
  */
 import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
@@ -24,6 +25,7 @@ import {
   type ScriptedError,
   type ScriptedReply,
 } from "./script.ts"
+import { isWeightRoute, ScriptedWeights, type ScriptedWeightsOptions } from "./weightRoutes.ts"
 
 export interface ScriptedModelServerOptions {
   readonly script: Script
@@ -44,6 +46,8 @@ export interface ScriptedModelServerOptions {
   readonly log?: (line: string) => void
   /** How many recent requests `requests` keeps; default 1000, 0 to keep none (benchmarks). */
   readonly recordLimit?: number
+  /** The served weight version and its update routes (see `weightRoutes.ts`). */
+  readonly weights?: ScriptedWeightsOptions
 }
 
 export interface RecordedRequest {
@@ -91,6 +95,7 @@ interface ServerState {
   /** One per answer still pending: aborted when the server stops. */
   readonly pending: Set<AbortController>
   readonly log: (line: string) => void
+  readonly weights: ScriptedWeights
 }
 
 const tokenMatches = (header: string | undefined, token: string): boolean => {
@@ -248,7 +253,10 @@ const answerChat = async (
   const latency = typeof options.latencyMs === "function" ? options.latencyMs(request) : options.latencyMs
   const delay = (latency ?? 0) + (reply.hangMs ?? 0)
   if (delay > 0) await wait(delay, signal)
+  // A paused engine holds the answer; it goes out with the version served then.
+  await state.weights.whileHeld(signal)
   if (signal.aborted) return
+  state.weights.stamp(res)
   if (reply.error !== undefined) return sendError(res, record, reply.error)
 
   const generation = planGeneration(request, reply, context)
@@ -333,6 +341,13 @@ const handle = async (
   if (route === "GET /health") {
     return sendJson(res, record, 200, { status: "ok", test_double: "scripted" })
   }
+  if (isWeightRoute(route)) {
+    const raw = await readBody(req, res, record)
+    if (raw === undefined) return
+    const query = new URLSearchParams((req.url ?? "").split("?")[1] ?? "")
+    const answer = await state.weights.answer(route, query, raw.toString("utf8"))
+    return sendJson(res, record, answer.status, answer.body)
+  }
   if (!path.startsWith("/v1/")) {
     req.resume()
     return sendError(res, record, {
@@ -409,6 +424,7 @@ export const startScriptedModelServer = async (
     requests: [],
     pending: new Set(),
     log: options.log ?? (() => {}),
+    weights: new ScriptedWeights(options.weights),
   }
   const server = http.createServer((req, res) => {
     handle(state, req, res).catch((cause: unknown) => failRequest(res, cause, state.log))
