@@ -38,6 +38,12 @@ export const ChatMessage = Schema.Struct({
   content: Schema.String,
   toolCalls: Schema.optionalKey(Schema.Array(ToolCall)),
   toolCallId: Schema.optionalKey(Schema.String),
+  /**
+   * An assistant message's thinking as the server split it off. A token-exact model group sends it
+   * back (`reasoning_content`) so the chat template renders the turn as it was sampled; other groups
+   * never send it (some APIs refuse it).
+   */
+  reasoning: Schema.optionalKey(Schema.String),
 })
 export type ChatMessage = typeof ChatMessage.Type
 
@@ -48,6 +54,18 @@ export const ToolSpec = Schema.Struct({
   parameters: Schema.Record(Schema.String, Schema.Unknown),
 })
 export type ToolSpec = typeof ToolSpec.Type
+
+/**
+ * A run of sampled tokens produced under one weight version: `tokenIds[start, end)`. A server that
+ * reports versions per token (vLLM's `weight_versions`) may give several spans when an update landed
+ * mid-request; otherwise the one version read with the response spans them all.
+ */
+export const WeightVersionSpan = Schema.Struct({
+  version: Id,
+  start: Count,
+  end: Count,
+})
+export type WeightVersionSpan = typeof WeightVersionSpan.Type
 
 /** A model's answer to one call, as the pool returns it and `ModelResponded` records it. */
 export const Completion = Schema.Struct({
@@ -66,5 +84,15 @@ export const Completion = Schema.Struct({
   tokenIds: Schema.optionalKey(Schema.Array(Schema.Int)),
   /** The behaviour policy's log-prob of each generated token, when the server returns them. */
   logprobs: Schema.optionalKey(Schema.Array(Schema.Finite)),
+  /**
+   * A token-exact model group's (`tokens: exact`): the prompt as the server tokenized it (its chat
+   * template rendered), so turn t+1's prompt can be checked to extend turn t's prompt and sampled
+   * ids. Never re-tokenized on this side.
+   */
+  promptTokenIds: Schema.optionalKey(Schema.Array(Schema.Int)),
+  /** The sampling temperature sent (token-exact groups always send one; log-probs depend on it). */
+  temperature: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
+  /** Which weight version sampled which of `tokenIds`, in order (token-exact groups). */
+  weightVersions: Schema.optionalKey(Schema.Array(WeightVersionSpan)),
 })
 export type Completion = typeof Completion.Type

@@ -107,6 +107,33 @@ export const ModelResponded = Schema.Struct({
   ...Completion.fields,
 })
 
+/**
+ * A token-exact turn's prompt ids do not extend the ids its episode had reached: the prompt and
+ * sampled ids of the previous model turn (`expectedTokens` of them). A chat template that rewrites
+ * history (Qwen3 drops past `<think>` blocks) or a message tokenized differently the second time
+ * causes it. `index` is the first token where the two differ (the prompt's length when the prompt is
+ * a shorter prefix). `realign`: skipping at most 8 tokens on each side from `index`, the rest of the
+ * expected ids (at least one) reappears verbatim in the prompt, from `resume.expected` in the
+ * expected ids and `resume.prompt` in the prompt (the smallest such skip) — a local
+ * re-tokenization; or, when no part of it does, the difference lies within the last 8 expected ids
+ * (`resume` is then their end and `index`). `fork`: anything else — the history itself was
+ * rewritten. Either way the episode goes on, and a training batch splits the sequence at `index`
+ * rather than guess.
+ */
+export const DriftDetected = Schema.Struct({
+  type: Schema.Literal("DriftDetected"),
+  episodeId: Id,
+  /** The turn whose prompt does not extend. */
+  turn: Count,
+  /** The turn whose prompt and sampled ids it was checked against. */
+  previousTurn: Count,
+  index: Count,
+  expectedTokens: Count,
+  promptTokens: Count,
+  kind: Schema.Literals(["realign", "fork"]),
+  resume: Schema.optionalKey(Schema.Struct({ expected: Count, prompt: Count })),
+})
+
 export const ModelCallFailed = Schema.Struct({
   type: Schema.Literal("ModelCallFailed"),
   episodeId: Id,
@@ -466,6 +493,7 @@ export const DomainEvent = Schema.Union([
   EpisodeStarted,
   ModelRequested,
   ModelResponded,
+  DriftDetected,
   ModelCallFailed,
   ToolCallRequested,
   ToolCallCompleted,
@@ -505,6 +533,7 @@ export const eventSchemas = {
   EpisodeStarted,
   ModelRequested,
   ModelResponded,
+  DriftDetected,
   ModelCallFailed,
   ToolCallRequested,
   ToolCallCompleted,
@@ -541,6 +570,7 @@ export const currentVersions: { readonly [T in EventType]: number } = {
   EpisodeStarted: 1,
   ModelRequested: 1,
   ModelResponded: 1,
+  DriftDetected: 1,
   ModelCallFailed: 1,
   ToolCallRequested: 1,
   ToolCallCompleted: 1,

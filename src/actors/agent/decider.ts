@@ -4,9 +4,10 @@
  * model, run tool calls, or nothing); `decide` turns each recorded input (a model response or
  * failure) into the events that follow it. Every ending is an explicit outcome: answered,
  * turns_limit, context_limit, repetition, model_error, tool_infrastructure_error, and — stopped
- * from outside the loop — cancelled and timeout. Replaying the recorded inputs through `decide`
- * must reproduce the recorded events exactly, so nothing here reads a clock, a random source or
- * the outside world.
+ * from outside the loop — cancelled and timeout. A token-exact response whose prompt ids do not
+ * extend the previous turn's prompt and sampled ids is followed by `DriftDetected` (`tokenDrift.ts`).
+ * Replaying the recorded inputs through `decide` must reproduce the recorded events exactly, so
+ * nothing here reads a clock, a random source or the outside world.
  */
 import * as Result from "effect/Result"
 import type { ChatMessage, Completion } from "../../events/chat.ts"
@@ -23,6 +24,7 @@ import {
   requestIdFor,
   type TurnCalls,
 } from "./episodeState.ts"
+import { tokenDrift } from "./tokenDrift.ts"
 
 export {
   defaultPolicy,
@@ -295,6 +297,27 @@ const prepare = (state: EpisodeState): DomainEvent[] => {
 
 const noCalls: TurnCalls = { calls: [], errors: [] }
 
+/**
+ * The drift guard: a token-exact turn's prompt must extend the previous turn's prompt and sampled
+ * ids. Recorded, not refused: the episode goes on and a batch splits the sequence where it drifted.
+ */
+const driftOf = (state: EpisodeState, r: Completion): EventOf<"DriftDetected"> | undefined => {
+  if (state.reached === undefined || r.promptTokenIds === undefined) return undefined
+  const drift = tokenDrift(state.reached, r.promptTokenIds)
+  if (drift === undefined) return undefined
+  return {
+    type: "DriftDetected",
+    episodeId: state.episodeId,
+    turn: state.turn,
+    previousTurn: state.reached.turn,
+    index: drift.index,
+    expectedTokens: drift.expectedTokens,
+    promptTokens: drift.promptTokens,
+    kind: drift.kind,
+    ...(drift.resume === undefined ? {} : { resume: drift.resume }),
+  }
+}
+
 /** After a response: record it, flag the turn, then answer, end, or request the tool calls. */
 const afterResponse = (state: EpisodeState, r: Completion, parse: ParseAssistant): DomainEvent[] => {
   const { episodeId, policy, turn } = state
@@ -314,8 +337,13 @@ const afterResponse = (state: EpisodeState, r: Completion, parse: ParseAssistant
       ...(r.policyVersion === undefined ? {} : { policyVersion: r.policyVersion }),
       ...(r.tokenIds === undefined ? {} : { tokenIds: r.tokenIds }),
       ...(r.logprobs === undefined ? {} : { logprobs: r.logprobs }),
+      ...(r.promptTokenIds === undefined ? {} : { promptTokenIds: r.promptTokenIds }),
+      ...(r.temperature === undefined ? {} : { temperature: r.temperature }),
+      ...(r.weightVersions === undefined ? {} : { weightVersions: r.weightVersions }),
     },
   ]
+  const drift = driftOf(state, r)
+  if (drift !== undefined) events.push(drift)
   const flags: Array<EventOf<"TurnAssessed">["flags"][number]> = []
   if (r.finishReason === "length" || r.finishReason === "content_filter") flags.push("FAILED")
   const { count } = countRepeats(state.repeats, repeatText(r.content, r.toolCalls))

@@ -10,6 +10,7 @@ import { countRepeats } from "./answer.ts"
 import { discardAllTools, estimateTokens, messageTokens, summarizeReset } from "./context.ts"
 import { MessageList } from "./messageList.ts"
 import { needsRefinement, purposeOf } from "./refinement.ts"
+import type { ReachedTokens } from "./tokenDrift.ts"
 import type { ParsedToolCall } from "./toolCalls/parsedTurn.ts"
 
 /** AgentToLeaP's evaluation defaults. */
@@ -89,6 +90,12 @@ export interface EpisodeState {
   }>
   readonly outcome: EventOf<"EpisodeFinished">["outcome"] | undefined
   readonly answer: string | undefined
+  /**
+   * A token-exact turn's prompt and sampled ids, which the next turn's prompt must extend (the drift
+   * guard); undefined before the first such turn, after a turn without ids and after a context reset
+   * (a reset starts a new sequence on purpose).
+   */
+  readonly reached: ReachedTokens | undefined
 }
 
 export const initial: EpisodeState = {
@@ -111,6 +118,7 @@ export const initial: EpisodeState = {
   refining: [],
   outcome: undefined,
   answer: undefined,
+  reached: undefined,
 }
 
 export const requestIdFor = (episodeId: string, turn: number): string => `${episodeId}/model/${turn}`
@@ -138,6 +146,7 @@ export const evolve = (state: EpisodeState, envelope: Envelope): EpisodeState =>
         setContext(d, summarizeReset(state.messages.toArray(), e.summary ?? ""))
         d.summarizedAt = state.turn
       } else setContext(d, discardAllTools(state.messages.toArray()))
+      d.reached = undefined
       return d
     }
     case "ModelNudged": {
@@ -157,12 +166,17 @@ export const evolve = (state: EpisodeState, envelope: Envelope): EpisodeState =>
     case "ModelResponded": {
       const calls = e.toolCalls?.map((c) => ({ callId: c.callId, tool: c.tool, arguments: c.arguments }))
       const d = draft(state)
-      addMessage(
-        d,
-        calls === undefined || calls.length === 0
-          ? { role: "assistant", content: e.content }
-          : { role: "assistant", content: e.content, toolCalls: calls },
-      )
+      addMessage(d, {
+        role: "assistant",
+        content: e.content,
+        ...(calls === undefined || calls.length === 0 ? {} : { toolCalls: calls }),
+        // Kept so a token-exact group can send it back for the template to render the turn as sampled.
+        ...(e.reasoning === undefined || e.reasoning === "" ? {} : { reasoning: e.reasoning }),
+      })
+      d.reached =
+        e.promptTokenIds === undefined || e.tokenIds === undefined
+          ? undefined
+          : { turn: e.turn, prompt: e.promptTokenIds, sampled: e.tokenIds }
       d.status = "ready"
       d.repeats = countRepeats(state.repeats, repeatText(e.content, e.toolCalls)).seen
       // Provisionally idle; a tool call requested in the same turn resets it.
@@ -257,6 +271,7 @@ const draft = (s: EpisodeState): Draft => ({
   refining: s.refining,
   outcome: s.outcome,
   answer: s.answer,
+  reached: s.reached,
 })
 
 const addMessage = (d: Draft, message: ChatMessage): void => {

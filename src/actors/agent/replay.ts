@@ -226,6 +226,8 @@ export const describeEvent = (e: DomainEvent): string => {
       return `turn ${e.turn}: ${e.finishReason} from ${e.endpoint} in ${formatMs(e.latencyMs)}, ${e.usage.promptTokens}+${e.usage.completionTokens} tokens: ${clip(e.content)}`
     case "ModelCallFailed":
       return `turn ${e.turn}: model failed [${e.code}] ${clip(e.message)}`
+    case "DriftDetected":
+      return `turn ${e.turn}: prompt ids drift from turn ${e.previousTurn}'s at token ${e.index} of ${e.expectedTokens} (${e.kind})`
     case "ToolCallRequested":
       return `turn ${e.turn}: call ${e.tool}(${clip(JSON.stringify(e.arguments), 120)}) [${e.callId}]`
     case "ToolCallCompleted":
