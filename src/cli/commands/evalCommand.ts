@@ -33,7 +33,9 @@ import { agentToolsConfig } from "../../app/actors.ts"
 import { episodeRunnerFor, poolJudge } from "../../app/evaluation.ts"
 import { evalReport } from "../../projections/scoreboard/queries.ts"
 import { percent, reportText } from "../../projections/scoreboard/render.ts"
+import { summarizeUndecodable } from "../../projections/undecodable.ts"
 import { benchmarkFlags } from "../terminal/benchmarkFlags.ts"
+import { undecodableLine } from "../terminal/damageReport.ts"
 import {
   configFrom,
   type GlobalOptions,
@@ -322,6 +324,10 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
           ),
         )
         const report = evalReport(result.state, result.board, result.metrics)
+        // What the run read from the log (its stream, the episodes, the judge cache) and could not decode.
+        const undecodable = summarizeUndecodable(result.undecodable)
+        const damage = undecodableLine("eval", undecodable, { first: result.undecodable[0] })
+        if (damage !== undefined) process.stderr.write(`rollout: ${damage}\n`)
         // Samples ran and not one got an answer from the model: the report shows why, and the
         // exit status says the run measured nothing.
         const unreached = result.ranNow > 0 && result.reachedModel === 0
@@ -338,6 +344,7 @@ export const evalCommand = (global: GlobalOptions, options: EvalOptions) =>
             reachedModel: result.reachedModel,
             infrastructureNow: result.infrastructure,
             judge: result.judge,
+            undecodable,
             files,
           })
         process.stdout.write(reportText(report))
