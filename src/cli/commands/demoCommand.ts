@@ -9,6 +9,7 @@
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
+import { runEpisodePayload } from "../../actors/agent/actor.ts"
 import { modelsConfigFrom } from "../../actors/inference/modelsConfig.ts"
 import { builtinToolsAgent, hostActors } from "../../app/actors.ts"
 import { UndecodableEvent } from "../../events/codec.ts"
@@ -62,13 +63,15 @@ export const demoCommand = (
             actorKind: "agent",
             entityId: `${runId}-${i}`,
             type: "RunEpisode",
-            payload: {
+            payload: runEpisodePayload({
+              kind: "start",
+              episodeId: `${runId}-${i}`,
               taskId: `demo-task-${i}`,
               sampleIndex: 0,
               question: `Demo question ${i}`,
               model: "agent",
               runId,
-            },
+            }),
             issuedAt,
             correlationId: runId,
           })),
