@@ -103,6 +103,7 @@ describe("models.yaml", () => {
       policyVersionHeader: "x-policy-version",
       fingerprintAsPolicyVersion: false,
       returnTokenIds: false,
+      tokens: "text",
       stream: false,
       weightUpdates: "none",
     } satisfies ModelConfig)

@@ -71,6 +71,7 @@ const ModelSection = Schema.Struct({
   ),
   fingerprintAsPolicyVersion: withDefault(Schema.Boolean, false),
   returnTokenIds: withDefault(Schema.Boolean, false),
+  tokens: withDefault(Schema.Literals(["text", "exact"]), "text"),
   stream: withDefault(Schema.Boolean, false),
   weightUpdates: withDefault(Schema.Literals(["none", "vllm", "sglang"]), "none"),
   extraBody: Schema.optionalKey(Schema.Record(Schema.String, Schema.Json)),
@@ -135,6 +136,15 @@ export interface ModelConfig {
   readonly fingerprintAsPolicyVersion: boolean
   /** Ask for vLLM's `return_token_ids` (OpenAI itself refuses unknown fields: leave it off there). */
   readonly returnTokenIds: boolean
+  /**
+   * `exact` makes this an RL model group: every completion carries the prompt ids as the server's
+   * chat template rendered them, the sampled ids with their log-probs (`return_token_ids`,
+   * `logprobs`, `top_logprobs: 0`), the temperature sent (always sent, 1 unless the call or
+   * `extraBody` sets one) and the weight version of each sampled token; an answer without them is
+   * the endpoint's fault (`bad_response`). Assistant turns go back with their reasoning
+   * (`reasoning_content`) so the template can render them as sampled. `text` (the default): none of this.
+   */
+  readonly tokens: "text" | "exact"
   /**
    * Run completions as server-sent-event streams (`stream: true`, with usage), assembled into the
    * same completion; a stream that breaks mid-way is retried like any failed attempt.

@@ -2,9 +2,9 @@
  * One attempt of a chat completion against one OpenAI-compatible endpoint through the official
  * `openai` client: the agent's messages and tools translated to the wire format, the answer
  * translated back (content, reasoning, parsed tool calls, usage, policy version, token ids and
- * log-probs when the server sends them), and every failure classified once: transient (retry,
- * anywhere), endpoint (this endpoint is wrong; try another), or request (the call itself is bad;
- * retrying cannot help). The client never retries on its own: the pool decides. The streamed
+ * log-probs when the server sends them; for a token-exact group all of `exactTokens.ts` or a
+ * `bad_response`), and every failure classified once: transient (retry, anywhere), endpoint (this
+ * endpoint is wrong; try another), or request (the call itself is bad; retrying cannot help). The client never retries on its own: the pool decides. The streamed
  * variant is `streamingCall.ts`; both produce the same `Completion`.
  */
 import * as Effect from "effect/Effect"
@@ -19,6 +19,7 @@ import type {
 import type { ChatMessage, Completion, ToolCall, ToolSpec } from "../../../events/chat.ts"
 import { EPISODE_HEADER, episodeHeaderValue } from "../episodeHeader.ts"
 import type { ModelConfig } from "../modelsConfig.ts"
+import { exactRequestFields, exactTemperature, readExactTokens } from "./exactTokens.ts"
 
 /** The chat vocabulary is shared with the agent (`events/chat.ts`); re-exported for the pool's callers. */
 export type { Completion, ToolSpec } from "../../../events/chat.ts"
@@ -92,7 +93,14 @@ export const makeClient = (baseURL: string, apiKey: string, timeoutMs: number): 
     timeout: timeoutMs,
   })
 
-const toWire = (message: ChatMessage): ChatCompletionMessageParam => {
+/**
+ * One message in the wire format. A token-exact group sends an assistant turn's reasoning back as
+ * `reasoning_content`, so the server's template can render the turn as it was sampled (others never
+ * do: some APIs refuse the field).
+ */
+const toWire = (message: ChatMessage, exact: boolean): ChatCompletionMessageParam => {
+  if (exact && message.role === "assistant" && message.reasoning !== undefined && message.reasoning !== "")
+    return Object.assign(toWire(message, false), { reasoning_content: message.reasoning })
   switch (message.role) {
     case "system":
       return { role: "system", content: message.content }
@@ -119,7 +127,10 @@ const toWire = (message: ChatMessage): ChatCompletionMessageParam => {
   }
 }
 
-/** The request body; vendor fields (`return_token_ids`, `extraBody`) ride along untyped. */
+/**
+ * The request body; vendor fields (`return_token_ids`, `extraBody`) ride along untyped. A
+ * token-exact group always asks for ids and log-probs and always sends its temperature.
+ */
 export const requestBody = (
   config: ModelConfig,
   request: CompletionRequest,
@@ -127,7 +138,7 @@ export const requestBody = (
   const body: Record<string, unknown> = {
     ...(config.extraBody ?? {}),
     model: config.served,
-    messages: request.messages.map(toWire),
+    messages: request.messages.map((message) => toWire(message, config.tokens === "exact")),
   }
   if (request.tools !== undefined && request.tools.length > 0) {
     body.tools = request.tools.map(
@@ -146,6 +157,7 @@ export const requestBody = (
   if (request.temperature !== undefined) body.temperature = request.temperature
   if (request.logprobs === true) body.logprobs = true
   if (config.returnTokenIds) body.return_token_ids = true
+  if (config.tokens === "exact") Object.assign(body, exactRequestFields(config, request.temperature))
   return body as unknown as ChatCompletionCreateParamsNonStreaming
 }
 
@@ -217,6 +229,18 @@ export const readCompletion = (
         : undefined
   const tokenIds = (choice as unknown as { token_ids?: unknown }).token_ids
   const logprobs = choice.logprobs?.content?.map((entry) => entry.logprob)
+  const exact =
+    config.tokens === "exact"
+      ? readExactTokens(
+          data as unknown as Record<string, unknown>,
+          choice as unknown as Record<string, unknown>,
+          logprobs,
+          exactTemperature(config, request.temperature),
+          policyVersion,
+        )
+      : undefined
+  if (exact !== undefined && "problem" in exact)
+    return { kind: "endpoint", code: "bad_response", message: exact.problem }
   return {
     endpoint,
     latencyMs,
@@ -231,6 +255,7 @@ export const readCompletion = (
     ...(policyVersion === undefined ? {} : { policyVersion }),
     ...(isNumberArray(tokenIds) ? { tokenIds } : {}),
     ...(logprobs === undefined ? {} : { logprobs }),
+    ...exact,
   }
 }
 

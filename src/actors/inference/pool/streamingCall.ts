@@ -2,7 +2,8 @@
  * One streamed attempt of a chat completion (`stream: true` with `stream_options.include_usage`)
  * through the official `openai` client: the `chat.completion.chunk` events are assembled — content,
  * reasoning (`reasoning_content` / `reasoning`), tool calls from their `index`ed deltas, usage,
- * finish reason, log-probs and vLLM's per-chunk `token_ids` — into the body a non-streaming answer
+ * finish reason, log-probs, vLLM's per-chunk `token_ids`, the `prompt_token_ids` of its first chunk
+ * and any `weight_versions` — into the body a non-streaming answer
  * would have had, and read by the same `readCompletion`, so a streamed completion has exactly the
  * non-streamed shape. Each piece is also handed to the caller's `onDelta` as it arrives.
  *
@@ -54,6 +55,8 @@ export class StreamAssembly {
   private created = 0
   private logprobs: Array<ChatCompletionTokenLogprob> | undefined
   private tokenIds: Array<number> | undefined
+  private promptTokenIds: unknown
+  private weightVersions: unknown
   /** Chunks seen, for error messages. */
   chunks = 0
 
@@ -66,6 +69,12 @@ export class StreamAssembly {
     if (typeof chunk.created === "number" && this.created === 0) this.created = chunk.created
     if (typeof chunk.system_fingerprint === "string") this.fingerprint = chunk.system_fingerprint
     if (chunk.usage !== undefined && chunk.usage !== null) this.usage = chunk.usage
+    // vLLM sends the prompt's ids once, on the first chunk; read as they are, checked by the reader.
+    const extra = chunk as unknown as { prompt_token_ids?: unknown; weight_versions?: unknown }
+    if (extra.prompt_token_ids !== undefined && extra.prompt_token_ids !== null)
+      this.promptTokenIds ??= extra.prompt_token_ids
+    if (extra.weight_versions !== undefined && extra.weight_versions !== null)
+      this.weightVersions = extra.weight_versions
     for (const choice of chunk.choices ?? []) {
       if (choice.index !== 0) continue
       const delta = (choice.delta ?? {}) as ChatCompletionChunk.Choice.Delta & Record<string, unknown>
@@ -103,6 +112,9 @@ export class StreamAssembly {
       const ids = (choice as unknown as { token_ids?: unknown }).token_ids
       if (Array.isArray(ids) && ids.every((id) => typeof id === "number"))
         this.tokenIds = [...(this.tokenIds ?? []), ...(ids as Array<number>)]
+      // Spans over the whole output: the last list sent is the one that counts.
+      const versions = (choice as unknown as { weight_versions?: unknown }).weight_versions
+      if (versions !== undefined && versions !== null) this.weightVersions = versions
       if (choice.finish_reason !== null && choice.finish_reason !== undefined)
         this.finishReason = choice.finish_reason
     }
@@ -146,6 +158,7 @@ export class StreamAssembly {
       finish_reason: this.finishReason ?? null,
       logprobs: logprobs === undefined ? null : { content: logprobs, refusal: null },
       ...(this.tokenIds === undefined ? {} : { token_ids: this.tokenIds }),
+      ...(this.weightVersions === undefined ? {} : { weight_versions: this.weightVersions }),
     }
     return {
       id: this.id,
@@ -155,6 +168,7 @@ export class StreamAssembly {
       choices: [choice],
       ...(this.usage === undefined ? {} : { usage: this.usage }),
       ...(this.fingerprint === undefined ? {} : { system_fingerprint: this.fingerprint }),
+      ...(this.promptTokenIds === undefined ? {} : { prompt_token_ids: this.promptTokenIds }),
     } as unknown as ChatCompletion
   }
 }
@@ -260,7 +274,7 @@ export const attemptStreaming = (
       },
     }).pipe(
       Effect.flatMap(({ assembly, headers }) => {
-        const body = assembly.toBody(request.logprobs === true)
+        const body = assembly.toBody(request.logprobs === true || config.tokens === "exact")
         const read = readCompletion(config, request, body, headers, endpoint, now() - started)
         return "kind" in read ? Effect.fail(read) : Effect.succeed(read)
       }),
