@@ -3,18 +3,39 @@
  * sequence as a state machine (each request outside the sequence refused with 409 and a message, a
  * bad body with 400), a failed load leaving the engine paused with its weights in doubt, a chat
  * call held while paused and answered with the new version, SGLang's `update_weights_from_disk`.
- * Every test is bounded to a few dozen requests; waits poll a condition against a deadline.
+ * Then the inference pool's `publishWeights` on a group of two such servers, through the official
+ * openai client for the calls and a real embedded log for the events: both updated (vLLM and SGLang
+ * routes), each result an event; one that fails its update (the load, or a version read back that
+ * differs) is ejected with its error while the other serves the new version, no probe returns it
+ * and a later update that succeeds does; calls in flight finish on the old version before the
+ * pause, calls made during the update wait and succeed on the new one; refusals. Every test is
+ * bounded to a few dozen requests; waits poll a condition against a deadline.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { Effect, Result } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
+import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
+import {
+  type Completion,
+  type InferencePool,
+  makeInferencePool,
+  type PublishedWeights,
+  type WeightPublishError,
+} from "../../src/actors/inference/pool.ts"
+import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
+import type { EventLogShape } from "../../src/events/log/eventLog.ts"
+import { readEvents } from "../../src/events/log/readEvents.ts"
+import type { DomainEvent } from "../../src/events/schema.ts"
+import { entitySubject } from "../../src/events/subjects.ts"
 import {
   type ScriptedModelServer,
   type ScriptedModelServerOptions,
   scripts,
   startScriptedModelServer,
 } from "../../src/programs/scriptedModel/server.ts"
+import { acquire } from "../support/scoped.ts"
 
 const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {
@@ -219,5 +240,317 @@ describe("the scripted server's SGLang weight route", () => {
     expect(failed.status).toBe(400)
     expect(String(failed.body.message)).toContain("scripted failure")
     expect((await call(failing, "GET", "/model_info")).body).toMatchObject({ weight_version: "1" })
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// The pool
+
+const waitFor = async (what: string, condition: () => boolean | Promise<boolean>, ms = 15_000) => {
+  const deadline = Date.now() + ms
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+const tempLog = async (): Promise<EventLogShape> => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-weights-log-"))
+  cleanups.push(() => fs.rmSync(dataDir, { recursive: true, force: true }))
+  const { value, close } = await acquire(makeEmbeddedLog({ dataDir, namespace: "weights", fsync: "never" }))
+  cleanups.push(close)
+  return value
+}
+
+const poolOver = async (
+  servers: ReadonlyArray<ScriptedModelServer>,
+  weightUpdates: "vllm" | "sglang" | "none",
+  log?: EventLogShape,
+): Promise<InferencePool> => {
+  const config = Result.getOrThrow(
+    modelsConfigFrom({
+      agent: { endpoints: servers.map((s) => ({ url: s.url })), weightUpdates, backoffMs: 5 },
+    }),
+  )
+  const { value, close } = await acquire(makeInferencePool(config, log === undefined ? {} : { log }))
+  cleanups.push(close)
+  return value
+}
+
+let requests = 0
+const ask = (pool: InferencePool): Promise<Completion> =>
+  Effect.runPromise(
+    pool.complete({
+      model: "agent",
+      requestId: `w${requests++}`,
+      messages: [{ role: "user", content: "hi" }],
+    }),
+  )
+
+const publish = (pool: InferencePool, weights: PublishedWeights, model = "agent") =>
+  Effect.runPromise(pool.publishWeights(model, weights))
+
+const refusal = (
+  pool: InferencePool,
+  weights: PublishedWeights,
+  model = "agent",
+): Promise<WeightPublishError> => Effect.runPromise(Effect.flip(pool.publishWeights(model, weights)))
+
+/** The pool's events for `agent`, once `count` of them are there. */
+const eventsOf = async (log: EventLogShape, count: number): Promise<Array<DomainEvent>> => {
+  const read = async () => {
+    const { state, undecodable } = await Effect.runPromise(
+      readEvents(log, { filter: entitySubject(log.namespace, "inference", "agent") }),
+    )
+    expect(undecodable).toEqual([])
+    return state.map((envelope) => envelope.event)
+  }
+  await waitFor(`${count} pool events`, async () => (await read()).length >= count)
+  return read()
+}
+
+const weightEvents = (events: ReadonlyArray<DomainEvent>) =>
+  events
+    .filter((e) => e.type !== "EndpointJoined")
+    .map((e) => {
+      if (e.type !== "EndpointWeightsUpdated") return e
+      expect(e.ms).toBeGreaterThanOrEqual(0)
+      const { ms: _ms, ...rest } = e
+      return rest
+    })
+
+/** The versions announced for the whole model, in order. */
+const announced = (
+  events: ReadonlyArray<{ readonly type: string; readonly endpoint?: string; readonly version?: string }>,
+) => events.flatMap((e) => (e.type === "WeightsPublished" && e.endpoint === undefined ? [e.version] : []))
+
+/**
+ * The events about the endpoint at `url`, in log order (one endpoint's order is fixed; how two
+ * endpoints' events interleave depends on which update ends first).
+ */
+const about = <E extends { readonly type: string }>(events: ReadonlyArray<E>, url: string) =>
+  events.filter((e) => "endpoint" in e && e.endpoint === url)
+
+const statsOf = async (pool: InferencePool, url: string) =>
+  (await Effect.runPromise(pool.stats)).endpoints.find((e) => e.endpoint === url)
+
+describe("publishing weights to a group (vLLM routes)", () => {
+  it("updates both endpoints: each reports the version, each result an event, calls serve it", async () => {
+    const log = await tempLog()
+    const a = await start({ weights: { version: "1" } })
+    const b = await start({ weights: { version: "1" } })
+    const pool = await poolOver([a, b], "vllm", log)
+    expect((await ask(pool)).policyVersion).toBe("1")
+    const report = await publish(pool, { version: "2", path: checkpoint(), checksum: "sha256:abc" })
+    expect(report).toMatchObject({
+      model: "agent",
+      version: "2",
+      endpoints: [
+        { endpoint: a.url, ok: true },
+        { endpoint: b.url, ok: true },
+      ],
+    })
+    for (const server of [a, b]) {
+      // The server's own sequence, in order, once.
+      expect(
+        server.requests.filter((r) => !r.path.startsWith("/v1/")).map((r) => `${r.method} ${r.path}`),
+      ).toEqual([
+        "POST /pause",
+        "POST /start_weight_update",
+        "POST /update_weights",
+        "POST /finish_weight_update",
+        "GET /weight_info",
+        "POST /resume",
+      ])
+      expect((await call(server, "GET", "/weight_info")).body).toEqual({ weight_version: "2" })
+      expect((await call(server, "GET", "/is_paused")).body).toEqual({ is_paused: false })
+    }
+    const events = weightEvents(await eventsOf(log, 6))
+    expect(events).toContainEqual({
+      type: "WeightsPublished",
+      model: "agent",
+      version: "1",
+      endpoint: expect.any(String),
+    })
+    expect(announced(events)).toEqual(["2"])
+    for (const s of [a, b])
+      expect(about(events, s.url).filter((e) => e.type !== "WeightsPublished")).toEqual([
+        {
+          type: "EndpointWeightsUpdated",
+          model: "agent",
+          endpoint: s.url,
+          version: "2",
+          ok: true,
+          checksum: "sha256:abc",
+        },
+      ])
+    const stats = await Effect.runPromise(pool.stats)
+    expect(stats.publishedVersions).toEqual({ agent: "2" })
+    expect(stats.endpoints.map((e) => [e.endpoint, e.policyVersion, e.healthy])).toEqual([
+      [a.url, "2", true],
+      [b.url, "2", true],
+    ])
+    const after = await Promise.all([ask(pool), ask(pool), ask(pool), ask(pool)])
+    expect(after.map((c) => c.policyVersion)).toEqual(["2", "2", "2", "2"])
+    // The same version again updates nothing.
+    expect((await publish(pool, { version: "2", path: checkpoint() })).endpoints).toEqual([])
+    expect(a.requests.filter((r) => r.path === "/pause")).toHaveLength(1)
+  })
+
+  for (const [failUpdates, error] of [
+    [true, "update_weights: HTTP 500: loading weights failed: scripted failure: the load stopped part-way"],
+    ["version", "weight_info: the server reports version 1 after the update to 2"],
+  ] as const)
+    it(`an endpoint whose update fails (${failUpdates === true ? "its load" : "its version read back"}) is ejected; the other serves the version`, async () => {
+      const log = await tempLog()
+      const good = await start({ weights: { version: "1" } })
+      const bad = await start({ weights: { version: "1", failUpdates } })
+      const pool = await poolOver([good, bad], "vllm", log)
+      const dir = checkpoint()
+      const report = await publish(pool, { version: "2", path: dir })
+      expect(report.endpoints).toEqual([
+        { endpoint: good.url, ok: true, ms: expect.any(Number) },
+        { endpoint: bad.url, ok: false, error, ms: expect.any(Number) },
+      ])
+      const events = weightEvents(await eventsOf(log, 6))
+      expect(announced(events)).toEqual(["2"])
+      expect(about(events, good.url)).toEqual([
+        { type: "EndpointWeightsUpdated", model: "agent", endpoint: good.url, version: "2", ok: true },
+      ])
+      expect(about(events, bad.url)).toEqual([
+        { type: "EndpointWeightsUpdated", model: "agent", endpoint: bad.url, version: "2", ok: false, error },
+        {
+          type: "EndpointEjected",
+          model: "agent",
+          endpoint: bad.url,
+          reason: `weight update to 2 failed: ${error}`,
+          failures: 1,
+        },
+      ])
+      // The failed server was never resumed: a partial load must not serve anyone.
+      expect((await call(bad, "GET", "/is_paused")).body).toEqual({ is_paused: true })
+      expect(await statsOf(pool, bad.url)).toMatchObject({ healthy: false, failedUpdate: "2" })
+      expect((await statsOf(pool, bad.url))!.policyVersion).toBeUndefined()
+      expect(await statsOf(pool, good.url)).toMatchObject({ healthy: true, policyVersion: "2" })
+      const calls = await Promise.all(Array.from({ length: 6 }, () => ask(pool)))
+      expect(calls.map((c) => [c.endpoint, c.policyVersion])).toEqual(calls.map(() => [good.url, "2"]))
+      // Its GET /models answers say nothing of its weights: no probe returns it.
+      await Effect.runPromise(pool.probeNow("agent"))
+      expect((await statsOf(pool, bad.url))!.healthy).toBe(false)
+
+      // Restarted on its port with sound weights, the next publish updates it and returns it.
+      const port = bad.port
+      await bad.stop()
+      const fixed = await start({ port, weights: { version: "1" } })
+      const next = await publish(pool, { version: "3", path: dir })
+      expect(next.endpoints.map((e) => [e.endpoint, e.ok])).toEqual([
+        [good.url, true],
+        [fixed.url, true],
+      ])
+      const later = weightEvents(await eventsOf(log, 10))
+      expect(announced(later)).toEqual(["2", "3"])
+      expect(about(later, fixed.url).slice(2)).toEqual([
+        { type: "EndpointWeightsUpdated", model: "agent", endpoint: fixed.url, version: "3", ok: true },
+        { type: "EndpointReturned", model: "agent", endpoint: fixed.url },
+      ])
+      const spread = await Promise.all(Array.from({ length: 6 }, () => ask(pool)))
+      expect(new Set(spread.map((c) => c.endpoint))).toEqual(new Set([good.url, fixed.url]))
+      expect(new Set(spread.map((c) => c.policyVersion))).toEqual(new Set(["3"]))
+    })
+
+  it("calls in flight finish on the old version before the pause; calls made during the update wait and succeed on the new one", async () => {
+    let open: () => void = () => {}
+    const gate = new Promise<void>((resolve) => {
+      open = resolve
+    })
+    cleanups.push(() => open())
+    const heldScript = async () => {
+      await gate
+      return { content: "ok" }
+    }
+    const a = await start({ script: heldScript, weights: { version: "1", loadMs: 150 } })
+    const b = await start({ script: heldScript, weights: { version: "1", loadMs: 150 } })
+    const pool = await poolOver([a, b], "vllm")
+    const inFlight = [ask(pool), ask(pool)]
+    await waitFor("both calls in flight", () => a.requests.length + b.requests.length === 2)
+    const published = publish(pool, { version: "2", path: checkpoint() })
+    // Both endpoints are paused in the pool at once: new calls wait, no /pause reaches a server
+    // while it has a call of ours in flight.
+    await waitFor("both endpoints paused", async () => {
+      const stats = await Effect.runPromise(pool.stats)
+      return stats.endpoints.every((e) => e.updatingTo === "2")
+    })
+    const during = Array.from({ length: 6 }, () => ask(pool))
+    await waitFor("the calls made during the update to wait", async () => {
+      return (await Effect.runPromise(pool.stats)).waiting.agent === 6
+    })
+    expect([...a.requests, ...b.requests].filter((r) => r.path === "/pause")).toEqual([])
+    open()
+    expect((await Promise.all(inFlight)).map((c) => c.policyVersion)).toEqual(["1", "1"])
+    const report = await published
+    expect(report.endpoints.map((e) => e.ok)).toEqual([true, true])
+    const answers = await Promise.all(during)
+    expect(answers.map((c) => c.policyVersion)).toEqual(answers.map(() => "2"))
+    // No chat request reached a server between its pause and its resume.
+    for (const server of [a, b]) {
+      const order = server.requests.map((r) => r.path)
+      const paused = order.indexOf("/pause")
+      const resumed = order.indexOf("/resume")
+      expect(order.slice(paused, resumed).filter((p) => p === "/v1/chat/completions")).toEqual([])
+    }
+  })
+
+  it("refuses an unknown model, a group without weight updates, and weights without a version or path", async () => {
+    const server = await start()
+    const pool = await poolOver([server], "vllm")
+    const dir = checkpoint()
+    expect(await refusal(pool, { version: "2", path: dir }, "nobody")).toMatchObject({
+      code: "unknown_model",
+    })
+    expect(await refusal(pool, { version: "", path: dir })).toMatchObject({ code: "invalid_weights" })
+    expect(await refusal(pool, { version: "2", path: " " })).toMatchObject({ code: "invalid_weights" })
+    const plain = await poolOver([server], "none")
+    const none = await refusal(plain, { version: "2", path: dir })
+    expect(none).toMatchObject({ code: "no_weight_updates" })
+    expect(none.message).toContain("models.agent.weightUpdates is none")
+    expect(server.requests.filter((r) => !r.path.startsWith("/v1/"))).toEqual([])
+  })
+})
+
+describe("publishing weights to a group (SGLang route)", () => {
+  it("updates both endpoints; one that fails its load is ejected with the server's message", async () => {
+    const log = await tempLog()
+    const good = await start({ weights: { version: "1" } })
+    const bad = await start({ weights: { version: "1", failUpdates: true } })
+    const pool = await poolOver([good, bad], "sglang", log)
+    const report = await publish(pool, { version: "2", path: checkpoint() })
+    const error =
+      "update_weights_from_disk: HTTP 400: Failed to update weights: scripted failure: the load stopped part-way"
+    expect(report.endpoints).toEqual([
+      { endpoint: good.url, ok: true, ms: expect.any(Number) },
+      { endpoint: bad.url, ok: false, error, ms: expect.any(Number) },
+    ])
+    expect(
+      good.requests.filter((r) => !r.path.startsWith("/v1/")).map((r) => `${r.method} ${r.path}`),
+    ).toEqual(["POST /update_weights_from_disk", "GET /model_info"])
+    expect((await call(good, "GET", "/model_info")).body).toMatchObject({ weight_version: "2" })
+    expect((await call(bad, "GET", "/model_info")).body).toMatchObject({ weight_version: "1" })
+    const events = weightEvents(await eventsOf(log, 6))
+    expect(announced(events)).toEqual(["2"])
+    expect(about(events, good.url)).toEqual([
+      { type: "EndpointWeightsUpdated", model: "agent", endpoint: good.url, version: "2", ok: true },
+    ])
+    expect(about(events, bad.url)).toEqual([
+      { type: "EndpointWeightsUpdated", model: "agent", endpoint: bad.url, version: "2", ok: false, error },
+      {
+        type: "EndpointEjected",
+        model: "agent",
+        endpoint: bad.url,
+        reason: `weight update to 2 failed: ${error}`,
+        failures: 1,
+      },
+    ])
+    const calls = await Promise.all(Array.from({ length: 4 }, () => ask(pool)))
+    expect(calls.map((c) => [c.endpoint, c.policyVersion])).toEqual(calls.map(() => [good.url, "2"]))
   })
 })

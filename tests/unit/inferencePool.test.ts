@@ -5,8 +5,9 @@
  * untried endpoints first), backoff bounds, latency percentiles, the translation of answers and
  * client errors (`retry-after` in its three forms), the assembly of a stream into exactly the
  * non-streamed completion (a property over scripted replies), an endpoint group as the shell of
- * its decider (drain, eviction, stable ids, refusals, disabled endpoints, ejection and return, what
- * it records; a property: an ejected endpoint is never routed to until returned), and the
+ * its decider (drain, eviction, stable ids, refusals, disabled endpoints, ejection and return, a
+ * weight update's pause, idle wait and end, what it records; a property: an ejected endpoint is
+ * never routed to until returned), and the
  * `EndpointLeft` event's shape. No network here.
  */
 import * as fs from "node:fs"
@@ -737,6 +738,64 @@ describe("endpoint group", () => {
     group.observeProbe(a!, "return", { answered: true }, 0)
     await wait
     expect(waiting.endpoint).toBe(a)
+  })
+
+  test("an update pauses every member at once; one becomes idle when its last call ends; calls wait for the update's end", async () => {
+    const { recorded, record } = recorder()
+    const group = new EndpointGroup(config(["http://a/v1", "http://b/v1"]), [noClient, noClient], record)
+    const [a, b] = group.endpoints
+    const inFlight = take(group)
+    expect(inFlight.endpoint).toBe(a)
+    expect(group.startUpdates("v2")).toEqual([a, b])
+    // Paused, neither takes a call; a call waits rather than fails.
+    expect(take(group).endpoint).toBeUndefined()
+    const waiting: Ticket = { endpoint: undefined }
+    const wait = Effect.runPromise(group.acquire(waiting, undefined, undefined, 60_000))
+    expect(group.waiting).toBe(1)
+    let idle = false
+    const idled = Effect.runPromise(group.idle(a!)).then(() => {
+      idle = true
+    })
+    await Effect.runPromise(group.idle(b!))
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(idle).toBe(false)
+    group.release(inFlight)
+    await idled
+    expect(group.waiting).toBe(1)
+    // b's update fails: ejected, still no call; a's succeeds: the waiting call gets it.
+    group.observeUpdateFailed(b!, "pause: HTTP 500: no", 4, undefined)
+    expect(group.waiting).toBe(1)
+    group.observeUpdated(a!, "v2", 7, "sha")
+    await wait
+    expect(waiting.endpoint).toBe(a)
+    expect(group.startUpdates("v2")).toEqual([b])
+    expect(recorded.filter((e) => e.type !== "EndpointJoined")).toEqual([
+      {
+        type: "EndpointWeightsUpdated",
+        model: "m",
+        endpoint: "http://b/v1",
+        version: "v2",
+        ok: false,
+        error: "pause: HTTP 500: no",
+        ms: 4,
+      },
+      {
+        type: "EndpointEjected",
+        model: "m",
+        endpoint: "http://b/v1",
+        reason: "weight update to v2 failed: pause: HTTP 500: no",
+        failures: 1,
+      },
+      {
+        type: "EndpointWeightsUpdated",
+        model: "m",
+        endpoint: "http://a/v1",
+        version: "v2",
+        ok: true,
+        ms: 7,
+        checksum: "sha",
+      },
+    ])
   })
 
   /** What the shell may be told, in any order, about a group of three endpoints. */

@@ -15,13 +15,24 @@
  * Membership and weight-version changes are events on the model's `inference` subject; the
  * completion itself is the caller's to record (`ModelResponded`). API keys come from env vars named
  * in the config and never reach an event.
+ *
+ * A published weight version (`publishWeights`) is loaded on every endpoint of the group through
+ * the server's own API (`pool/weightUpdate.ts`), all endpoints at once rather than one at a time:
+ * every member is paused together, so from the publish on no call starts on the old version
+ * anywhere (one at a time would let calls keep landing on not-yet-updated endpoints, mixing
+ * versions across a group of samples). Each paused endpoint first finishes its calls in flight, so
+ * no call spans two versions and the version read around each call is the one that produced it;
+ * then it is updated, read back and resumed on its own, taking the waiting calls as soon as it
+ * serves the new version. The price is a pause as long as the slowest endpoint's longest call in
+ * flight plus its load; calls wait meanwhile (up to `queueTimeoutMs`), none fails for it.
  */
 import { randomUUID } from "node:crypto"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import { type Clock, systemClock } from "../../runtime/clock.ts"
-import { withoutCredentials } from "./decider.ts"
+import { type InferenceEvent, withoutCredentials } from "./decider.ts"
 import type { ModelConfig, ModelsConfig } from "./modelsConfig.ts"
 import { endpointConfigFrom, modelUrlVariable, unknownModelMessage } from "./modelsConfig.ts"
 import { EndpointGroup, type LiveEndpoint, type RecordEvent, type Ticket } from "./pool/endpointGroup.ts"
@@ -37,15 +48,26 @@ import { makePoolEventSink } from "./pool/poolEvents.ts"
 import { backoffDelay } from "./pool/routing.ts"
 import { attemptStreaming } from "./pool/streamingCall.ts"
 import {
+  serverRoot,
+  type UpdateFailure,
+  updateSglang,
+  updateVllm,
+  type WeightServer,
+} from "./pool/weightUpdate.ts"
+import {
   type EndpointSpec,
   type EndpointStats,
+  type EndpointUpdate,
   type InferencePool,
   type InferencePoolOptions,
   ModelUnavailable,
   PoolMembershipError,
   type PoolSleep,
   type PoolStats,
+  type PublishedWeights,
+  type PublishReport,
   type RemoveEndpointOptions,
+  WeightPublishError,
 } from "./ports.ts"
 
 export type {
@@ -58,13 +80,16 @@ export type {
 export type {
   EndpointSpec,
   EndpointStats,
+  EndpointUpdate,
   InferencePool,
   InferencePoolOptions,
   PoolSleep,
   PoolStats,
+  PublishedWeights,
+  PublishReport,
   RemoveEndpointOptions,
 } from "./ports.ts"
-export { ModelUnavailable, PoolMembershipError } from "./ports.ts"
+export { ModelUnavailable, PoolMembershipError, WeightPublishError } from "./ports.ts"
 
 type Env = Readonly<Record<string, string | undefined>>
 
@@ -81,6 +106,8 @@ class Redactor {
 interface GroupEntry {
   readonly group: EndpointGroup
   readonly redactor: Redactor
+  /** One publish at a time per group, in call order. */
+  readonly publishing: Semaphore.Semaphore
 }
 
 /** The running pool's parts, which each of its operations takes explicitly. */
@@ -129,7 +156,7 @@ const makeGroup = (config: ModelConfig, env: Env, record: RecordEvent): GroupEnt
     redactor.add(key)
     return { client: makeClient(endpoint.url, key, config.timeoutMs), disabled: undefined }
   })
-  return { group: new EndpointGroup(config, clients, record), redactor }
+  return { group: new EndpointGroup(config, clients, record), redactor, publishing: Semaphore.makeUnsafe(1) }
 }
 
 const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error))
@@ -168,6 +195,7 @@ export const makeInferencePool = (
       addEndpoint: (model, spec) => addEndpoint(parts, model, spec),
       removeEndpoint: (model, url, removeOptions) => removeEndpoint(parts, model, url, removeOptions),
       probeNow: (model) => probeNow(parts, model),
+      publishWeights: (model, weights) => publishWeights(parts, model, weights),
       stats: poolStats(parts, events.dropped),
     }
   })
@@ -396,6 +424,130 @@ const probeNow = (parts: PoolParts, model?: string): Effect.Effect<void> =>
     })
   })
 
+/** Why `weights` cannot be published, or undefined. */
+const weightsProblem = (weights: PublishedWeights): string | undefined => {
+  if (typeof weights.version !== "string" || weights.version.trim() === "")
+    return "version must be a non-empty string"
+  if (typeof weights.path !== "string" || weights.path.trim() === "") return "path must be a non-empty string"
+  if (weights.checksum !== undefined && (typeof weights.checksum !== "string" || weights.checksum === ""))
+    return "checksum, when given, must be a non-empty string"
+  return undefined
+}
+
+/** Loads `weights` on every endpoint of `model`'s group (see `InferencePool.publishWeights`). */
+const publishWeights = (
+  parts: PoolParts,
+  model: string,
+  weights: PublishedWeights,
+): Effect.Effect<PublishReport, WeightPublishError> =>
+  Effect.suspend(() => {
+    const refuse = (code: string, reason: string) =>
+      Effect.fail(new WeightPublishError({ model, code, reason }))
+    const entry = groupOf(parts.groups, model)
+    if (entry === undefined) return refuse("unknown_model", unknownModelMessage(parts.config, model))
+    const config = entry.group.config
+    if (config.weightUpdates === "none")
+      return refuse(
+        "no_weight_updates",
+        `models.${config.name}.weightUpdates is none in ${parts.config.source}: set it to vllm or sglang ` +
+          "(the API its servers load weights through) to publish weights to this group",
+      )
+    const problem = weightsProblem(weights)
+    if (problem !== undefined) return refuse("invalid_weights", problem)
+    return Semaphore.withPermit(
+      entry.publishing,
+      runPublish(entry, config.weightUpdates, weights, parts.clock),
+    )
+  })
+
+/**
+ * One publish: the version announced for the model, every member that needs it paused at once,
+ * then each server updated on its own (a URL listed twice is one server, updated once).
+ */
+const runPublish = (
+  entry: GroupEntry,
+  api: "vllm" | "sglang",
+  weights: PublishedWeights,
+  clock: Clock,
+): Effect.Effect<PublishReport> =>
+  Effect.gen(function* () {
+    const { group } = entry
+    group.apply({ type: "PublishWeights", version: weights.version })
+    const paused = group.startUpdates(weights.version)
+    const servers = new Map<string, Array<LiveEndpoint>>()
+    for (const endpoint of paused) servers.set(endpoint.url, [...(servers.get(endpoint.url) ?? []), endpoint])
+    const results = yield* Effect.forEach(
+      [...servers.values()],
+      (endpoints) => updateServer(entry, api, endpoints, weights, clock),
+      { concurrency: "unbounded" },
+    )
+    return { model: group.config.name, version: weights.version, endpoints: results.flat() }
+  })
+
+/**
+ * One server's update, for the paused endpoints that share its URL: their calls in flight finish,
+ * the server's own sequence runs, and the decider hears the outcome (interrupted, the update
+ * counts as failed: the weights are in doubt).
+ */
+const updateServer = (
+  { group, redactor }: GroupEntry,
+  api: "vllm" | "sglang",
+  endpoints: ReadonlyArray<LiveEndpoint>,
+  weights: PublishedWeights,
+  clock: Clock,
+): Effect.Effect<ReadonlyArray<EndpointUpdate>> => {
+  const first = endpoints[0]!
+  const started = clock.monotonicMs()
+  const elapsed = () => Math.max(0, Math.round(clock.monotonicMs() - started))
+  const apiKey = first.client?.apiKey
+  const server: WeightServer = {
+    root: serverRoot(first.url),
+    apiKey: apiKey === null || apiKey === undefined || apiKey === PLACEHOLDER_API_KEY ? undefined : apiKey,
+    timeoutMs: group.config.timeoutMs,
+  }
+  const failed = (reason: string): ReadonlyArray<EndpointUpdate> => {
+    const ms = elapsed()
+    return endpoints.flatMap((endpoint) =>
+      updateOf(group.observeUpdateFailed(endpoint, reason, ms, weights.checksum)),
+    )
+  }
+  return Effect.gen(function* () {
+    yield* Effect.forEach(endpoints, (endpoint) => group.idle(endpoint), { discard: true })
+    const load = { version: weights.version, path: weights.path }
+    const outcome = yield* Effect.result(
+      api === "vllm" ? updateVllm(server, load) : updateSglang(server, load),
+    )
+    if (Result.isFailure(outcome)) return failed(redactor.redact(failureText(outcome.failure)))
+    const ms = elapsed()
+    return endpoints.flatMap((endpoint) =>
+      updateOf(group.observeUpdated(endpoint, weights.version, ms, weights.checksum)),
+    )
+  }).pipe(
+    Effect.onInterrupt(() =>
+      Effect.sync(() => {
+        failed("interrupted before the update was known to have ended")
+      }),
+    ),
+  )
+}
+
+const failureText = (failure: UpdateFailure): string => `${failure.step}: ${failure.message}`
+
+/** The result the decider recorded, if any (none for an endpoint that left while it was updated). */
+const updateOf = (events: ReadonlyArray<InferenceEvent>): ReadonlyArray<EndpointUpdate> =>
+  events.flatMap((event) =>
+    event.type === "EndpointWeightsUpdated"
+      ? [
+          {
+            endpoint: event.endpoint,
+            ok: event.ok,
+            ...(event.error === undefined ? {} : { error: event.error }),
+            ms: event.ms,
+          },
+        ]
+      : [],
+  )
+
 /** One endpoint's stats: the shell's counters and the decider's view of it. */
 const endpointStats = (model: string, group: EndpointGroup, e: LiveEndpoint): EndpointStats => {
   const record = group.recordOf(e)
@@ -403,6 +555,8 @@ const endpointStats = (model: string, group: EndpointGroup, e: LiveEndpoint): En
   const p99 = e.latencies.percentile(99)
   const disabled = record?.disabled
   const policyVersion = record?.policyVersion
+  const updatingTo = record?.updatingTo
+  const failedUpdate = record?.failedUpdate
   return {
     model,
     endpoint: e.url,
@@ -419,6 +573,8 @@ const endpointStats = (model: string, group: EndpointGroup, e: LiveEndpoint): En
     ...(p50 === undefined ? {} : { p50LatencyMs: p50 }),
     ...(p99 === undefined ? {} : { p99LatencyMs: p99 }),
     ...(policyVersion === undefined ? {} : { policyVersion }),
+    ...(updatingTo === undefined ? {} : { updatingTo }),
+    ...(failedUpdate === undefined ? {} : { failedUpdate }),
     ...(e.lastError === undefined ? {} : { lastError: e.lastError }),
   }
 }
@@ -433,6 +589,11 @@ const poolStats = (parts: PoolParts, dropped: () => number): Effect.Effect<PoolS
       waiting: Object.fromEntries(groups.map(([model, { group }]) => [model, group.waiting])),
       rateLimited: Object.fromEntries(groups.map(([model, { group }]) => [model, group.rateLimited])),
       droppedEvents: dropped(),
+      publishedVersions: Object.fromEntries(
+        groups.flatMap(([model, { group }]) =>
+          group.state.publishedVersion === undefined ? [] : [[model, group.state.publishedVersion]],
+        ),
+      ),
     }
   })
 

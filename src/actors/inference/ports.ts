@@ -1,6 +1,6 @@
 /**
  * The inference pool's ports: what it offers (`InferencePool`: completions, membership changes, a
- * probe round, stats) with its typed failures, and what it needs from the outside (`InferencePoolOptions`:
+ * probe round, weight updates, stats) with its typed failures, and what it needs from the outside (`InferencePoolOptions`:
  * the log its events go to, the clock, where API keys are read, how it waits). The agent's model
  * port and the judge call it through these; the shell (`pool.ts`) implements them.
  */
@@ -42,6 +42,18 @@ export class PoolMembershipError extends Schema.TaggedError<PoolMembershipError>
   }
 }
 
+/** A weight version could not be published to a model's group (no endpoint was touched). */
+export class WeightPublishError extends Schema.TaggedError<WeightPublishError>()("WeightPublishError", {
+  model: Schema.String,
+  /** `unknown_model`, `no_weight_updates` (the group's `weightUpdates` is `none`), `invalid_weights` */
+  code: Schema.String,
+  reason: Schema.String,
+}) {
+  override get message(): string {
+    return `model ${this.model}: cannot publish weights: [${this.code}] ${this.reason}`
+  }
+}
+
 export interface EndpointStats {
   readonly model: string
   readonly endpoint: string
@@ -63,7 +75,12 @@ export interface EndpointStats {
   /** Over the last 1024 successful attempts. */
   readonly p50LatencyMs?: number
   readonly p99LatencyMs?: number
+  /** The weight version it serves: from its last update, else from its answers' version header. */
   readonly policyVersion?: string
+  /** Paused for an update to this version: it takes no new call until the update ends. */
+  readonly updatingTo?: string
+  /** Its last update, to this version, failed: ejected, its weights in doubt, until an update succeeds. */
+  readonly failedUpdate?: string
   readonly lastError?: string
 }
 
@@ -75,6 +92,37 @@ export interface PoolStats {
   readonly rateLimited: Readonly<Record<string, number>>
   /** Membership/version events the log refused (see `poolEvents`). */
   readonly droppedEvents: number
+  /** The last weight version published per model (models never published to are absent). */
+  readonly publishedVersions: Readonly<Record<string, string>>
+}
+
+/** A weight version to load on every endpoint of a group (`InferencePool.publishWeights`). */
+export interface PublishedWeights {
+  readonly version: string
+  /** The checkpoint (a safetensors directory) as the servers see it on their disks. */
+  readonly path: string
+  /** The trainer's checksum of the files, recorded with each endpoint's result as given. */
+  readonly checksum?: string
+}
+
+/** How one endpoint's update went (its `EndpointWeightsUpdated` event says the same). */
+export interface EndpointUpdate {
+  readonly endpoint: string
+  readonly ok: boolean
+  /** Which step failed and what the server said (already free of secrets). */
+  readonly error?: string
+  /** From its pause (waiting for its calls in flight included) to the end of its update. */
+  readonly ms: number
+}
+
+export interface PublishReport {
+  readonly model: string
+  readonly version: string
+  /**
+   * One entry per endpoint updated, in the group's order. Members already serving the version
+   * (healthy) are not updated again, nor disabled ones; a member that left mid-update has none.
+   */
+  readonly endpoints: ReadonlyArray<EndpointUpdate>
 }
 
 /** An endpoint to add at run time; the same keys and defaults as an entry of `endpoints:`. */
@@ -114,6 +162,20 @@ export interface InferencePool {
    * toward ejection. The background rounds keep running as configured.
    */
   readonly probeNow: (model?: string) => Effect.Effect<void>
+  /**
+   * Loads a published weight version on every endpoint of `model`'s group through the server's
+   * own API (the group's `weightUpdates`: vLLM's native sequence or SGLang's
+   * `update_weights_from_disk`). All endpoints are paused at once, so no new call starts on the old
+   * version anywhere; each finishes its calls in flight, is updated, read back, and takes calls
+   * again (waiting ones first) as soon as it serves the new version. Calls made meanwhile wait (up
+   * to `queueTimeoutMs`); none fails for the update. Each endpoint's result is an
+   * `EndpointWeightsUpdated` event; one whose update fails is ejected and the rest go on. Publishes
+   * to one group run one at a time, in call order. Fails only when nothing could be tried.
+   */
+  readonly publishWeights: (
+    model: string,
+    weights: PublishedWeights,
+  ) => Effect.Effect<PublishReport, WeightPublishError>
   readonly stats: Effect.Effect<PoolStats>
 }
 

@@ -10,7 +10,10 @@
  *
  * Membership changes at run time: `join` appends an endpoint, `leave` takes one out of routing at
  * once while its in-flight calls finish (or are evicted, to be retried elsewhere); it leaves the
- * list when the last one has. Endpoints are known by a stable `id` (never reused), not by their
+ * list when the last one has. A weight update pauses endpoints (`startUpdates`): they take no new
+ * call, calls wait in the FIFO meanwhile, and `idle` says when a paused endpoint's last call has
+ * ended; the update's outcome (`observeUpdated`, `observeUpdateFailed`) hands it the waiting calls
+ * again, or ejects it. Endpoints are known by a stable `id` (never reused), not by their
  * position, so affinity and a call's "already tried" set survive others joining and leaving.
  */
 import { setMaxListeners } from "node:events"
@@ -30,6 +33,7 @@ import {
   type InferenceState,
   initialState,
   memberByUrl,
+  needsUpdate,
   type PoolEvent,
   probeDue,
   recordable,
@@ -115,6 +119,8 @@ export class EndpointGroup {
   private readonly affinity = new Map<string, number>()
   /** Callbacks waiting for a left endpoint's last call to end, by endpoint id. */
   private readonly drainWatchers = new Map<number, Array<() => void>>()
+  /** Callbacks waiting for an endpoint to have no call in flight, by endpoint id. */
+  private readonly idleWatchers = new Map<number, Array<() => void>>()
   private rotation = 0
   /** 429 answers over the group's life, including endpoints that have left since. */
   rateLimited = 0
@@ -176,7 +182,9 @@ export class EndpointGroup {
       if (recorded !== undefined) this.record(recorded)
       if (event.type === "EndpointDrained") this.forget(event.endpointId)
     }
-    if (decided.success.some((event) => event.type === "EndpointReturned")) this.drain()
+    // A returned endpoint, or one whose update ended, may take the calls that wait.
+    if (decided.success.some((e) => e.type === "EndpointReturned" || e.type === "EndpointWeightsUpdated"))
+      this.drain()
     return decided
   }
 
@@ -250,20 +258,21 @@ export class EndpointGroup {
 
   /** Ends once `endpoint` has left the list. */
   private drained(endpoint: LiveEndpoint): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      if (!this.live.has(endpoint.id)) return Effect.void
-      return Effect.callback<void>((resume) => {
-        const watchers = this.drainWatchers.get(endpoint.id) ?? []
-        const watcher = () => resume(Effect.void)
-        watchers.push(watcher)
-        this.drainWatchers.set(endpoint.id, watchers)
-        return Effect.sync(() => {
-          const left = this.drainWatchers.get(endpoint.id)?.filter((w) => w !== watcher) ?? []
-          if (left.length > 0) this.drainWatchers.set(endpoint.id, left)
-          else this.drainWatchers.delete(endpoint.id)
-        })
-      })
-    })
+    return Effect.suspend(() =>
+      this.live.has(endpoint.id) ? watch(this.drainWatchers, endpoint.id) : Effect.void,
+    )
+  }
+
+  /**
+   * Ends once `endpoint` has no call in flight (at once when it has none, or has left the list):
+   * a paused endpoint's calls finish before its weights change, so no call spans two versions.
+   */
+  idle(endpoint: LiveEndpoint): Effect.Effect<void> {
+    return Effect.suspend(() =>
+      endpoint.inFlight > 0 && this.live.has(endpoint.id)
+        ? watch(this.idleWatchers, endpoint.id)
+        : Effect.void,
+    )
   }
 
   /** A left endpoint with no call in flight has drained: the decider removes it. */
@@ -273,9 +282,8 @@ export class EndpointGroup {
 
   private forget(id: number): void {
     this.live.delete(id)
-    const watchers = this.drainWatchers.get(id) ?? []
-    this.drainWatchers.delete(id)
-    for (const watcher of watchers) watcher()
+    wake(this.drainWatchers, id)
+    wake(this.idleWatchers, id)
   }
 
   /** Why each member cannot take a call now, for a user-facing error. */
@@ -400,6 +408,7 @@ export class EndpointGroup {
     if (endpoint === undefined) return
     ticket.endpoint = undefined
     endpoint.inFlight--
+    if (endpoint.inFlight === 0) wake(this.idleWatchers, endpoint.id)
     if (this.recordOf(endpoint)?.membership === "left") this.drainIfIdle(endpoint)
     this.drain()
   }
@@ -461,6 +470,52 @@ export class EndpointGroup {
   }
 
   /**
+   * Pauses, for an update to `version`, every member the decider says needs one (`needsUpdate`),
+   * all at once: from now on no new call starts on any of them. Returns the paused endpoints.
+   */
+  startUpdates(version: string): ReadonlyArray<LiveEndpoint> {
+    return this.decided.endpoints
+      .filter((record) => needsUpdate(record, version))
+      .flatMap((record) => {
+        const started = this.apply({ type: "StartUpdate", endpointId: record.id, version })
+        return Result.isSuccess(started) ? [this.live.get(record.id)!] : []
+      })
+  }
+
+  /** `endpoint` now serves `version`, `ms` after its pause: it takes calls again (waiting ones first). */
+  observeUpdated(
+    endpoint: LiveEndpoint,
+    version: string,
+    ms: number,
+    checksum: string | undefined,
+  ): ReadonlyArray<InferenceEvent> {
+    return this.observe({
+      type: "ObserveUpdated",
+      endpointId: endpoint.id,
+      version,
+      ms,
+      ...(checksum === undefined ? {} : { checksum }),
+    })
+  }
+
+  /** The update of `endpoint` failed (`reason` already redacted): the decider ejects it. */
+  observeUpdateFailed(
+    endpoint: LiveEndpoint,
+    reason: string,
+    ms: number,
+    checksum: string | undefined,
+  ): ReadonlyArray<InferenceEvent> {
+    endpoint.lastError = `weight update: ${reason}`
+    return this.observe({
+      type: "ObserveUpdateFailed",
+      endpointId: endpoint.id,
+      reason,
+      ms,
+      ...(checksum === undefined ? {} : { checksum }),
+    })
+  }
+
+  /**
    * The endpoints a probe round at `now` asks, and what for (the decider's `probeDue`): a health
    * probe only of an idle endpoint, and never one already being probed.
    */
@@ -476,4 +531,23 @@ export class EndpointGroup {
       return [{ endpoint, probe }]
     })
   }
+}
+
+/** Ends when `wake(watchers, id)` is called; leaves the list if interrupted first. */
+const watch = (watchers: Map<number, Array<() => void>>, id: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const watcher = () => resume(Effect.void)
+    watchers.set(id, [...(watchers.get(id) ?? []), watcher])
+    return Effect.sync(() => {
+      const left = watchers.get(id)?.filter((w) => w !== watcher) ?? []
+      if (left.length > 0) watchers.set(id, left)
+      else watchers.delete(id)
+    })
+  })
+
+/** Calls (and forgets) every watcher of `id`. */
+const wake = (watchers: Map<number, Array<() => void>>, id: number): void => {
+  const waiting = watchers.get(id) ?? []
+  watchers.delete(id)
+  for (const watcher of waiting) watcher()
 }
