@@ -127,12 +127,18 @@ describe("completions through the official openai client", () => {
     )
     expect(data.choices[0]?.finish_reason).toBe("stop")
     expect(data.choices[0]?.logprobs).toBeNull()
-    // Prompt tokens: per message its role and its text, through the documented pseudo-tokenizer.
-    const prompt = messages.reduce((sum, m) => sum + countTokens(m.role) + countTokens(String(m.content)), 0)
+    // Prompt tokens, through the documented template and pseudo-tokenizer: per message <|im_start|>,
+    // its role line, its text and <|im_end|>; then the generation prompt <|im_start|>assistant\n.
+    const prompt =
+      messages.reduce((sum, m) => sum + 2 + countTokens(`${m.role}\n`) + countTokens(String(m.content)), 0) +
+      1 +
+      countTokens("assistant\n")
+    // The turn's tokens, then the <|im_end|> it stopped with.
+    const completion = countTokens(data.choices[0]?.message.content ?? "") + 1
     expect(data.usage).toEqual({
       prompt_tokens: prompt,
-      completion_tokens: countTokens(data.choices[0]?.message.content ?? ""),
-      total_tokens: prompt + countTokens(data.choices[0]?.message.content ?? ""),
+      completion_tokens: completion,
+      total_tokens: prompt + completion,
     })
     expect(lines).toEqual([
       `scripted model server (TEST DOUBLE, not a real model) listening on ${server.url}`,
@@ -257,7 +263,8 @@ describe("completions through the official openai client", () => {
     const first = (await client.chat.completions.create(params)) as WithIds
     const second = (await client.chat.completions.create(params)) as WithIds
     const entries = first.choices[0]!.logprobs!.content!
-    expect(entries.map((e) => e.token).join("")).toBe("The answer is forty-two.")
+    // Every sampled token, the end-of-turn token included (as vLLM's log-probs cover it).
+    expect(entries.map((e) => e.token).join("")).toBe("The answer is forty-two.<|im_end|>")
     expect(entries.length).toBe(first.usage!.completion_tokens)
     for (const entry of entries) {
       expect(entry.logprob).toBeLessThanOrEqual(0)

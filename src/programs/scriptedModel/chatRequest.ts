@@ -41,6 +41,22 @@ const problem = (message: string, code: string, param: string | null = null): Pa
   problem: { message, code, param },
 })
 
+/** What is wrong with a request's `model` (absent is fine: the first served model answers). */
+export const modelProblem = (
+  model: unknown,
+  models: ReadonlyArray<string> | undefined,
+): RequestProblem | undefined => {
+  if (model !== undefined && typeof model !== "string")
+    return { message: "'model' must be a string", code: "invalid_model", param: "model" }
+  if (models !== undefined && model !== undefined && !models.includes(model))
+    return {
+      message: `the model '${model}' does not exist; this server serves ${models.join(", ")}`,
+      code: "model_not_found",
+      param: "model",
+    }
+  return undefined
+}
+
 /**
  * Checks the fields the server acts on; everything else passes through to the script. A request
  * without `model` gets the first served model (or `scripted`).
@@ -77,15 +93,8 @@ export const parseChatRequest = (
     )
   }
   const model = body.model
-  if (model !== undefined && typeof model !== "string")
-    return problem("'model' must be a string", "invalid_model", "model")
-  if (models !== undefined && model !== undefined && !models.includes(model)) {
-    return problem(
-      `the model '${model}' does not exist; this server serves ${models.join(", ")}`,
-      "model_not_found",
-      "model",
-    )
-  }
+  const badModel = modelProblem(model, models)
+  if (badModel !== undefined) return { ok: false, problem: badModel }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
     return problem("'stream' must be a boolean", "invalid_stream", "stream")
   }
@@ -97,6 +106,10 @@ export const parseChatRequest = (
   }
   return {
     ok: true,
-    request: { ...body, messages, model: model ?? models?.[0] ?? "scripted" } as ChatRequest,
+    request: {
+      ...body,
+      messages,
+      model: (model as string | undefined) ?? models?.[0] ?? "scripted",
+    } as ChatRequest,
   }
 }

@@ -1,15 +1,26 @@
 /**
- * Turns a script's reply into what an OpenAI-compatible server sends: a `chat.completion` body, or
- * the `chat.completion.chunk` server-sent events of a stream, with usage, log-probs and vLLM-style
- * token ids. Both come from one `Generation` so a streamed answer reassembles to exactly the
- * non-streamed one. Every body carries the test-double fingerprint.
+ * Turns a script's reply into what an OpenAI-compatible server sends: a `chat.completion` body, the
+ * `chat.completion.chunk` server-sent events of a stream, or a `text_completion` body for a
+ * token-id prompt, with usage, log-probs and vLLM-style token ids. All come from one `Generation`
+ * (the turn sampled as the chat template writes it), so a streamed answer reassembles to exactly
+ * the non-streamed one and a token-id prompt samples the same ids as the chat it renders. Every
+ * body carries the test-double fingerprint.
  *
  * Token ids follow vLLM's `return_token_ids` extension: when the request sets it, the body has a
  * top-level `prompt_token_ids` and `choices[0].token_ids`; a stream puts `prompt_token_ids` on its
- * first chunk and, on every chunk's choice, the `token_ids` of the tokens that chunk delivers.
+ * first chunk and, on every chunk's choice, the `token_ids` of the tokens that chunk delivers. A
+ * script's `weightVersions` go out as vLLM's `weight_versions` spans on the choice.
  */
 import { createHash } from "node:crypto"
-import { promptTokenCount, promptTokenIds, tokenId, tokenize, tokenLogprob } from "./pseudoTokens.ts"
+import {
+  assistantTokens,
+  type ChatTemplateName,
+  promptTokenCount,
+  promptTokens,
+  SPECIAL,
+  type TurnPart,
+} from "./chatTemplate.ts"
+import { tokenLogprob, type Vocabulary } from "./pseudoTokens.ts"
 import {
   assistantTurns,
   type ChatRequest,
@@ -21,11 +32,12 @@ import {
 /** The `system_fingerprint` of every completion: says in each body that no model produced it. */
 export const SYSTEM_FINGERPRINT = "rollout-scripted-test-double"
 
-/** One generated pseudo-token with its id and log-prob. */
+/** One sampled pseudo-token with its id, log-prob and the part of the turn it belongs to. */
 export interface Piece {
   readonly text: string
   readonly id: number
   readonly logprob: number
+  readonly part: TurnPart
 }
 
 export interface GeneratedToolCall {
@@ -33,7 +45,6 @@ export interface GeneratedToolCall {
   readonly name: string
   /** The arguments exactly as sent (JSON text, or a script's verbatim string). */
   readonly arguments: string
-  readonly pieces: ReadonlyArray<Piece>
 }
 
 export interface Usage {
@@ -42,22 +53,44 @@ export interface Usage {
   readonly total_tokens: number
 }
 
+/** vLLM's per-token weight versions: `version` sampled tokens `[start, end)`. */
+export interface WeightVersionSpan {
+  readonly version: string
+  readonly start: number
+  readonly end: number
+}
+
 /**
- * A decided completion. The generated tokens are, in order, the reasoning, the content and each
- * tool call's arguments; log-probs and `token_ids` cover all of them (as vLLM's do), and
- * `completion_tokens` counts them unless the script overrides usage.
+ * A decided completion. `pieces` are every sampled token as the chat template writes the turn
+ * (`chatTemplate.ts`: reasoning in `<think>`, content, each tool call in `<tool_call>`, then
+ * `<|im_end|>` when the turn stopped by itself); log-probs and `token_ids` cover all of them (as
+ * vLLM's do), and `completion_tokens` counts them unless the script overrides usage.
  */
 export interface Generation {
-  readonly reasoning: ReadonlyArray<Piece>
+  /** "" for none. */
+  readonly reasoning: string
   /** Null for a turn with tool calls and no content (as OpenAI sends it). */
-  readonly content: ReadonlyArray<Piece> | null
+  readonly content: string | null
   readonly toolCalls: ReadonlyArray<GeneratedToolCall>
+  readonly pieces: ReadonlyArray<Piece>
   readonly finishReason: FinishReason
   readonly usage: Usage
   /** undefined: no log-probs; otherwise how many alternatives per token (`top_logprobs`). */
   readonly topLogprobs: number | undefined
   /** Set when the request asked for `return_token_ids`. */
   readonly promptTokenIds: ReadonlyArray<number> | undefined
+  /** Set when the script gave them. */
+  readonly weightVersions: ReadonlyArray<WeightVersionSpan> | undefined
+}
+
+/** How a generation's prompt is tokenized, and where the ids it makes are remembered. */
+export interface TokenOptions {
+  /** Default `keep-reasoning`. */
+  readonly template?: ChatTemplateName
+  /** Learns every token of the prompt and of the turn, so a token-id prompt can be read back later. */
+  readonly vocabulary?: Vocabulary
+  /** The prompt as ids, when it came as ids (`/v1/completions`): used as it is, never re-rendered. */
+  readonly prompt?: ReadonlyArray<number>
 }
 
 export interface CompletionMeta {
@@ -74,46 +107,76 @@ const defaultToolCallId = (context: ScriptContext, turn: number, index: number):
     .digest("hex")
     .slice(0, 24)
 
+/** A script's spans (`tokens` long each, the last to the end) over `count` sampled tokens. */
+const spansOf = (
+  spec: NonNullable<ScriptedReply["weightVersions"]>,
+  count: number,
+): Array<WeightVersionSpan> => {
+  const spans: Array<WeightVersionSpan> = []
+  let start = 0
+  for (const { version, tokens } of spec) {
+    const end = tokens === undefined ? count : Math.min(count, start + Math.max(0, Math.trunc(tokens)))
+    if (end > start) spans.push({ version, start, end })
+    start = end
+  }
+  return spans
+}
+
 export const planGeneration = (
   request: ChatRequest,
   reply: ScriptedReply,
   context: ScriptContext,
+  tokens: TokenOptions = {},
 ): Generation => {
-  let position = 0
-  const piecesOf = (text: string): Array<Piece> =>
-    tokenize(text).map((token) => ({
-      text: token,
-      id: tokenId(token),
-      logprob: tokenLogprob(token, position++),
-    }))
-  const reasoning = piecesOf(reply.reasoning ?? "")
   const calls = reply.toolCalls ?? []
-  const content = reply.content === undefined && calls.length > 0 ? null : piecesOf(reply.content ?? "")
+  const content = reply.content === undefined && calls.length > 0 ? null : (reply.content ?? "")
   const turn = assistantTurns(request)
-  const toolCalls = calls.map((call, index): GeneratedToolCall => {
-    const args = typeof call.arguments === "string" ? call.arguments : JSON.stringify(call.arguments)
-    return {
+  const toolCalls = calls.map(
+    (call, index): GeneratedToolCall => ({
       id: call.id ?? defaultToolCallId(context, turn, index),
       name: call.name,
-      arguments: args,
-      pieces: piecesOf(args),
+      arguments: typeof call.arguments === "string" ? call.arguments : JSON.stringify(call.arguments),
+    }),
+  )
+  const finishReason = reply.finishReason ?? (toolCalls.length > 0 ? "tool_calls" : "stop")
+  const reasoning = reply.reasoning ?? ""
+  // The turn's end token is sampled only when the model stopped by itself.
+  const ended = finishReason === "stop" || finishReason === "tool_calls"
+  const sampled = assistantTokens({ reasoning, content: content ?? "", toolCalls }, ended)
+  const pieces = sampled.map(
+    (token, position): Piece => ({ ...token, logprob: tokenLogprob(token.text, position) }),
+  )
+  const template = tokens.template ?? "keep-reasoning"
+  const vocabulary = tokens.vocabulary
+  let promptTokenIds: ReadonlyArray<number> | undefined
+  if (request.return_token_ids === true) {
+    if (tokens.prompt !== undefined) promptTokenIds = tokens.prompt
+    else {
+      const rendered = promptTokens(request, template)
+      for (const token of rendered) vocabulary?.learn(token.text, token.id)
+      promptTokenIds = rendered.map((token) => token.id)
     }
-  })
-  const promptTokens = reply.usage?.promptTokens ?? promptTokenCount(request)
-  const completionTokens = reply.usage?.completionTokens ?? position
+  }
+  for (const piece of pieces) vocabulary?.learn(piece.text, piece.id)
+  const promptCount =
+    reply.usage?.promptTokens ?? tokens.prompt?.length ?? promptTokenCount(request, template)
+  const completionTokens = reply.usage?.completionTokens ?? pieces.length
   const wantsLogprobs = reply.logprobs ?? request.logprobs === true
   return {
     reasoning,
     content,
     toolCalls,
-    finishReason: reply.finishReason ?? (toolCalls.length > 0 ? "tool_calls" : "stop"),
+    pieces,
+    finishReason,
     usage: {
-      prompt_tokens: promptTokens,
+      prompt_tokens: promptCount,
       completion_tokens: completionTokens,
-      total_tokens: promptTokens + completionTokens,
+      total_tokens: promptCount + completionTokens,
     },
     topLogprobs: wantsLogprobs ? Math.max(0, Math.min(20, Math.trunc(request.top_logprobs ?? 0))) : undefined,
-    promptTokenIds: request.return_token_ids === true ? promptTokenIds(request) : undefined,
+    promptTokenIds,
+    weightVersions:
+      reply.weightVersions === undefined ? undefined : spansOf(reply.weightVersions, pieces.length),
   }
 }
 
@@ -134,29 +197,20 @@ const logprobEntry = (piece: Piece, top: number) => {
   return { token: piece.text, logprob: piece.logprob, bytes, top_logprobs: alternatives }
 }
 
-const allPieces = (generation: Generation): Array<Piece> => [
-  ...generation.reasoning,
-  ...(generation.content ?? []),
-  ...generation.toolCalls.flatMap((call) => call.pieces),
-]
-
 const logprobsOf = (generation: Generation, pieces: ReadonlyArray<Piece>) =>
   generation.topLogprobs === undefined
     ? null
     : { content: pieces.map((piece) => logprobEntry(piece, generation.topLogprobs ?? 0)), refusal: null }
 
-const joined = (pieces: ReadonlyArray<Piece> | null): string | null =>
-  pieces === null ? null : pieces.map((piece) => piece.text).join("")
-
 /** The non-streaming `chat.completion` body. */
 export const completionBody = (generation: Generation, meta: CompletionMeta): Record<string, unknown> => {
-  const pieces = allPieces(generation)
+  const { pieces } = generation
   const message: Record<string, unknown> = {
     role: "assistant",
-    content: joined(generation.content),
+    content: generation.content,
     refusal: null,
   }
-  if (generation.reasoning.length > 0) message.reasoning_content = joined(generation.reasoning)
+  if (generation.reasoning !== "") message.reasoning_content = generation.reasoning
   if (generation.toolCalls.length > 0) {
     message.tool_calls = generation.toolCalls.map((call) => ({
       id: call.id,
@@ -170,6 +224,7 @@ export const completionBody = (generation: Generation, meta: CompletionMeta): Re
     logprobs: logprobsOf(generation, pieces),
     finish_reason: generation.finishReason,
   }
+  if (generation.weightVersions !== undefined) choice.weight_versions = generation.weightVersions
   const body: Record<string, unknown> = {
     id: meta.id,
     object: "chat.completion",
@@ -187,11 +242,33 @@ export const completionBody = (generation: Generation, meta: CompletionMeta): Re
 }
 
 /**
- * The server-sent events of a stream, one string (`data: …\n\n`) each: a role chunk, one chunk per
- * generated token (reasoning, content, then per tool call a header chunk with id and name followed
- * by its arguments token by token, in OpenAI's `tool_calls[].index` delta format), a finish chunk,
- * the usage chunk when `stream_options.include_usage` is set, and `data: [DONE]`. A script's
- * `cutStream` sends only the first of them.
+ * What a sampled token adds to a stream's delta: reasoning and content their text, a tool call's
+ * `<tool_call>` its header (id, name) and its arguments their text, in OpenAI's `tool_calls[].index`
+ * delta format; a marker or the rest of a call's JSON nothing (the token still comes, with its id
+ * and log-prob, as vLLM sends a token a parser swallowed).
+ */
+const deltaOf = (generation: Generation, piece: Piece): Record<string, unknown> => {
+  const part = piece.part
+  if (part.kind === "reasoning") return { reasoning_content: piece.text }
+  if (part.kind === "content") return { content: piece.text }
+  if (part.kind !== "call") return {}
+  const call = generation.toolCalls[part.index]!
+  if (part.field === "open")
+    return {
+      tool_calls: [
+        { index: part.index, id: call.id, type: "function", function: { name: call.name, arguments: "" } },
+      ],
+    }
+  if (part.field === "arguments")
+    return { tool_calls: [{ index: part.index, function: { arguments: piece.text } }] }
+  return {}
+}
+
+/**
+ * The server-sent events of a stream, one string (`data: …\n\n`) each: a role chunk (with
+ * `prompt_token_ids` when asked), one chunk per sampled token (see `deltaOf`), a finish chunk (with
+ * any `weight_versions`), the usage chunk when `stream_options.include_usage` is set, and `data:
+ * [DONE]`. A script's `cutStream` sends only the first of them.
  */
 export const completionStreamEvents = (
   generation: Generation,
@@ -213,35 +290,22 @@ export const completionStreamEvents = (
     if (includeUsage && !("usage" in chunk)) chunk.usage = null
     events.push(`data: ${JSON.stringify(chunk)}\n\n`)
   }
-  const emitDelta = (delta: Record<string, unknown>, pieces: ReadonlyArray<Piece>): void => {
-    const choice: Record<string, unknown> = {
-      index: 0,
-      delta,
-      logprobs: pieces.length > 0 ? logprobsOf(generation, pieces) : null,
-      finish_reason: null,
-    }
-    if (withIds) choice.token_ids = pieces.map((piece) => piece.id)
-    emit([choice])
-  }
 
   const first = { role: "assistant", content: generation.content === null ? null : "" }
   const choice0: Record<string, unknown> = { index: 0, delta: first, logprobs: null, finish_reason: null }
   if (withIds) choice0.token_ids = []
   emit([choice0], withIds ? { prompt_token_ids: generation.promptTokenIds } : undefined)
 
-  for (const piece of generation.reasoning) emitDelta({ reasoning_content: piece.text }, [piece])
-  for (const piece of generation.content ?? []) emitDelta({ content: piece.text }, [piece])
-  generation.toolCalls.forEach((call, index) => {
-    emitDelta(
-      {
-        tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }],
-      },
-      [],
-    )
-    for (const piece of call.pieces) {
-      emitDelta({ tool_calls: [{ index, function: { arguments: piece.text } }] }, [piece])
+  for (const piece of generation.pieces) {
+    const choice: Record<string, unknown> = {
+      index: 0,
+      delta: deltaOf(generation, piece),
+      logprobs: logprobsOf(generation, [piece]),
+      finish_reason: null,
     }
-  })
+    if (withIds) choice.token_ids = [piece.id]
+    emit([choice])
+  }
   const finish: Record<string, unknown> = {
     index: 0,
     delta: {},
@@ -249,6 +313,7 @@ export const completionStreamEvents = (
     finish_reason: generation.finishReason,
   }
   if (withIds) finish.token_ids = []
+  if (generation.weightVersions !== undefined) finish.weight_versions = generation.weightVersions
   emit([finish])
   if (includeUsage) emit([], { usage: generation.usage })
   events.push("data: [DONE]\n\n")
@@ -261,3 +326,54 @@ export const completionStream = (
   meta: CompletionMeta,
   includeUsage: boolean,
 ): string => completionStreamEvents(generation, meta, includeUsage).join("")
+
+/**
+ * The `text_completion` body of `/v1/completions` (vLLM's shape): the turn's text (every sampled
+ * token but the end token, which is special), legacy log-probs (`tokens`, `token_logprobs`,
+ * `top_logprobs`, `text_offset`), and with `return_token_ids` the prompt's and the sampled ids on
+ * the choice.
+ */
+export const textCompletionBody = (generation: Generation, meta: CompletionMeta): Record<string, unknown> => {
+  const { pieces } = generation
+  const shown = pieces.filter((piece) => piece.id !== SPECIAL.imEnd.id)
+  const offsets: Array<number> = []
+  let offset = 0
+  for (const piece of pieces) {
+    offsets.push(offset)
+    if (piece.id !== SPECIAL.imEnd.id) offset += piece.text.length
+  }
+  const top = generation.topLogprobs
+  const choice: Record<string, unknown> = {
+    index: 0,
+    text: shown.map((piece) => piece.text).join(""),
+    logprobs:
+      top === undefined
+        ? null
+        : {
+            tokens: pieces.map((piece) => piece.text),
+            token_logprobs: pieces.map((piece) => piece.logprob),
+            top_logprobs: pieces.map((piece) =>
+              Object.fromEntries(
+                logprobEntry(piece, top).top_logprobs.map((alt) => [alt.token, alt.logprob]),
+              ),
+            ),
+            text_offset: offsets,
+          },
+    finish_reason: generation.finishReason,
+    stop_reason: null,
+  }
+  if (generation.weightVersions !== undefined) choice.weight_versions = generation.weightVersions
+  if (generation.promptTokenIds !== undefined) {
+    choice.prompt_token_ids = generation.promptTokenIds
+    choice.token_ids = pieces.map((piece) => piece.id)
+  }
+  return {
+    id: meta.id,
+    object: "text_completion",
+    created: meta.created,
+    model: meta.model,
+    system_fingerprint: SYSTEM_FINGERPRINT,
+    choices: [choice],
+    usage: generation.usage,
+  }
+}

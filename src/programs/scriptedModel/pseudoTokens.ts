@@ -3,13 +3,14 @@
  * that usage counts, token ids and log-probs agree with each other on every run. A token is a run
  * of leading whitespace plus up to four non-space characters (so dense text costs about
  * characters/4 tokens, like BPE on English), or trailing whitespace; tokens concatenate back to the
- * text exactly. Ids and log-probs are hashes, not model outputs.
+ * text exactly. Ids and log-probs are hashes, not model outputs; `chatTemplate.ts` renders chats to
+ * them, and a `Vocabulary` reads ids back.
  */
-import type { ChatRequest } from "./script.ts"
-import { messageText } from "./script.ts"
-
 /** Qwen3's vocabulary size: every id is below it, so downstream code sees plausible ids. */
 export const VOCABULARY_SIZE = 151_936
+
+/** Ids from here up are the chat template's special tokens (as in Qwen3); text never hashes to them. */
+export const FIRST_SPECIAL_ID = 151_643
 
 const MAX_TOKEN_CODE_POINTS = 4
 
@@ -67,40 +68,43 @@ const fnv1a = (text: string): number => {
   return h >>> 0
 }
 
-/** The same text always gets the same id, as with a real vocabulary. */
-export const tokenId = (token: string): number => fnv1a(token) % VOCABULARY_SIZE
+/** The same text always gets the same id, as with a real vocabulary; never a special token's. */
+export const tokenId = (token: string): number => fnv1a(token) % FIRST_SPECIAL_ID
 
 /** A log-prob in (-5, 0] that depends on the token and its position in the completion. */
 export const tokenLogprob = (token: string, position: number): number =>
   -(fnv1a(`${position}\u0000${token}`) % 5000) / 1000
 
 /**
- * What the tokenizer sees of a prompt, in order: the tool catalog (as JSON), then per message its
- * role, its text and the JSON of its tool calls. A real server would render a chat template; a
- * fixed, documented rendering is all a test double needs for stable counts.
+ * Which text each id stood for, as far as this server has seen: ids are hashes, so a token-id
+ * prompt (`/v1/completions`) can only be read back through the texts the server itself tokenized.
+ * An id two texts share is ambiguous and refused when read, never guessed. Bounded: past `limit`
+ * ids nothing more is learned (reading those fails the same clear way).
  */
-const promptParts = (request: ChatRequest): Array<string> => {
-  const parts: Array<string> = []
-  if (request.tools !== undefined && request.tools.length > 0) parts.push(JSON.stringify(request.tools))
-  for (const message of request.messages) {
-    parts.push(message.role, messageText(message))
-    if (message.tool_calls !== undefined) {
-      for (const call of message.tool_calls) parts.push(JSON.stringify(call.function ?? {}))
+export class Vocabulary {
+  private readonly texts = new Map<number, string>()
+  private readonly clashes = new Map<number, Set<string>>()
+
+  constructor(private readonly limit = 1 << 20) {}
+
+  learn(text: string, id: number): void {
+    const known = this.texts.get(id)
+    if (known === undefined) {
+      if (this.texts.size < this.limit) this.texts.set(id, text)
+    } else if (known !== text) {
+      const clash = this.clashes.get(id) ?? new Set([known])
+      clash.add(text)
+      this.clashes.set(id, clash)
     }
   }
-  return parts
-}
 
-export const promptTokenCount = (request: ChatRequest): number => {
-  let count = 0
-  for (const part of promptParts(request)) count += countTokens(part)
-  return count
-}
-
-/** Always `promptTokenCount(request)` ids long. */
-export const promptTokenIds = (request: ChatRequest): Array<number> => {
-  const ids: Array<number> = []
-  for (const part of promptParts(request))
-    scan(part, (start, end) => ids.push(tokenId(part.slice(start, end))))
-  return ids
+  /** The text of an id, or why it cannot be told. */
+  text(id: number): string | { readonly problem: string } {
+    const clash = this.clashes.get(id)
+    if (clash !== undefined)
+      return {
+        problem: `token id ${id} stands for more than one text here (${[...clash].map((t) => JSON.stringify(t)).join(", ")})`,
+      }
+    return this.texts.get(id) ?? { problem: `token id ${id} is not one this server has produced` }
+  }
 }

@@ -101,6 +101,12 @@ export interface ScriptedReply {
   /** Force log-probs on or off; default: as the request asks (`logprobs: true`). */
   readonly logprobs?: boolean
   /**
+   * Sent as vLLM's per-token `weight_versions` spans: consecutive runs of the sampled tokens, each
+   * `tokens` long (the last one without `tokens` runs to the end), e.g. an update landing
+   * mid-answer. Absent: no spans (the version header, when weights are served, still says one).
+   */
+  readonly weightVersions?: ReadonlyArray<{ readonly version: string; readonly tokens?: number }>
+  /**
    * For a streamed answer: send only the first `afterEvents` server-sent events, then reset the
    * connection (`"reset"`, the default: a server crashing mid-answer), end the body cleanly without
    * the rest (`"end"`: a stream with no finish reason and no `[DONE]`), or send nothing more while

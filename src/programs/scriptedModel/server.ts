@@ -8,7 +8,9 @@
  * the `x-rollout-episode` header (as the inference pool sends it); scripts key what they choose per
  * episode by that, and without it fall back to the task and the arrival order (see `ScriptContext`).
  * vLLM's and SGLang's weight-update routes serve a version that a trainer's update changes
- * (`weightRoutes.ts`). Built on `node:http` because effect's HTTP platform crashes on Node 20.
+ * (`weightRoutes.ts`). Prompts are rendered to token ids by a chat template (`chatTemplate.ts`),
+ * and vLLM's token-in routes (`POST /tokenize`, `POST /v1/completions` with a token-id prompt) are
+ * served (`tokenRoutes.ts`). Built on `node:http` because effect's HTTP platform crashes on Node 20.
  */
 import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
@@ -16,7 +18,9 @@ import type { AddressInfo } from "node:net"
 import { EPISODE_HEADER, parseEpisodeHeader } from "../../actors/inference/episodeHeader.ts"
 import { TEST_DOUBLE_HEADER, TEST_DOUBLE_OWNER } from "../../actors/inference/testDouble.ts"
 import { openAiErrorBody, parseChatRequest } from "./chatRequest.ts"
-import { completionBody, completionStreamEvents, planGeneration } from "./completion.ts"
+import type { ChatTemplateName } from "./chatTemplate.ts"
+import { completionBody, completionStreamEvents, planGeneration, textCompletionBody } from "./completion.ts"
+import { Vocabulary } from "./pseudoTokens.ts"
 import {
   type ChatRequest,
   episodeKeyOf,
@@ -25,6 +29,12 @@ import {
   type ScriptedError,
   type ScriptedReply,
 } from "./script.ts"
+import {
+  type ParsedTextCompletion,
+  parseTextCompletion,
+  TOKENIZE_ROUTE,
+  tokenizeAnswer,
+} from "./tokenRoutes.ts"
 import { isWeightRoute, ScriptedWeights, type ScriptedWeightsOptions } from "./weightRoutes.ts"
 
 export interface ScriptedModelServerOptions {
@@ -48,6 +58,11 @@ export interface ScriptedModelServerOptions {
   readonly recordLimit?: number
   /** The served weight version and its update routes (see `weightRoutes.ts`). */
   readonly weights?: ScriptedWeightsOptions
+  /**
+   * How prompts become token ids: `keep-reasoning` (default) renders history as it was sampled;
+   * `drop-past-reasoning` drops past turns' reasoning as Qwen3's template does (see `chatTemplate.ts`).
+   */
+  readonly chatTemplate?: ChatTemplateName
 }
 
 export interface RecordedRequest {
@@ -96,6 +111,8 @@ interface ServerState {
   readonly pending: Set<AbortController>
   readonly log: (line: string) => void
   readonly weights: ScriptedWeights
+  /** Every id this server produced and its text, to read token-id prompts back. */
+  readonly vocabulary: Vocabulary
 }
 
 const tokenMatches = (header: string | undefined, token: string): boolean => {
@@ -185,16 +202,30 @@ const readBody = (
     req.on("error", reject)
   })
 
-/** A `/v1/chat/completions` request: its body parsed, its episode named, the script's reply sent. */
+/** What the token routes need of the server: its models, its chat template and its vocabulary. */
+const tokenOptions = (state: ServerState) => ({
+  models: state.options.models,
+  template: state.options.chatTemplate ?? ("keep-reasoning" as const),
+  vocabulary: state.vocabulary,
+})
+
+/**
+ * A `/v1/chat/completions` request — or a `/v1/completions` one (`text`), whose token-id prompt is
+ * read back into the chat it renders: its body parsed, its episode named, the script's reply sent.
+ */
 const completeChat = async (
   state: ServerState,
   req: http.IncomingMessage,
   res: http.ServerResponse,
   record: Mutable<RecordedRequest>,
+  kind: "chat" | "text" = "chat",
 ): Promise<void> => {
   const raw = await readBody(req, res, record)
   if (raw === undefined) return
-  const parsed = parseChatRequest(raw.toString("utf8"), state.options.models)
+  const parsed =
+    kind === "chat"
+      ? parseChatRequest(raw.toString("utf8"), state.options.models)
+      : parseTextCompletion(raw.toString("utf8"), tokenOptions(state))
   if (!parsed.ok) {
     const { message, code, param } = parsed.problem
     return sendError(res, record, { status: 400, message, code }, {}, param)
@@ -219,7 +250,9 @@ const completeChat = async (
   state.pending.add(abort)
   res.once("close", () => abort.abort())
   try {
-    await answerChat(state, res, record, request, context, abort.signal)
+    const prompt =
+      kind === "text" ? (parsed as Extract<ParsedTextCompletion, { ok: true }>).prompt : undefined
+    await answerChat(state, res, record, request, context, abort.signal, prompt)
   } finally {
     state.pending.delete(abort)
   }
@@ -236,6 +269,7 @@ const answerChat = async (
   request: ChatRequest,
   context: ScriptContext,
   signal: AbortSignal,
+  tokenPrompt?: ReadonlyArray<number>,
 ): Promise<void> => {
   let reply: ScriptedReply
   try {
@@ -259,12 +293,17 @@ const answerChat = async (
   state.weights.stamp(res)
   if (reply.error !== undefined) return sendError(res, record, reply.error)
 
-  const generation = planGeneration(request, reply, context)
+  const generation = planGeneration(request, reply, context, {
+    template: state.options.chatTemplate ?? "keep-reasoning",
+    vocabulary: state.vocabulary,
+    ...(tokenPrompt === undefined ? {} : { prompt: tokenPrompt }),
+  })
   const meta = {
-    id: `chatcmpl-scripted-${context.callIndex}`,
+    id: `${tokenPrompt === undefined ? "chatcmpl" : "cmpl"}-scripted-${context.callIndex}`,
     created: Math.floor(Date.now() / 1000),
     model: request.model,
   }
+  if (tokenPrompt !== undefined) return sendJson(res, record, 200, textCompletionBody(generation, meta))
   if (request.stream !== true) return sendJson(res, record, 200, completionBody(generation, meta))
   record.status = 200
   res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" })
@@ -348,6 +387,12 @@ const handle = async (
     const answer = await state.weights.answer(route, query, raw.toString("utf8"))
     return sendJson(res, record, answer.status, answer.body)
   }
+  if (route === TOKENIZE_ROUTE) {
+    const raw = await readBody(req, res, record)
+    if (raw === undefined) return
+    const answer = tokenizeAnswer(raw.toString("utf8"), tokenOptions(state))
+    return sendJson(res, record, answer.status, answer.body)
+  }
   if (!path.startsWith("/v1/")) {
     req.resume()
     return sendError(res, record, {
@@ -375,6 +420,8 @@ const handle = async (
     }
     case "POST /v1/chat/completions":
       return completeChat(state, req, res, record)
+    case "POST /v1/completions":
+      return completeChat(state, req, res, record, "text")
     default:
       req.resume()
       return sendError(res, record, {
@@ -425,6 +472,7 @@ export const startScriptedModelServer = async (
     pending: new Set(),
     log: options.log ?? (() => {}),
     weights: new ScriptedWeights(options.weights),
+    vocabulary: new Vocabulary(),
   }
   const server = http.createServer((req, res) => {
     handle(state, req, res).catch((cause: unknown) => failRequest(res, cause, state.log))
