@@ -6,7 +6,7 @@
  * answer: every turn records its prompt ids, sampled ids, aligned log-probs, temperature and
  * weight versions (the header's, or the spans of an update landing mid-answer), each prompt
  * extends the previous prompt and sampled ids exactly, long id lists sit in the blob store, and
- * replay verifies. The same episode against a template that rewrites history as Qwen3's does
+ * replay verifies; streamed, the turns record the same. The same episode against a template that rewrites history as Qwen3's does
  * (past reasoning dropped after a new user message) records exactly one DriftDetected, at the
  * token where the first dropped reasoning began, goes on to its answer, and replay re-derives it.
  */
@@ -66,7 +66,11 @@ afterAll(async () => {
 type Responded = EventOf<"ModelResponded">
 
 /** Runs the episode against a fresh server; its events as the log reads them back, and its stored lines. */
-const runAgainst = async (namespace: string, template: ScriptedModelServerOptions["chatTemplate"]) => {
+const runAgainst = async (
+  namespace: string,
+  template: ScriptedModelServerOptions["chatTemplate"],
+  stream = false,
+) => {
   const server = await startScriptedModelServer({
     script,
     weights: { version: "7" },
@@ -75,7 +79,7 @@ const runAgainst = async (namespace: string, template: ScriptedModelServerOption
   servers.push(server)
   const config = Result.getOrThrow(
     modelsConfigFrom({
-      agent: { endpoints: [{ url: server.url }], tokens: "exact", retries: 1, backoffMs: 10 },
+      agent: { endpoints: [{ url: server.url }], tokens: "exact", stream, retries: 1, backoffMs: 10 },
     }),
   )
   const read = await Effect.runPromise(
@@ -174,6 +178,22 @@ describe("a token-exact episode over HTTP", () => {
     const lastTurn = envelopes.find((e) => e.event.type === "ModelResponded" && e.event.turn === 4)!
     expect(lines[lastTurn.position - 1]!.body.blobs).toContainEqual(["promptTokenIds"])
     expect(verify(envelopes, parseForEpisode)).toMatchObject({ ok: true })
+  })
+
+  it("streamed, the same turns record the same ids, log-probs and versions", async () => {
+    const tokensOf = (r: Responded) => [
+      r.promptTokenIds,
+      r.tokenIds,
+      r.logprobs,
+      r.temperature,
+      r.weightVersions,
+    ]
+    const plain = await runAgainst("plain", undefined)
+    const streamed = await runAgainst("streamed", undefined, true)
+    expect(streamed.responded.map(tokensOf)).toEqual(plain.responded.map(tokensOf))
+    expect(streamed.drifts).toEqual([])
+    const asked = streamed.server.requests.filter((r) => r.path === "/v1/chat/completions")
+    expect(asked.map((r) => r.body?.stream)).toEqual([true, true, true, true])
   })
 
   it("a template that rewrites history yields exactly one DriftDetected, at the token where it rewrote, and the episode goes on", async () => {
