@@ -132,7 +132,7 @@ describe("the scripted chat template", () => {
   })
 
   it("says what is wrong with a prompt it did not render, and where", () => {
-    const tokens = promptTokens({ model: "m", messages: [{ role: "user", content: "hello there" }] })
+    const tokens = promptTokens({ messages: [{ role: "user", content: "hello there" }] })
     const end = tokens.findIndex((token) => token.id === SPECIAL.imEnd.id)
     expect(parsePrompt(tokens.slice(0, end))).toMatchObject({
       ok: false,
@@ -147,7 +147,7 @@ describe("the scripted chat template", () => {
       problem: expect.stringMatching(/expected <\|im_start\|>/),
     })
     const noGenerationPrompt = promptTokens(
-      { model: "m", messages: [{ role: "user", content: "x" }] },
+      { messages: [{ role: "user", content: "x" }] },
       "keep-reasoning",
       false,
     )
@@ -164,7 +164,6 @@ describe("the vocabulary", () => {
     (texts) => {
       const vocabulary = new Vocabulary()
       const tokens = promptTokens({
-        model: "m",
         messages: texts.map((content) => ({ role: "user", content })),
       })
       for (const token of tokens) vocabulary.learn(token.text, token.id)
