@@ -4,6 +4,7 @@
  */
 import { eventCounts } from "../projections/eventCounts/eventCounts.ts"
 import { makeProjectionRegistry, type ProjectionRegistry } from "../projections/projection.ts"
+import { rewards } from "../projections/rewards/rewardsProjection.ts"
 import { runs } from "../projections/runs/runs.ts"
 import { scoreboard } from "../projections/scoreboard/scoreboard.ts"
 import { toolHealth } from "../projections/toolHealth/toolHealth.ts"
@@ -13,4 +14,5 @@ export const projectionRegistry: ProjectionRegistry = makeProjectionRegistry([
   runs,
   toolHealth,
   scoreboard,
+  rewards,
 ])

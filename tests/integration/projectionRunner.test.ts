@@ -426,6 +426,7 @@ for (const backend of [embedded(), jetStream()]) {
         { name: "runs", checkpoint: "current", position: last, behind: 0 },
         { name: "toolHealth", checkpoint: "none" },
         { name: "scoreboard", checkpoint: "none" },
+        { name: "rewards", checkpoint: "none" },
       ])
       await close()
     })

@@ -673,7 +673,13 @@ describe("projections by example", () => {
   })
 
   it("the registry knows every projection, and refuses bad names", () => {
-    expect(projectionRegistry.names).toStrictEqual(["eventCounts", "runs", "toolHealth", "scoreboard"])
+    expect(projectionRegistry.names).toStrictEqual([
+      "eventCounts",
+      "runs",
+      "toolHealth",
+      "scoreboard",
+      "rewards",
+    ])
     expect(projectionRegistry.get("runs")).toBe(runs)
     expect(() => makeProjectionRegistry([eventCounts, eventCounts] as Projection<unknown>[])).toThrow(/two/)
     expect(() => makeProjectionRegistry([{ ...eventCounts, name: "../x" }] as Projection<unknown>[])).toThrow(
