@@ -32,16 +32,16 @@ import { makeJetStreamLog } from "../src/events/log/jetStreamLog.ts"
 import { connectNats } from "../src/events/log/natsConnection.ts"
 import type { Envelope, LogRecord } from "../src/events/schema.ts"
 import { type AnyProjection, foldAll } from "../src/projections/projection.ts"
+import { rebuildProjection, rebuildProjections } from "../src/projections/runner/runner.ts"
+import { runs } from "../src/projections/runs/runs.ts"
+import { type ScoreboardState, scoreboard } from "../src/projections/scoreboard/scoreboard.ts"
 import {
   type CheckpointStoreShape,
   checkpointBucketFor,
   fileCheckpointDir,
   fileCheckpointStore,
   kvCheckpointStore,
-} from "../src/projections/runner/checkpointStore.ts"
-import { rebuildProjection, rebuildProjections } from "../src/projections/runner/runner.ts"
-import { runs } from "../src/projections/runs/runs.ts"
-import { type ScoreboardState, scoreboard } from "../src/projections/scoreboard/scoreboard.ts"
+} from "../src/runtime/checkpointStore.ts"
 import { startNatsServer } from "../src/runtime/natsServerProcess.ts"
 import type { Benchmark } from "./benchmark.ts"
 import { Resources } from "./resources.ts"

@@ -17,7 +17,7 @@ import {
   fileCheckpointDir,
   fileCheckpointStore,
   kvCheckpointStore,
-} from "../projections/runner/checkpointStore.ts"
+} from "../runtime/checkpointStore.ts"
 import type { BusUnavailable, CommandBusShape } from "../runtime/commandBus.ts"
 import { natsServers, type RolloutConfig, resolveNatsToken } from "../runtime/config.ts"
 import { makeInProcessBus } from "../runtime/inProcessBus.ts"

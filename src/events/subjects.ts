@@ -104,3 +104,6 @@ export const subjectMatches = (filter: string, subject: string): boolean => {
   }
   return f.length === s.length
 }
+
+/** Projection names become checkpoint file names and NATS KV keys, so they keep to a safe alphabet. */
+export const projectionNamePattern = /^[a-z][A-Za-z0-9_-]{0,63}$/

@@ -10,7 +10,7 @@ import { decodeEvent, UndecodableEvent } from "../events/codec.ts"
 import type { UpcasterTable } from "../events/legacy.ts"
 import { type LogEntry, PassedOver } from "../events/log/eventLog.ts"
 import type { Envelope, EventType } from "../events/schema.ts"
-import { subjectMatches } from "../events/subjects.ts"
+import { projectionNamePattern, subjectMatches } from "../events/subjects.ts"
 
 /** A JSON value: what a checkpoint can hold. */
 export type Json = Schema.Json
@@ -51,9 +51,6 @@ export interface Projection<S> {
 
 /** A projection of any state, as registries and the CLI hold them. */
 export type AnyProjection = Projection<unknown>
-
-/** Names become file names and NATS KV keys, so they keep to a safe alphabet. */
-export const projectionNamePattern = /^[a-z][A-Za-z0-9_-]{0,63}$/
 
 /**
  * A fold in progress: the state plus where it stands in the log. `position` is the last entry

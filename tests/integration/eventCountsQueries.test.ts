@@ -16,7 +16,7 @@ import { entitySubject } from "../../src/events/subjects.ts"
 import { initialEventCounts } from "../../src/projections/eventCounts/eventCounts.ts"
 import { type LogCounts, logCountsOf, typeCounts } from "../../src/projections/eventCounts/queries.ts"
 import { logStatsJson, typeCountsTable } from "../../src/projections/eventCounts/render.ts"
-import { fileCheckpointDir, fileCheckpointStore } from "../../src/projections/runner/checkpointStore.ts"
+import { fileCheckpointDir, fileCheckpointStore } from "../../src/runtime/checkpointStore.ts"
 import { acquire } from "../support/scoped.ts"
 
 const NS = "c"

@@ -22,14 +22,6 @@ import { entitySubject } from "../../src/events/subjects.ts"
 import { type EventCountsState, eventCounts } from "../../src/projections/eventCounts/eventCounts.ts"
 import type { AnyProjection, Projection } from "../../src/projections/projection.ts"
 import {
-  type CheckpointStoreShape,
-  CheckpointUnreadable,
-  checkpointBucketFor,
-  fileCheckpointDir,
-  fileCheckpointStore,
-  kvCheckpointStore,
-} from "../../src/projections/runner/checkpointStore.ts"
-import {
   listProjections,
   rebuildProjection,
   rebuildProjections,
@@ -37,6 +29,14 @@ import {
   startProjection,
 } from "../../src/projections/runner/runner.ts"
 import { runs } from "../../src/projections/runs/runs.ts"
+import {
+  type CheckpointStoreShape,
+  CheckpointUnreadable,
+  checkpointBucketFor,
+  fileCheckpointDir,
+  fileCheckpointStore,
+  kvCheckpointStore,
+} from "../../src/runtime/checkpointStore.ts"
 import { startTestNatsServer, type TestNatsServer } from "../support/natsServer.ts"
 import { type Acquired, acquire } from "../support/scoped.ts"
 

@@ -29,7 +29,7 @@ import { foldAll } from "../../src/projections/projection.ts"
 import { dropReasons } from "../../src/projections/rewards/dropReasons.ts"
 import { rewardsOf, runRewards } from "../../src/projections/rewards/queries.ts"
 import { rewards } from "../../src/projections/rewards/rewardsProjection.ts"
-import { fileCheckpointDir, fileCheckpointStore } from "../../src/projections/runner/checkpointStore.ts"
+import { fileCheckpointDir, fileCheckpointStore } from "../../src/runtime/checkpointStore.ts"
 import { manualClock } from "../../src/runtime/clock.ts"
 
 const cleanup: Array<() => Promise<void>> = []

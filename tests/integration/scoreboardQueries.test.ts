@@ -15,7 +15,6 @@ import { makeEmbeddedLog } from "../../src/events/log/embeddedLog.ts"
 import type { LogDamage } from "../../src/events/log/eventLog.ts"
 import type { DomainEvent, NewEvent } from "../../src/events/schema.ts"
 import { entitySubject } from "../../src/events/subjects.ts"
-import { fileCheckpointDir, fileCheckpointStore } from "../../src/projections/runner/checkpointStore.ts"
 import {
   type EvalReport,
   runReport,
@@ -32,6 +31,7 @@ import {
   samplesCsv,
 } from "../../src/projections/scoreboard/render.ts"
 import { type LeaderboardRow, leaderboard } from "../../src/projections/scoreboard/scoreboardMetrics.ts"
+import { fileCheckpointDir, fileCheckpointStore } from "../../src/runtime/checkpointStore.ts"
 import { acquire } from "../support/scoped.ts"
 
 const NS = "q"

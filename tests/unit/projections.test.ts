@@ -31,13 +31,13 @@ import {
   makeProjectionRegistry,
   type Projection,
 } from "../../src/projections/projection.ts"
+import { rebuildProjection, runProjection } from "../../src/projections/runner/runner.ts"
+import { runs } from "../../src/projections/runs/runs.ts"
 import {
   type Checkpoint,
   type CheckpointStoreShape,
   CheckpointUnreadable,
-} from "../../src/projections/runner/checkpointStore.ts"
-import { rebuildProjection, runProjection } from "../../src/projections/runner/runner.ts"
-import { runs } from "../../src/projections/runs/runs.ts"
+} from "../../src/runtime/checkpointStore.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Arbitraries: valid events of the vocabulary, with ids drawn from small pools so they collide.

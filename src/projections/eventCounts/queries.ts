@@ -6,7 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { EventLogShape, LogStats, LogUnavailable } from "../../events/log/eventLog.ts"
-import type { CheckpointStoreShape } from "../runner/checkpointStore.ts"
+import type { CheckpointStoreShape } from "../../runtime/checkpointStore.ts"
 import { type ProjectionRunError, runProjection } from "../runner/runner.ts"
 import { summarizeUndecodable, type UndecodableSummary } from "../undecodable.ts"
 import { type EventCountsState, eventCounts } from "./eventCounts.ts"

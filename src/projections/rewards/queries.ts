@@ -6,9 +6,9 @@
  */
 import * as Effect from "effect/Effect"
 import type { EventLogShape } from "../../events/log/eventLog.ts"
+import type { CheckpointStoreShape } from "../../runtime/checkpointStore.ts"
 import { bucketGet, bucketValues } from "../buckets.ts"
 import { ownValue } from "../projection.ts"
-import type { CheckpointStoreShape } from "../runner/checkpointStore.ts"
 import { type ProjectionRunError, runProjection } from "../runner/runner.ts"
 import { summarizeUndecodable, type UndecodableSummary } from "../undecodable.ts"
 import { addCounts, noDrops, type ReasonCounts } from "./dropReasons.ts"

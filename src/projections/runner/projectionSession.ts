@@ -20,9 +20,9 @@ import type {
   PassedOver,
   ReadOptions,
 } from "../../events/log/eventLog.ts"
+import type { CheckpointStoreShape, CheckpointStoreUnavailable } from "../../runtime/checkpointStore.ts"
 import { type Clock, systemClock } from "../../runtime/clock.ts"
 import { advance, encodeState, type Folded, logFilterFor, type Projection } from "../projection.ts"
-import type { CheckpointStoreShape, CheckpointStoreUnavailable } from "./checkpointStore.ts"
 
 /** Why a run started from position 0. */
 export type RebuildReason =

@@ -7,8 +7,8 @@ import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type { EventLogShape } from "../../events/log/eventLog.ts"
+import type { CheckpointStoreShape } from "../../runtime/checkpointStore.ts"
 import type { AnyProjection, ProjectionRegistry } from "../projection.ts"
-import type { CheckpointStoreShape } from "./checkpointStore.ts"
 import type { ProjectionRunError } from "./projectionSession.ts"
 
 /** A name that is not in the registry; the message lists the known ones. */

@@ -16,6 +16,11 @@ import {
   PassedOver,
 } from "../../events/log/eventLog.ts"
 import type { Envelope } from "../../events/schema.ts"
+import type {
+  CheckpointStoreShape,
+  CheckpointStoreUnavailable,
+  CheckpointUnreadable,
+} from "../../runtime/checkpointStore.ts"
 import { type Clock, systemClock } from "../../runtime/clock.ts"
 import {
   type AnyProjection,
@@ -28,11 +33,6 @@ import {
   type Projection,
   scanTypesFor,
 } from "../projection.ts"
-import type {
-  CheckpointStoreShape,
-  CheckpointStoreUnavailable,
-  CheckpointUnreadable,
-} from "./checkpointStore.ts"
 import {
   type ProjectionResult,
   type ProjectionRunError,

@@ -17,8 +17,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import { streamsFor } from "../../events/subjects.ts"
-import { projectionNamePattern } from "../projection.ts"
+import { projectionNamePattern, streamsFor } from "../events/subjects.ts"
 
 /** One projection's saved fold. `state` is JSON (see `encodeState`). */
 export interface Checkpoint {
