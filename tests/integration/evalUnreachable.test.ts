@@ -177,6 +177,11 @@ describe("rollout eval refuses an endpoint that does not answer, before writing 
         url: `http://127.0.0.1:${htmlPort}/v1`,
         expected: ["not an OpenAI-compatible server", "It works!"],
       },
+      // Port 9 is on fetch's blocked list: refused before any connection, under a generic wrapper.
+      {
+        url: "http://127.0.0.1:9/v1",
+        expected: ["cannot connect: bad port", "serve the model on another port"],
+      },
     ]
     const results = await Promise.all(cases.map((c) => rollout(evalArgs("m1", c.url), { dataDir: "causes" })))
     results.forEach((r, i) => {

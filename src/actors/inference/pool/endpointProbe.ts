@@ -111,8 +111,16 @@ const failureOf = (error: unknown, timeoutMs: number, keyVariable: string | unde
           : undefined
     return { cause: `${cause} (${code})`, ...(hint === undefined ? {} : { hint }) }
   }
-  const message = error instanceof Error ? error.message : String(error)
-  return { cause: `cannot connect: ${snippet(message)}${codes.length === 0 ? "" : ` (${codes.join(", ")})`}` }
+  // The client wraps what fetch threw ("Connection error." ← "fetch failed" ← the reason): name the reason.
+  let innermost: unknown = error
+  for (let depth = 0; depth < 6 && innermost instanceof Error && innermost.cause instanceof Error; depth++)
+    innermost = innermost.cause
+  const message = innermost instanceof Error ? innermost.message : String(innermost)
+  const cause = `cannot connect: ${snippet(message)}${codes.length === 0 ? "" : ` (${codes.join(", ")})`}`
+  // fetch refuses a fixed list of ports (9, 25, 6000, …) before any connection is tried.
+  return message === "bad port"
+    ? { cause, hint: "HTTP clients refuse this port (fetch's blocked-port list): serve the model on another port" }
+    : { cause }
 }
 
 /** `GET <url>/models`: the list's model ids, or what went wrong. */
