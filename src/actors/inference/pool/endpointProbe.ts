@@ -119,7 +119,10 @@ const failureOf = (error: unknown, timeoutMs: number, keyVariable: string | unde
   const cause = `cannot connect: ${snippet(message)}${codes.length === 0 ? "" : ` (${codes.join(", ")})`}`
   // fetch refuses a fixed list of ports (9, 25, 6000, …) before any connection is tried.
   return message === "bad port"
-    ? { cause, hint: "HTTP clients refuse this port (fetch's blocked-port list): serve the model on another port" }
+    ? {
+        cause,
+        hint: "HTTP clients refuse this port (fetch's blocked-port list): serve the model on another port",
+      }
     : { cause }
 }
 
