@@ -1,17 +1,6 @@
-/**
- * A damaged log as a user meets it through the CLI (the compiled binary), on both logs: a garbage
- * line in the middle of a demo log, a torn last line, arbitrary damage made by fast-check, and a
- * foreign message on a real nats-server. Every reading command says how many entries it could not
- * decode and where (one line on stderr, `undecodable` in its JSON), the torn tail is reported on
- * open and a writer's cut is announced and kept, `replay` marks what it cannot decode where it is
- * and tells damage (exit 4) from divergence (exit 3), and no control character from the log
- * reaches the terminal.
- */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import { jetstream } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { Effect, Exit, Scope } from "effect"
@@ -22,23 +11,14 @@ import { makeJetStreamLog } from "../../src/events/log/jetStreamLog.ts"
 import { connectNats } from "../../src/events/log/natsConnection.ts"
 import type { NewEvent } from "../../src/events/schema.ts"
 import { entitySubject } from "../../src/events/subjects.ts"
+import { runRollout } from "../support/cli.ts"
 import { damageArb, damaged, expectedOf, garbage, linesOf, NEWLINE } from "../support/logDamage.ts"
 import { startTestNatsServer, type TestNatsServer } from "../support/natsServer.ts"
 
-const cli = path.resolve("bin/rollout.js")
-const exec = promisify(execFile)
 let cwd: string
 let demo: string
 
-const rollout = async (...args: string[]) => {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cli, ...args], { cwd, maxBuffer: 64 << 20 })
-    return { code: 0, stdout, stderr }
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
+const rollout = (...args: string[]) => runRollout(args, { cwd })
 
 /** Any character that could drive a terminal, except the newlines and tabs of our own layout. */
 const controlsIn = (text: string) =>

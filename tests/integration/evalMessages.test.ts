@@ -1,34 +1,17 @@
-/**
- * Small things an `rollout eval` user reads, through the compiled binary in a temp working
- * directory: a judge model the config lacks is answered with the judge's flag (`--judge-base-url`,
- * not the agent's `--base-url`), and a k = 1 report shows one pass@1 column in its breakdowns (not
- * "pass@1 pass@1") in the printed report, `report.md` and `rollout scores --run`. The agent model
- * is the scripted test-double server, reached over HTTP through the inference pool.
- */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { scripts, startScriptedModelServer } from "../../src/programs/scriptedModel/server.ts"
+import { runRollout } from "../support/cli.ts"
 
-const cli = path.resolve("bin/rollout.js")
-const run = promisify(execFile)
 let cwd: string
 
-const rollout = async (args: ReadonlyArray<string>) => {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, "--data-dir", "data", ...args], {
-      cwd,
-      env: { ...process.env, NO_COLOR: "1", ROLLOUT_TOOLS: "builtin" },
-    })
-    return { code: 0, stdout, stderr }
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
+const rollout = (args: ReadonlyArray<string>) =>
+  runRollout(["--data-dir", "data", ...args], {
+    cwd,
+    env: { ...process.env, NO_COLOR: "1", ROLLOUT_TOOLS: "builtin" },
+  })
 
 /** The lines of a breakdown's header in a report: `level  tasks … pass@…` or `| level | … |`. */
 const breakdownHeaders = (text: string): ReadonlyArray<string> =>

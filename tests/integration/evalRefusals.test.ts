@@ -1,18 +1,6 @@
-/**
- * Refused before anything is written: `rollout eval` (the compiled binary, a temp working
- * directory, the embedded log, the scripted test-double model server over HTTP) checks every
- * configuration and input before its first append — a tools.yaml type error or unknown key, an
- * unset `${VAR}` in a server's env, an unknown `--tools` server, an unset `apiKeyEnv`, a data file
- * with bad rows — and `rollout log stats --json` is the same before and after each refusal. Bad rows
- * are listed and refused (exit 3) unless `--skip-bad-rows` says to go on; then the run's start event
- * and its report say which rows were left out. In process, the agent's live ports read and check
- * tools.yaml before the inference pool starts, so a worker refuses with an empty log too.
- */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
@@ -23,24 +11,13 @@ import {
   type ScriptedModelServer,
   startScriptedModelServer,
 } from "../../src/programs/scriptedModel/server.ts"
+import { runRollout } from "../support/cli.ts"
 
-const cli = path.resolve("bin/rollout.js")
-const run = promisify(execFile)
 let cwd: string
 let server: ScriptedModelServer
 
-const rollout = async (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, "--data-dir", "data", ...args], {
-      cwd,
-      env: { ...process.env, NO_COLOR: "1", ...env },
-    })
-    return { code: 0, stdout, stderr }
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
+const rollout = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  runRollout(["--data-dir", "data", ...args], { cwd, env: { ...process.env, NO_COLOR: "1", ...env } })
 
 const logStats = async () => {
   const r = await rollout(["log", "stats", "--json"])

@@ -1,42 +1,22 @@
-/**
- * `rollout eval`, `rollout scores` and `rollout export` as a user runs them (the compiled binary,
- * a temp working directory, the embedded log), end to end over HTTP: a small custom JSONL
- * benchmark, the agent model and the judge model both served by a scripted OpenAI-compatible
- * server started here (a test double for a GPU server) and reached through the inference pool via
- * `--base-url`, and the built-in `echo` tool (`ROLLOUT_TOOLS=builtin`). The report is printed and
- * written, `--json` prints one object, a second run with the same `--run` makes no model call, the
- * leaderboard rebuilt from the log matches the live report, judge verdicts are cached across runs,
- * and trajectories export as SFT chat JSONL and in AgentToLeaP's layout.
- */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { assistantTurns, messageText, type Script } from "../../src/programs/scriptedModel/script.ts"
 import {
   type ScriptedModelServer,
   startScriptedModelServer,
 } from "../../src/programs/scriptedModel/server.ts"
+import { runRollout } from "../support/cli.ts"
 
-const cli = path.resolve("bin/rollout.js")
-const run = promisify(execFile)
 let cwd: string
 let server: ScriptedModelServer
 
-const rollout = async (args: ReadonlyArray<string>) => {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, "--data-dir", "data", ...args], {
-      cwd,
-      env: { ...process.env, NO_COLOR: "1", ROLLOUT_TOOLS: "builtin" },
-    })
-    return { code: 0, stdout, stderr }
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
+const rollout = (args: ReadonlyArray<string>) =>
+  runRollout(["--data-dir", "data", ...args], {
+    cwd,
+    env: { ...process.env, NO_COLOR: "1", ROLLOUT_TOOLS: "builtin" },
+  })
 
 /** Ground truths; the model knows q1 and q3 and gets q2 wrong. */
 const rows = [

@@ -1,57 +1,27 @@
-/**
- * `rollout eval` against endpoints that are wrong, as a user meets them (the compiled binary, a temp
- * working directory, the embedded log, real HTTP and TCP servers started here): a closed port stops
- * the command within seconds with one line naming the URL and "connection refused", before anything
- * is written (`log stats` unchanged); each other cause is named apart (host not found, timeout, 401
- * with and without a key variable, an unset key variable, 404 on a base URL without `/v1`, a server
- * that is not OpenAI-compatible), for the judge as for the agent. A model server that answers the
- * probe and then fails every call ends the run `failed`, with the reasons counted in the progress,
- * the report, `samples.csv` and `rollout scores`, and exit status 4; one that fails some calls
- * finishes `completed` with those counted.
- */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { messageText, type Script } from "../../src/programs/scriptedModel/script.ts"
 import {
   type ScriptedModelServer,
   startScriptedModelServer,
 } from "../../src/programs/scriptedModel/server.ts"
+import { type CliResult, runRollout } from "../support/cli.ts"
 
-const cli = path.resolve("bin/rollout.js")
-const run = promisify(execFile)
 let cwd: string
 
-interface CliResult {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-  readonly ms: number
-}
-
-const rollout = async (
+const rollout = (
   args: ReadonlyArray<string>,
   options: { dataDir?: string; env?: Record<string, string> } = {},
-): Promise<CliResult> => {
-  const started = performance.now()
-  const dataDir = options.dataDir ?? "data"
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, "--data-dir", dataDir, ...args], {
-      cwd,
-      env: { ...process.env, NO_COLOR: "1", ROLLOUT_TOOLS: "builtin", ...options.env },
-      timeout: 120_000,
-    })
-    return { code: 0, stdout, stderr, ms: performance.now() - started }
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr, ms: performance.now() - started }
-  }
-}
+): Promise<CliResult> =>
+  runRollout(["--data-dir", options.dataDir ?? "data", ...args], {
+    cwd,
+    env: { ...process.env, NO_COLOR: "1", ROLLOUT_TOOLS: "builtin", ...options.env },
+    timeoutMs: 120_000,
+  })
 
 const rows = [
   { id: "q1", question: "What is two plus two?", answer: "4" },

@@ -1,24 +1,6 @@
-/**
- * `rollout export --format agenttoleap` through the built CLI, held to what AgentCPM-Explore's
- * AgentToLeaP report code reads (facts about their readers, not their code): every folder of the
- * export that holds `traj_<i>` folders is a task whose id is the folder name, its runs are those
- * `traj_<i>` in number order (i = 0, 1, … without gaps), and a run's answer is the last
- * `<answer>…</answer>` of the last assistant message in `result.json`'s `conversation_history`.
- *
- * - The demo run (the scripted researcher over the bundled corpus, k = 4): reading the export that
- *   way and scoring with GAIA's exact match gives `rollout scores`' Avg@k, per-run accuracy, pass@k
- *   and first-k pass@k; with `--correct-only` the kept runs are renumbered from 0 and the earlier
- *   export's folders are gone.
- * - A custom benchmark with ids that are not safe folder names (`a/b`, `..`, `x y?`) and a task
- *   whose model calls fail: the export prints which ids got which folder, the files have
- *   AgentToLeaP's fields and types, `dialog.json` holds user/assistant/tool messages with `name` on
- *   tool messages, and a folder that already holds someone else's `traj_*` is refused.
- */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { gaiaScore, meanPassAtK } from "../../src/actors/evaluator/index.ts"
 import { assistantTurns, messageText, type Script } from "../../src/programs/scriptedModel/script.ts"
@@ -26,29 +8,18 @@ import {
   type ScriptedModelServer,
   startScriptedModelServer,
 } from "../../src/programs/scriptedModel/server.ts"
+import { runRollout } from "../support/cli.ts"
 
-const cli = path.resolve("bin/rollout.js")
-const exec = promisify(execFile)
 let cwd: string
 let dataDir: string
 let server: ScriptedModelServer
 
 /** The CLI on this test's data folder; `builtin` tools (`echo`) unless `tools` says otherwise. */
-const rollout = async (args: ReadonlyArray<string>, tools: "builtin" | "configured" = "builtin") => {
+const rollout = (args: ReadonlyArray<string>, tools: "builtin" | "configured" = "builtin") => {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" }
   if (tools === "builtin") env.ROLLOUT_TOOLS = "builtin"
   else delete env.ROLLOUT_TOOLS
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cli, "--data-dir", dataDir, ...args], {
-      cwd,
-      env,
-      maxBuffer: 64 * 1024 * 1024,
-    })
-    return { code: 0, stdout, stderr }
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
+  return runRollout(["--data-dir", dataDir, ...args], { cwd, env })
 }
 
 interface Message {

@@ -1,15 +1,6 @@
-/**
- * `rollout export` over a damaged log, through the compiled CLI, on both logs: an entry of an
- * exported episode that does not decode — a broken line of the embedded log that still names its
- * subject, a foreign message on the episode's subject on a real nats-server — is counted with its
- * position (one line on stderr, `undecodable` in the JSON), and said apart as left out of its
- * trajectory, which is written without it; the other trajectories are whole.
- */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import { jetstream } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { Effect } from "effect"
@@ -17,26 +8,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeJetStreamLog } from "../../src/events/log/jetStreamLog.ts"
 import { connectNats } from "../../src/events/log/natsConnection.ts"
 import type { NewEvent } from "../../src/events/schema.ts"
+import { runRollout } from "../support/cli.ts"
 import { linesOf } from "../support/logDamage.ts"
 import { startTestNatsServer, type TestNatsServer } from "../support/natsServer.ts"
 
-const cli = path.resolve("bin/rollout.js")
-const exec = promisify(execFile)
 let cwd: string
 let demo: string
 let runId: string
 /** The export of the sound demo log. */
 let sound: { episodes: number }
 
-const rollout = async (...args: string[]) => {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cli, ...args], { cwd, maxBuffer: 64 << 20 })
-    return { code: 0, stdout, stderr }
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
+const rollout = (...args: string[]) => runRollout(args, { cwd })
 
 interface Line {
   readonly position: number
