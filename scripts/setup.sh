@@ -9,9 +9,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 list="scripts/system-packages.txt"
 
 # A package counts as present when what it provides is found: a command on the PATH or in the
-# system directories (root's PATH may lack /usr/sbin), or a path.
+# system directories (root's PATH may lack /usr/sbin), a path, or (`dpkg`, for libraries whose
+# files sit under an architecture's directory) dpkg's own record of the package.
 provided() {
-  local what="$1"
+  local package="$1" what="$2"
+  if [[ "$what" == dpkg ]]; then
+    [[ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" == "install ok installed" ]]
+    return
+  fi
   if [[ "$what" == /* ]]; then [[ -e "$what" ]]; return; fi
   command -v "$what" >/dev/null 2>&1 || [[ -x "/usr/sbin/$what" || -x "/usr/bin/$what" ]]
 }
@@ -19,7 +24,7 @@ provided() {
 missing=()
 while read -r package provides _; do
   [[ -z "$package" || "$package" == \#* ]] && continue
-  provided "$provides" || missing+=("$package")
+  provided "$package" "$provides" || missing+=("$package")
 done <"$list"
 
 if ((${#missing[@]} > 0)); then

@@ -74,6 +74,11 @@ export const EpisodeStarted = Schema.Struct({
   runId: Schema.optionalKey(Id),
   taskId: Schema.String,
   sampleIndex: Count,
+  /**
+   * The GRPO group the sample belongs to, when it is not simply its task in its run: an RL run
+   * samples a task once per epoch, each time as a new group (`GroupStarted`). Absent: the task.
+   */
+  group: Schema.optionalKey(Id),
   question: Schema.String,
   model: Schema.String,
   maxTurns: Count,
@@ -253,10 +258,78 @@ export const SampleScored = Schema.Struct({
   runId: Id,
   taskId: Schema.String,
   sampleIndex: Count,
+  /** The sample's GRPO group when its episode names one (`EpisodeStarted.group`). */
+  group: Schema.optionalKey(Id),
   episodeId: Id,
   scorer: Schema.String,
   verdict: Schema.Literals(["correct", "incorrect", "judge_failed"]),
   score: Schema.Finite,
+})
+
+/**
+ * An RL run's sampler started a GRPO group: `samples` episodes of task `taskId` (epoch `epoch` of the
+ * task set), while the RL model group served weight `version` (the staleness gate's lower bound for
+ * every token the group will sample). Recorded before its episodes, so a resumed sampler finishes
+ * the groups it had started and starts no group twice.
+ */
+export const GroupStarted = Schema.Struct({
+  type: Schema.Literal("GroupStarted"),
+  runId: Id,
+  group: Id,
+  taskId: Schema.String,
+  epoch: Count,
+  samples: Count,
+  version: Id,
+})
+
+/** Tokens of a batch that were `lag` = step − version steps old (only tokens that train). */
+export const LagCount = Schema.Struct({ lag: Count, tokens: Count })
+
+/**
+ * Training step `step` of an RL run is ready: its batch (the format in docs/training.md: a
+ * safetensors file whose JSON header describes every sequence) is in the blob store under `blob`,
+ * `hash` is the SHA-256 of those bytes. `groups` are the GRPO groups it holds (in the order they
+ * completed), `samples` the samples that train, `sequences` and `tokens` its rows and all their
+ * tokens, `trainedTokens` those whose loss is not masked; `lags` the histogram of their version
+ * lags (every lag ≤ η), `drops` what was dropped while the step filled, by reason (closed set).
+ * Derived from the log alone: `rollout rl batch <step> --verify` derives it again and compares.
+ */
+export const BatchPublished = Schema.Struct({
+  type: Schema.Literal("BatchPublished"),
+  runId: Id,
+  step: Count,
+  hash: Schema.String,
+  blob: BlobRef,
+  groups: Schema.Array(Id),
+  samples: Count,
+  sequences: Count,
+  tokens: Count,
+  trainedTokens: Count,
+  lags: Schema.Array(LagCount),
+  drops: Schema.Record(Schema.String, Count),
+})
+
+/** The trainer took step `step` and trained it (acknowledged through the bridge); at most once per step. */
+export const BatchConsumed = Schema.Struct({
+  type: Schema.Literal("BatchConsumed"),
+  runId: Id,
+  step: Count,
+  trainer: Schema.optionalKey(Schema.String),
+})
+
+/**
+ * What the trainer reported of one optimizer step, through the bridge: the loss and its parts, and
+ * the mean importance ratio of the tokens of each version lag (on-policy tokens, lag 0, should be
+ * at 1: the batches are token-exact and their log-probs the sampler's).
+ */
+export const TrainerStepReported = Schema.Struct({
+  type: Schema.Literal("TrainerStepReported"),
+  runId: Id,
+  step: Count,
+  /** The weight version the step produced. */
+  version: Id,
+  metrics: Schema.Record(Schema.String, Schema.Finite),
+  ratioByLag: Schema.Array(Schema.Struct({ lag: Count, tokens: Count, meanRatio: Schema.Finite })),
 })
 
 /** The diagnostic `probe` actor's answer: proves a worker took a command and wrote once. */
@@ -521,6 +594,10 @@ export const DomainEvent = Schema.Union([
   ToolCallServed,
   ToolPoolSampled,
   JudgeVerdictRecorded,
+  GroupStarted,
+  BatchPublished,
+  BatchConsumed,
+  TrainerStepReported,
 ])
 export type DomainEvent = typeof DomainEvent.Type
 export type EventType = DomainEvent["type"]
@@ -561,6 +638,10 @@ export const eventSchemas = {
   ToolCallServed,
   ToolPoolSampled,
   JudgeVerdictRecorded,
+  GroupStarted,
+  BatchPublished,
+  BatchConsumed,
+  TrainerStepReported,
 } as const satisfies { readonly [T in EventType]: Schema.Codec<EventOf<T>, unknown> }
 
 /** The current schema version of each type; a retired version is upcast on read. */
@@ -598,6 +679,10 @@ export const currentVersions: { readonly [T in EventType]: number } = {
   ToolCallServed: 1,
   ToolPoolSampled: 1,
   JudgeVerdictRecorded: 1,
+  GroupStarted: 1,
+  BatchPublished: 1,
+  BatchConsumed: 1,
+  TrainerStepReported: 1,
 }
 
 export const isEventType = (type: string): type is EventType => Object.hasOwn(currentVersions, type)
