@@ -6,8 +6,10 @@
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type { BlobStoreShape } from "../events/log/blobStore.ts"
 import { makeEmbeddedLog } from "../events/log/embeddedLog.ts"
 import { type EventLogShape, LogUnavailable } from "../events/log/eventLog.ts"
+import { fileBlobDir, fileBlobStore } from "../events/log/fileBlobStore.ts"
 import { makeJetStreamLog } from "../events/log/jetStreamLog.ts"
 import { connectNats, type NatsHandle, redactUrl } from "../events/log/natsConnection.ts"
 import { blobBucketFor, objectBlobStore } from "../events/log/objectBlobStore.ts"
@@ -28,6 +30,11 @@ export interface Runtime {
   readonly log: EventLogShape
   readonly bus: CommandBusShape
   readonly checkpoints: CheckpointStoreShape
+  /**
+   * The blob store the log keeps large fields in (files beside the embedded log, the Object Store
+   * on NATS); training batches are stored there too.
+   */
+  readonly blobs: BlobStoreShape
   /** Where the log is, for messages: the data dir or the server URLs (credentials removed). */
   readonly location: string
   readonly nats: NatsHandle | undefined
@@ -58,6 +65,7 @@ export const openRuntime = (
       return {
         config,
         log,
+        blobs: fileBlobStore(fileBlobDir(dataDir, namespace)),
         bus: makeInProcessBus({ dataDir: path.join(dataDir, "log", namespace) }),
         checkpoints,
         location: dataDir,
@@ -91,5 +99,13 @@ export const openRuntime = (
         (e) => new LogUnavailable({ backend: "nats", operation: "open checkpoints", reason: e.message }),
       ),
     )
-    return { config, log, bus, checkpoints, location: servers.map(redactUrl).join(","), nats: handle }
+    return {
+      config,
+      log,
+      bus,
+      checkpoints,
+      blobs: largeFields.blobStore,
+      location: servers.map(redactUrl).join(","),
+      nats: handle,
+    }
   })
