@@ -1,0 +1,143 @@
+"""The policy: a small causal transformer (pre-norm, learned positions, tied embeddings) over the
+vocabulary of vocab.py, with sampling that returns the log-probability of each sampled token
+under exactly the distribution it was drawn from (logits / temperature), and checkpoints as a
+directory `model.safetensors` + `config.json` (the dimensions and the vocabulary).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import safetensors
+from .vocab import VOCAB, Vocabulary
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = VOCAB.size
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 128
+    max_len: int = 256
+
+
+class Block(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.n_heads = c.n_heads
+        self.ln1 = nn.LayerNorm(c.d_model)
+        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+        self.proj = nn.Linear(c.d_model, c.d_model)
+        self.ln2 = nn.LayerNorm(c.d_model)
+        self.ff1 = nn.Linear(c.d_model, c.d_ff)
+        self.ff2 = nn.Linear(c.d_ff, c.d_model)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
+        q, k, v = (z.view(b, t, h, d // h).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(d // h)
+        att = att.masked_fill(mask[:t, :t], float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.ff2(F.gelu(self.ff1(self.ln2(x))))
+
+
+class Policy(nn.Module):
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        c = self.config = config or ModelConfig()
+        self.tok = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos = nn.Embedding(c.max_len, c.d_model)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
+        self.ln = nn.LayerNorm(c.d_model)
+        self.register_buffer("mask", torch.triu(torch.ones(c.max_len, c.max_len, dtype=torch.bool), 1), persistent=False)
+        nn.init.normal_(self.tok.weight, std=0.02)
+        nn.init.normal_(self.pos.weight, std=0.02)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, V] for ids [B, T] (T ≤ max_len)."""
+        t = ids.shape[1]
+        if t > self.config.max_len:
+            raise ValueError(f"a sequence of {t} tokens is longer than the model's max_len {self.config.max_len}")
+        x = self.tok(ids) + self.pos(torch.arange(t))
+        for block in self.blocks:
+            x = block(x, self.mask)
+        return self.ln(x) @ self.tok.weight.T
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def sample(self, prompt: list[int], max_tokens: int, temperature: float, stop_ids: set[int], generator: torch.Generator | None = None):
+        """Samples up to max_tokens after prompt (stops after a stop id, which is kept, or at
+        max_len). Returns (ids, logprobs, finish_reason); each log-prob is that of the sampled id
+        under softmax(logits / temperature), the distribution it was drawn from (greedy at 0,
+        reported under temperature 1)."""
+        ids = list(prompt)
+        out, logprobs = [], []
+        finish = "length"
+        for _ in range(max_tokens):
+            if len(ids) >= self.config.max_len:
+                break
+            logits = self(torch.tensor([ids]))[0, -1].double()
+            if temperature > 0:
+                logp = torch.log_softmax(logits / temperature, -1)
+                token = int(torch.multinomial(logp.exp(), 1, generator=generator))
+            else:
+                logp = torch.log_softmax(logits, -1)
+                token = int(logits.argmax())
+            out.append(token)
+            logprobs.append(float(logp[token]))
+            ids.append(token)
+            if token in stop_ids:
+                finish = "stop"
+                break
+        return out, logprobs, finish
+
+
+def save_checkpoint(model: Policy, directory: str, version: str, vocab: Vocabulary = VOCAB) -> str:
+    """Writes `directory/model.safetensors` and `config.json` (atomically, by rename); the file's path."""
+    os.makedirs(directory, exist_ok=True)
+    tensors = {name: p.detach().float() for name, p in model.state_dict().items()}
+    path = os.path.join(directory, "model.safetensors")
+    safetensors.save(path + ".tmp", tensors, {"format": "pt", "version": version})
+    os.replace(path + ".tmp", path)
+    with open(os.path.join(directory, "config.json.tmp"), "w") as f:
+        json.dump({"model": asdict(model.config), "vocabulary": vocab.to_json(), "version": version}, f, indent=1)
+    os.replace(os.path.join(directory, "config.json.tmp"), os.path.join(directory, "config.json"))
+    return path
+
+
+def load_checkpoint(path: str) -> tuple[Policy, str | None]:
+    """A model from a checkpoint directory (or its .safetensors file, config.json beside it)."""
+    directory = path if os.path.isdir(path) else os.path.dirname(path)
+    file = os.path.join(directory, "model.safetensors") if os.path.isdir(path) else path
+    with open(os.path.join(directory, "config.json")) as f:
+        config = json.load(f)
+    model = Policy(ModelConfig(**config["model"]))
+    load_weights(model, file)
+    model.eval()
+    return model, config.get("version")
+
+
+def load_weights(model: Policy, file: str) -> None:
+    """Loads a .safetensors file into model; a missing, extra or misshapen tensor is refused, naming it."""
+    tensors, _ = safetensors.load(file)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    if missing or extra:
+        raise ValueError(f"{file}: missing tensors {missing}, unexpected tensors {extra}")
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise ValueError(f"{file}: tensor {name} has shape {list(tensor.shape)}, the model needs {list(own[name].shape)}")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
