@@ -107,6 +107,10 @@ export const RlFile = Schema.Struct({
   model: Schema.NonEmptyString,
   /** n, the samples per task in one GRPO group (advantages compare them); at least 2. */
   groupSize: withDefault(atLeast(2), 8),
+  /** Passes over the task set: each task is sampled as one group per epoch, in a new seeded order. */
+  epochs: withDefault(atLeast(1), 1),
+  /** Stop once this many training steps are planned (optional; default: when the epochs are done). */
+  steps: Schema.optionalKey(atLeast(1)),
   /** Target number of episodes in flight at once. */
   concurrency: withDefault(atLeast(1), 16),
   /** Seed of the task shuffle; recorded with the run, so a resumed run draws the same order. */
