@@ -49,6 +49,7 @@ describe("defaults", () => {
       tasks: { bench: "custom", data: "tasks.jsonl", plaintext: false },
       model: "agent",
       groupSize: 8,
+      epochs: 1,
       concurrency: 16,
       seed: 0,
       rewards: defaultRewardConfig,
