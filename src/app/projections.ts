@@ -2,6 +2,7 @@
  * The projections this build knows, by name: what `rollout projections list` shows and what
  * `rollout projections rebuild <name>` can rebuild. A new projection is added here and nowhere else.
  */
+import { batches } from "../projections/batches/batchPlan.ts"
 import { eventCounts } from "../projections/eventCounts/eventCounts.ts"
 import { makeProjectionRegistry, type ProjectionRegistry } from "../projections/projection.ts"
 import { rewards } from "../projections/rewards/rewardsProjection.ts"
@@ -15,4 +16,5 @@ export const projectionRegistry: ProjectionRegistry = makeProjectionRegistry([
   toolHealth,
   scoreboard,
   rewards,
+  batches,
 ])

@@ -10,7 +10,10 @@ import * as Schema from "effect/Schema"
 /**
  * Group rule: `zero_variance_group` (the scores that would form the baseline do not differ).
  * Decided elsewhere: `stale` (a token's weight version is too old), `drift` (the prompt ids did not
- * extend the previous turn's). Sample rules: `infrastructure` (the model server or the tools failed),
+ * extend the previous turn's), `no_token_ids` (a kept turn lacks its token-exact record: prompt ids,
+ * sampled ids, log-probs, temperature or weight versions — nothing is re-tokenized to make it up),
+ * `bad_versions` (a kept turn's weight versions are not versions the run trained: not a canonical
+ * integer, spans that do not tile its tokens, or newer than the step). Sample rules: `infrastructure` (the model server or the tools failed),
  * `judge_failed`, `cancelled`, `timeout` (the runtime's wall clock stopped the episode),
  * `truncated` (turns or context limit), `too_few_turns` (a correct answer in ≤ `minTurns` turns, or
  * no turn at all), `balanced_trim`, `zero_advantage`, `sign_clip` (the advantage had the sign its
@@ -22,6 +25,8 @@ export const DropReason = Schema.Literals([
   "zero_variance_group",
   "stale",
   "drift",
+  "no_token_ids",
+  "bad_versions",
   "infrastructure",
   "judge_failed",
   "cancelled",

@@ -1,6 +1,8 @@
 /**
- * The `rewards` projection: per run and task (a GRPO group — the k samples of one task in one run,
- * k from `RunStarted`), it folds what each sample needs for `GroupSample` — the episode's end state
+ * The `rewards` projection: per run and GRPO group (the k samples of one task drawn together, k
+ * from `RunStarted`; the group is `EpisodeStarted.group` / `SampleScored.group` when given, since an
+ * RL run samples a task again in later epochs as a new group, else the task id, as in an
+ * evaluation), it folds what each sample needs for `GroupSample` — the episode's end state
  * (`EpisodeFinished.outcome`), the flags of each model turn (`TurnAssessed`, which the agent records
  * only for flagged turns, so a turn with a `ModelResponded` and no assessment has none), the tokens
  * the policy sampled (each turn's `tokenIds` length when token-exact, else its
@@ -41,6 +43,8 @@ export interface EpisodeFacts {
   readonly episodeId: string
   readonly runId: string | null
   readonly taskId: string | null
+  /** The group key: the event's `group`, else the task id. */
+  readonly group: string | null
   readonly sampleIndex: number | null
   readonly outcome: EpisodeOutcome | null
   /** Keyed by the turn number (as a string, JSON's only key type). */
@@ -50,6 +54,8 @@ export interface EpisodeFacts {
 }
 
 export interface RewardGroup {
+  /** The key of the group in its run: `group` when the events name one, else the task id. */
+  readonly group: string
   readonly taskId: string
   /** sample index → the episode that is that sample. */
   readonly samples: Readonly<Record<string, string>>
@@ -67,7 +73,7 @@ export interface RunRewards {
   readonly config: RewardConfig
   /** Why the run's `config.rewards` did not decode; its groups are then never decided. */
   readonly configError: string | null
-  /** taskId → group (bucketed: a run may have thousands of tasks). */
+  /** group key → group (bucketed: a run may have thousands of groups). */
   readonly groups: Buckets<RewardGroup>
 }
 
@@ -89,6 +95,7 @@ const emptyEpisode = (episodeId: string): EpisodeFacts => ({
   episodeId,
   runId: null,
   taskId: null,
+  group: null,
   sampleIndex: null,
   outcome: null,
   turns: {},
@@ -118,6 +125,16 @@ export const rewardConfigOf = (config: unknown): { config: RewardConfig; error: 
   return Result.isSuccess(decoded)
     ? { config: decoded.success, error: null }
     : { config: defaultRewardConfig, error: decoded.failure.reason }
+}
+
+/**
+ * An RL run's group size from its config (`groupSize`), for a `RunStarted` that gives no `k`: the
+ * RL config is what fixes n there. Null when absent or not a count.
+ */
+const groupSizeOf = (config: unknown): number | null => {
+  if (typeof config !== "object" || config === null || Array.isArray(config)) return null
+  const size = (config as Record<string, unknown>).groupSize
+  return typeof size === "number" && Number.isSafeInteger(size) && size >= 1 ? size : null
 }
 
 /** A sample as the profiles take it, or undefined while its episode has not finished or been scored. */
@@ -158,12 +175,12 @@ const setRun = (state: RewardsState, run: RunRewards): RewardsState => ({
   runs: { ...state.runs, [run.runId]: run },
 })
 
-/** Recomputes the group `taskId` of `runId` (after a fact of it changed). */
-const refreshGroup = (state: RewardsState, runId: string, taskId: string): RewardsState => {
+/** Recomputes the group `key` of `runId` (after a fact of it changed). */
+const refreshGroup = (state: RewardsState, runId: string, key: string): RewardsState => {
   const run = ownValue(state.runs, runId)
-  const group = run === undefined ? undefined : bucketGet(run.groups, taskId)
+  const group = run === undefined ? undefined : bucketGet(run.groups, key)
   if (run === undefined || group === undefined) return state
-  return setRun(state, { ...run, groups: bucketSet(run.groups, taskId, decided(state, run, group)) })
+  return setRun(state, { ...run, groups: bucketSet(run.groups, key, decided(state, run, group)) })
 }
 
 /** Recomputes every group of a run (its k or its profile changed). */
@@ -172,33 +189,57 @@ const refreshRun = (state: RewardsState, runId: string): RewardsState => {
   if (run === undefined) return state
   let groups = run.groups
   for (const group of bucketValues(run.groups))
-    groups = bucketSet(groups, group.taskId, decided(state, run, group))
+    groups = bucketSet(groups, group.group, decided(state, run, group))
   return setRun(state, { ...run, groups })
 }
 
+/** Where an episode belongs: its run, its task, its group key (`group ?? taskId`), its index. */
+interface Placement {
+  readonly episodeId: string
+  readonly runId: string
+  readonly taskId: string
+  readonly group?: string
+  readonly sampleIndex: number
+}
+
+/** The key of the group an event places its episode in: its `group`, else (old logs) its task. */
+export const groupKeyOf = (placement: { readonly taskId: string; readonly group?: string }): string =>
+  placement.group ?? placement.taskId
+
 /**
- * Records that `episodeId` is sample `sampleIndex` of task `taskId` in run `runId` (from
+ * Records that `episodeId` is sample `sampleIndex` of group `group ?? taskId` in run `runId` (from
  * `EpisodeStarted` or `SampleScored`, whichever comes first), and the episode's place the other way.
  */
-const placeEpisode = (
-  state: RewardsState,
-  episodeId: string,
-  runId: string,
-  taskId: string,
-  sampleIndex: number,
-): RewardsState => {
+const placeEpisode = (state: RewardsState, placement: Placement): RewardsState => {
+  const { episodeId, runId, taskId, sampleIndex } = placement
+  const groupKey = groupKeyOf(placement)
   const facts = bucketGet(state.episodes, episodeId) ?? emptyEpisode(episodeId)
   const next: RewardsState =
     facts.runId === null
-      ? { ...state, episodes: bucketSet(state.episodes, episodeId, { ...facts, runId, taskId, sampleIndex }) }
+      ? {
+          ...state,
+          episodes: bucketSet(state.episodes, episodeId, {
+            ...facts,
+            runId,
+            taskId,
+            group: groupKey,
+            sampleIndex,
+          }),
+        }
       : state
   const run = ownValue(next.runs, runId) ?? emptyRun(runId)
-  const group = bucketGet(run.groups, taskId) ?? { taskId, samples: {}, decision: null, error: null }
+  const group = bucketGet(run.groups, groupKey) ?? {
+    group: groupKey,
+    taskId,
+    samples: {},
+    decision: null,
+    error: null,
+  }
   const key = String(sampleIndex)
   const holder = ownValue(group.samples, key)
   if (holder !== undefined && holder <= episodeId) return next
   const placed = { ...group, samples: { ...group.samples, [key]: episodeId } }
-  return setRun(next, { ...run, groups: bucketSet(run.groups, taskId, placed) })
+  return setRun(next, { ...run, groups: bucketSet(run.groups, groupKey, placed) })
 }
 
 /** Updates an episode's facts, then the group it belongs to (when known). */
@@ -209,7 +250,7 @@ const updateEpisode = (
 ): RewardsState => {
   const facts = update(bucketGet(state.episodes, episodeId) ?? emptyEpisode(episodeId))
   const next = { ...state, episodes: bucketSet(state.episodes, episodeId, facts) }
-  return facts.runId === null || facts.taskId === null ? next : refreshGroup(next, facts.runId, facts.taskId)
+  return facts.runId === null || facts.group === null ? next : refreshGroup(next, facts.runId, facts.group)
 }
 
 const withTurn = (facts: EpisodeFacts, turn: number, change: (old: TurnFacts) => TurnFacts): EpisodeFacts => {
@@ -225,13 +266,19 @@ export const applyRewards = (state: RewardsState, { event }: Envelope): RewardsS
     case "RunStarted": {
       const run = ownValue(state.runs, event.runId) ?? emptyRun(event.runId)
       const { config, error } = rewardConfigOf(event.config)
-      const started = { ...run, k: event.k ?? null, started: true, config, configError: error }
+      const started = {
+        ...run,
+        k: event.k ?? groupSizeOf(event.config),
+        started: true,
+        config,
+        configError: error,
+      }
       return refreshRun(setRun(state, started), event.runId)
     }
     case "EpisodeStarted": {
       if (event.runId === undefined) return state
-      const placed = placeEpisode(state, event.episodeId, event.runId, event.taskId, event.sampleIndex)
-      return refreshGroup(placed, event.runId, event.taskId)
+      const placed = placeEpisode(state, { ...event, runId: event.runId })
+      return refreshGroup(placed, event.runId, groupKeyOf(event))
     }
     case "ModelResponded": {
       const tokens = event.tokenIds?.length ?? event.usage.completionTokens
@@ -246,7 +293,7 @@ export const applyRewards = (state: RewardsState, { event }: Envelope): RewardsS
     case "EpisodeFinished":
       return updateEpisode(state, event.episodeId, (facts) => ({ ...facts, outcome: event.outcome }))
     case "SampleScored": {
-      const placed = placeEpisode(state, event.episodeId, event.runId, event.taskId, event.sampleIndex)
+      const placed = placeEpisode(state, event)
       return updateEpisode(placed, event.episodeId, (facts) => ({
         ...facts,
         verdict: event.verdict,
@@ -268,7 +315,8 @@ export const rewards: Projection<RewardsState> = {
     "EpisodeFinished",
     "SampleScored",
   ],
-  version: 1,
+  // 2: groups are keyed by `group ?? taskId` and carry both (a v1 checkpoint is rebuilt).
+  version: 2,
   initial: initialRewards,
   apply: applyRewards,
 }
