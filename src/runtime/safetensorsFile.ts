@@ -1,16 +1,21 @@
 /**
- * Reading a safetensors file from disk one tensor at a time, so a checkpoint larger than memory can
- * be streamed (merges, batches): the header is read and validated first (events/tensors/safetensors.ts
- * does the validating), then each tensor's bytes are read at its offsets. I/O failures and short
- * reads come back as a `SafetensorsError` naming the file, like a malformed header does.
+ * Reading and writing a safetensors file on disk one tensor at a time, so a checkpoint larger than
+ * memory can be streamed (merges, batches). Reading: the header is read and validated first
+ * (events/tensors/safetensors.ts does the validating), then each tensor's bytes at its offsets.
+ * Writing: the header planned by `planSafetensors` goes first, then each tensor's bytes at their
+ * planned place, and closing checks that every tensor came. I/O failures and short reads come back
+ * as a `SafetensorsError` naming the file, like a malformed header does.
  */
-import type { FileHandle } from "node:fs/promises"
+import { type FileHandle, open, rm } from "node:fs/promises"
 import * as Result from "effect/Result"
+import type { DType } from "../events/tensors/dtypes.ts"
 import {
   parseHeader,
+  planSafetensors,
   readHeaderLength,
   SafetensorsError,
   type SafetensorsLayout,
+  type SafetensorsPlan,
   type TensorInfo,
 } from "../events/tensors/safetensors.ts"
 
@@ -75,3 +80,105 @@ export const readTensorFromFile = (
   tensor: TensorInfo,
 ): Promise<Result.Result<Uint8Array, SafetensorsError>> =>
   readExactly(handle, layout.dataStart + tensor.begin, tensor.end - tensor.begin)
+
+/** A safetensors file being written tensor by tensor; its header is already on disk. */
+export interface SafetensorsWriter {
+  readonly path: string
+  readonly plan: SafetensorsPlan
+  /** Write one planned tensor's little-endian bytes (each tensor once, in any order; plan order is sequential). */
+  readonly write: (name: string, bytes: Uint8Array) => Promise<Result.Result<void, SafetensorsError>>
+  /** Close the file, refusing it when a planned tensor was never written. */
+  readonly close: () => Promise<Result.Result<void, SafetensorsError>>
+  /** Close and delete the file (after a failure elsewhere). */
+  readonly abort: () => Promise<void>
+}
+
+/**
+ * Create (or truncate) a safetensors file for these tensors: plan the layout, write the header,
+ * and hand back a writer for the tensors' data. Each tensor is written at its own offset, so they
+ * may come in any order; in plan order the writes are sequential.
+ */
+export const openSafetensorsWriter = async (
+  path: string,
+  tensors: ReadonlyArray<{
+    readonly name: string
+    readonly dtype: DType
+    readonly shape: ReadonlyArray<number>
+  }>,
+  metadata: Readonly<Record<string, string>> = {},
+): Promise<Result.Result<SafetensorsWriter, SafetensorsError>> => {
+  const planned = planSafetensors(tensors, metadata)
+  if (Result.isFailure(planned)) return Result.fail(planned.failure)
+  const plan = planned.success
+  const places = new Map(plan.tensors.map((t) => [t.name, t]))
+  const written = new Set<string>()
+  let handle: FileHandle
+  try {
+    handle = await open(path, "w")
+  } catch (error) {
+    return ioError(`creating ${path}`, error)
+  }
+  const writeAt = async (
+    bytes: Uint8Array,
+    position: number,
+  ): Promise<Result.Result<void, SafetensorsError>> => {
+    try {
+      let done = 0
+      while (done < bytes.byteLength) {
+        const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, position + done)
+        done += bytesWritten
+      }
+      return Result.succeed(undefined)
+    } catch (error) {
+      return ioError(`writing ${bytes.byteLength} bytes at ${position} of ${path}`, error)
+    }
+  }
+  const header = await writeAt(plan.header, 0)
+  if (Result.isFailure(header)) {
+    await handle.close().catch(() => undefined)
+    return Result.fail(header.failure)
+  }
+  const field = (name: string) => `${JSON.stringify(name)}.data`
+  return Result.succeed({
+    path,
+    plan,
+    write: async (name, bytes) => {
+      const place = places.get(name)
+      if (place === undefined)
+        return Result.fail(
+          new SafetensorsError({ field: field(name), reason: `is not a tensor planned for ${path}` }),
+        )
+      if (written.has(name))
+        return Result.fail(new SafetensorsError({ field: field(name), reason: "is written twice" }))
+      if (bytes.byteLength !== place.end - place.begin)
+        return Result.fail(
+          new SafetensorsError({
+            field: field(name),
+            reason: `${bytes.byteLength} bytes, but ${place.dtype} [${place.shape.join(", ")}] takes ${place.end - place.begin}`,
+          }),
+        )
+      written.add(name)
+      return writeAt(bytes, plan.header.byteLength + place.begin)
+    },
+    close: async () => {
+      const missing = plan.tensors.filter((t) => !written.has(t.name))
+      try {
+        await handle.close()
+      } catch (error) {
+        return ioError(`closing ${path}`, error)
+      }
+      if (missing.length > 0)
+        return Result.fail(
+          new SafetensorsError({
+            field: field((missing[0] as TensorInfo).name),
+            reason: `was never written (${missing.length} tensor${missing.length === 1 ? "" : "s"} missing from ${path})`,
+          }),
+        )
+      return Result.succeed(undefined)
+    },
+    abort: async () => {
+      await handle.close().catch(() => undefined)
+      await rm(path, { force: true })
+    },
+  })
+}
