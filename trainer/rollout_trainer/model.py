@@ -141,3 +141,36 @@ def load_weights(model: Policy, file: str) -> None:
         if tuple(tensor.shape) != tuple(own[name].shape):
             raise ValueError(f"{file}: tensor {name} has shape {list(tensor.shape)}, the model needs {list(own[name].shape)}")
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
+
+
+@torch.no_grad()
+def sample_batch(model: Policy, prompts: list[list[int]], max_tokens: int, temperature: float, stop_ids: set[int], generator: torch.Generator | None = None):
+    """model.sample for many prompts at once (rows padded on the right; causal attention keeps each
+    row's logits those of its own tokens). Returns per prompt (ids, logprobs, finish_reason)."""
+    rows = [list(p) for p in prompts]
+    outs = [([], [], "length") for _ in prompts]
+    live = list(range(len(prompts)))
+    for _ in range(max_tokens):
+        live = [i for i in live if len(rows[i]) < model.config.max_len]
+        if not live:
+            break
+        width = max(len(rows[i]) for i in live)
+        ids = torch.zeros((len(live), width), dtype=torch.long)
+        for r, i in enumerate(live):
+            ids[r, : len(rows[i])] = torch.tensor(rows[i])
+        logits = model(ids).double()
+        last = logits[torch.arange(len(live)), torch.tensor([len(rows[i]) - 1 for i in live])]
+        logp = torch.log_softmax(last / temperature, -1)
+        tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+        still = []
+        for r, i in enumerate(live):
+            token = int(tokens[r])
+            outs[i][0].append(token)
+            outs[i][1].append(float(logp[r, token]))
+            rows[i].append(token)
+            if token in stop_ids:
+                outs[i] = (outs[i][0], outs[i][1], "stop")
+            else:
+                still.append(i)
+        live = still
+    return outs

@@ -1,0 +1,95 @@
+"""The learnability experiment (issue 13, point 6), in one process: warm-start the policy by SFT on
+demonstrations, then GRPO on the calc task — each group's samples run as in-process episodes,
+packed into a `rollout.batch.v1` file, read back and trained by the same rl_step the bridge
+trainer uses — evaluating held-out exact match (one sample per task at the training temperature)
+along the way. Prints one JSON line per evaluation and a summary.
+
+    python3 -m rollout_trainer.experiment --sft-steps 40 --rl-steps 80
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+
+import torch
+
+from .batch import read_batch, write_batch
+from .calc_task import demonstration, make_tasks, operands, run_episodes
+from .loss import LossConfig
+from .model import Policy
+from .train import rl_step, sft_example, sft_step
+
+
+def evaluate(model, tasks, generator, temperature: float) -> float:
+    scores, _ = run_episodes(model, tasks, temperature, generator)
+    return sum(scores) / len(scores)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="rollout_trainer.experiment")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sft-steps", type=int, default=40)
+    p.add_argument("--sft-batch", type=int, default=32)
+    p.add_argument("--rl-steps", type=int, default=80)
+    p.add_argument("--prompts", type=int, default=32)
+    p.add_argument("--group", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--heldout", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    rng = random.Random(a.seed)
+    gen = torch.Generator().manual_seed(a.seed)
+    train = make_tasks(13, 2000, "calc-train")
+    heldout = make_tasks(14, a.heldout, "calc-heldout", {operands(t["question"]) for t in train})
+    demos = [sft_example(demonstration(t), t["id"]) for t in train[:512]]
+    model = Policy().eval()
+    log = lambda r: print(json.dumps(r), flush=True)  # noqa: E731
+    started = time.monotonic()
+    log({"phase": "base", "params": model.parameter_count(), "heldout": evaluate(model, heldout, gen, a.temperature)})
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    for _ in range(a.sft_steps):
+        loss = sft_step(model, opt, rng.sample(demos, a.sft_batch))
+    warm = evaluate(model, heldout, gen, a.temperature)
+    log({"phase": "sft", "steps": a.sft_steps, "loss": loss, "heldout": warm, "seconds": round(time.monotonic() - started, 1)})
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    curve = []
+    ratios = []
+    for step in range(a.rl_steps):
+        tasks = rng.sample(train, a.prompts)
+        group_tasks = [t for t in tasks for _ in range(a.group)]
+        scores, seqs = run_episodes(model, group_tasks, a.temperature, gen, version=step)
+        kept = []
+        for g in range(a.prompts):
+            s = scores[g * a.group : (g + 1) * a.group]
+            if max(s) - min(s) < 0.1:
+                continue  # zero-variance group: no signal
+            mean, std = statistics.mean(s), statistics.pstdev(s)
+            for j in range(a.group):
+                seq = seqs[g * a.group + j]
+                adv = (s[j] - mean) / (std + 1e-6)
+                seq["advantages"] = [adv if m else 0.0 for m in seq["loss_mask"]]
+                kept.append(seq)
+        reward = sum(scores) / len(scores)
+        if not kept:
+            curve.append({"step": step, "reward": reward, "groups": 0})
+            continue
+        batch = read_batch(write_batch(kept, step), f"step {step}")
+        metrics, by_lag = rl_step(model, opt, batch, step, LossConfig())
+        ratios.append(metrics["mean_ratio"])
+        curve.append({"step": step, "reward": reward, "groups": len(kept) // a.group, "mean_ratio": round(metrics["mean_ratio"], 5), "clip": round(metrics["clip_fraction"], 4)})
+        if (step + 1) % a.eval_every == 0:
+            log({"phase": "rl", **curve[-1], "heldout": evaluate(model, heldout, gen, a.temperature), "seconds": round(time.monotonic() - started, 1)})
+    final = evaluate(model, heldout, gen, a.temperature)
+    log({"phase": "done", "warm": warm, "final": final, "ratio_min": min(ratios, default=None), "ratio_max": max(ratios, default=None), "seconds": round(time.monotonic() - started, 1), "curve": [c["reward"] for c in curve]})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
