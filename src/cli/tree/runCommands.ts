@@ -1,7 +1,8 @@
 /**
  * The commands of evaluation runs: `eval` (one command for a whole evaluation, resumable),
  * `scores` (the leaderboard rebuilt from the log) and `export` (a run's trajectories for SFT or in
- * AgentToLeaP's layout). Each command module loads on demand, as in `main.ts`.
+ * AgentToLeaP's layout); and `merge`, which blends the checkpoints runs train and evaluate. Each
+ * command module loads on demand, as in `main.ts`.
  */
 import type { Command } from "commander"
 import type * as Effect from "effect/Effect"
@@ -112,5 +113,28 @@ Formats (no ground truth in either: the log does not hold it):
     )
     .action(async (runId: string, options) =>
       run((await import("../commands/exportCommand.ts")).exportCommand(globals(), runId, options)),
+    )
+
+  program
+    .command("merge")
+    .description(
+      "merge model checkpoints (safetensors, one file or sharded) with mergekit's formulas, one tensor at a time",
+    )
+    .requiredOption("--method <m>", "linear, slerp, task_arithmetic, ties, dare_linear or dare_ties")
+    .requiredOption("--base <dir>", "the base model's folder (its tensors, dtype, sharding and side files)")
+    .requiredOption(
+      "--models <list>",
+      "the models merged in, comma-separated: <dir>[:weight], a weight may be a list over layers: dir:[0.2,0.8]",
+    )
+    .option(
+      "--param <k=v>",
+      "a method parameter (repeatable): base_weight, t, lambda, density (a number or [a,b,…] over layers), normalize=true|false, rescale=l1|inverse|none, seed=<int>",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .requiredOption("--out <dir>", "the merged model's folder (new or empty)")
+    .option("--dtype <dtype>", "the merged floats' dtype: f32, f16 or bf16 (default: the base's)")
+    .option("--json", "print one JSON object (progress stays on stderr)")
+    .action(async (options) =>
+      run((await import("../commands/mergeCommand.ts")).mergeCommand(globals(), options)),
     )
 }

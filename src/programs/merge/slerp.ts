@@ -3,7 +3,8 @@
  * as one flat vector: on unit-normalised copies, Ω = arccos(dot), θ = sin((1−t)Ω)/sin Ω · θ₀ +
  * sin(tΩ)/sin Ω · θ₁, applied to the original (unnormalised) tensors; when |dot| > 0.9995 the
  * vectors are nearly parallel, sin Ω is near zero, and it falls back to the linear (1−t)θ₀ + tθ₁.
- * Norms below 1e-8 are left unnormalised, as mergekit does. Pure.
+ * A vector whose norm is at most 1e-8 has no direction to rotate: then it blends linearly too
+ * (mergekit would slerp it unnormalised, which scales a near-zero tensor merged with itself). Pure.
  */
 
 /** Above this |cosine| the two tensors count as parallel and are blended linearly. */
@@ -30,7 +31,8 @@ export const slerpCoefficients = (t: number, v0: Float32Array, v1: Float32Array)
   }
   n0 = Math.sqrt(n0)
   n1 = Math.sqrt(n1)
-  const cosine = dot / (n0 > normEpsilon ? n0 : 1) / (n1 > normEpsilon ? n1 : 1)
+  if (n0 <= normEpsilon || n1 <= normEpsilon) return { linear: true, s0: 1 - t, s1: t }
+  const cosine = dot / n0 / n1
   if (Math.abs(cosine) > slerpDotThreshold) return { linear: true, s0: 1 - t, s1: t }
   const omega = Math.acos(cosine)
   const sinOmega = Math.sin(omega)
