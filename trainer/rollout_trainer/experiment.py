@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--group", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--heldout", type=int, default=200)
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     log = lambda r: print(json.dumps(r), flush=True)  # noqa: E731
     started = time.monotonic()
     log({"phase": "base", "params": model.parameter_count(), "heldout": evaluate(model, heldout, gen, a.temperature)})
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=a.sft_lr)
     for _ in range(a.sft_steps):
         loss = sft_step(model, opt, rng.sample(demos, a.sft_batch))
     warm = evaluate(model, heldout, gen, a.temperature)
