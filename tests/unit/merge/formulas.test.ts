@@ -145,6 +145,11 @@ describe("task arithmetic, TIES, DARE", () => {
     )
     expect(plain(out)).toEqual([3, 2, 0, -2.5])
   })
+  it("TIES elects + when the mass cancels exactly", () => {
+    // deltas +1 and −1 with equal weights: mass 0 counts as +, so only +1 is kept (divided by its weight 1)
+    const p = plan("ties", 2, { density: 1 })
+    expect(plain(mergeTensor(p, "x", 0, f32(5), [f32(6), f32(4)], new Float32Array(1)))).toEqual([6])
+  })
   it("TIES without normalize sums the agreeing entries; a minority sign is dropped", () => {
     // all kept (density 1): mass (1 + 2 − 4) = −1 → only −4 agrees
     const p = plan("ties", 3, { density: 1, normalize: false })
