@@ -445,6 +445,10 @@ describe("the trainer bridge over HTTP", () => {
     const second = await bridgeOf(w, pool)
     const status = (await (await get(second, "/v1/status")).json()) as Record<string, unknown>
     expect(status).toMatchObject({ published: 3, acknowledged: 1, next: 1, version: "1" })
+    // The ack of step 0 again, as a trainer whose answer was lost in the crash repeats it: step 1.
+    const repeated = await get(second, "/v1/batches/next?ack=0&wait=0")
+    expect(repeated.headers.get("rollout-step")).toBe("1")
+    await repeated.arrayBuffer()
     // The trainer, restarted from its version-2 checkpoint, acknowledges step 1 and gets step 2.
     const resumed = await get(second, "/v1/batches/next?ack=1&wait=0")
     expect(resumed.headers.get("rollout-step")).toBe("2")
