@@ -427,6 +427,7 @@ for (const backend of [embedded(), jetStream()]) {
         { name: "toolHealth", checkpoint: "none" },
         { name: "scoreboard", checkpoint: "none" },
         { name: "rewards", checkpoint: "none" },
+        { name: "batches", checkpoint: "none" },
       ])
       await close()
     })

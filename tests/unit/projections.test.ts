@@ -679,6 +679,7 @@ describe("projections by example", () => {
       "toolHealth",
       "scoreboard",
       "rewards",
+      "batches",
     ])
     expect(projectionRegistry.get("runs")).toBe(runs)
     expect(() => makeProjectionRegistry([eventCounts, eventCounts] as Projection<unknown>[])).toThrow(/two/)
