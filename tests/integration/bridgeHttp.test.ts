@@ -16,6 +16,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Result } from "effect"
+import fc from "fast-check"
 import { afterEach, describe, expect, it } from "vitest"
 import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
 import { type InferencePool, makeInferencePool } from "../../src/actors/inference/pool.ts"
@@ -226,6 +227,63 @@ describe("the trainer bridge over HTTP", () => {
     expect(await eventsOf(w, "BatchConsumed")).toEqual([])
     expect(await eventsOf(w, "TrainerStepReported")).toEqual([])
     expect(await eventsOf(w, "WeightsPublished")).toEqual([])
+  })
+
+  it("answers arbitrary requests (fast-check over real HTTP) with a known status, never a 500, every error as JSON", async () => {
+    const w = await world()
+    await startRun(w)
+    await publishBatch(w, 0)
+    const bridge = await bridgeOf(w, await poolOf(w, [await server()], "vllm"))
+    const segment = fc.oneof(
+      fc.constantFrom("v1", "batches", "next", "weights", "metrics", "status", "0", "1", "%ZZ", ".."),
+      fc.string({ maxLength: 6 }).map(encodeURIComponent),
+    )
+    const request = fc.record({
+      method: fc.constantFrom("GET", "POST", "PUT", "DELETE"),
+      path: fc.array(segment, { minLength: 1, maxLength: 4 }).map((parts) => `/${parts.join("/")}`),
+      query: fc.array(
+        fc.tuple(
+          fc.oneof(fc.constantFrom("ack", "trainer", "x"), fc.string({ maxLength: 4 })),
+          fc.string({ maxLength: 8 }),
+        ),
+        {
+          maxLength: 3,
+        },
+      ),
+      body: fc.oneof(
+        fc.string({ maxLength: 40 }),
+        fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)),
+        fc
+          .record({
+            version: fc.oneof(fc.integer({ min: -2, max: 3 }), fc.string({ maxLength: 3 })),
+            path: fc.string({ maxLength: 5 }),
+          })
+          .map((v) => JSON.stringify(v)),
+      ),
+    })
+    await fc.assert(
+      fc.asyncProperty(request, async ({ method, path: route, query, body }) => {
+        // Every long-poll is cut to no wait, so a run of requests stays quick.
+        const params = new URLSearchParams(query)
+        params.set("wait", "0")
+        const response = await fetch(`${bridge.http.url}${route}?${params}`, {
+          method,
+          headers: { authorization: `Bearer ${TOKEN}` },
+          ...(method === "GET" ? {} : { body }),
+        })
+        expect([200, 204, 400, 404, 405, 409, 410, 502]).toContain(response.status)
+        if (response.status >= 400) {
+          expect(response.headers.get("content-type")).toBe("application/json")
+          const answer = (await response.json()) as { error?: unknown }
+          expect(typeof answer.error).toBe("string")
+          expect((answer.error as string).length).toBeGreaterThan(5)
+        } else await response.arrayBuffer()
+      }),
+      { numRuns: 150 },
+    )
+    // Whatever was asked, the only acknowledgement possible was step 0's, at most once.
+    expect((await eventsOf(w, "BatchConsumed")).map((e) => e.step).filter((s) => s !== 0)).toEqual([])
+    expect((await eventsOf(w, "BatchConsumed")).length).toBeLessThanOrEqual(1)
   })
 
   it("long-polls until a batch is published, acknowledges once and in order, hands a batch out again, and says 410 at the end", async () => {
