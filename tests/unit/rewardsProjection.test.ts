@@ -366,6 +366,51 @@ describe("rewards projection (examples)", () => {
     expect(summary.refused[0]!.error).toMatch(/^reward group: /)
   })
 
+  it("keys groups by the events' group, so a task sampled again in a later epoch is a new group", () => {
+    // Given the same task sampled in two epochs, each as its own group of k = 2
+    const epoch = (group: string, offset: number): DomainEvent[] =>
+      all.flatMap((e): DomainEvent[] => {
+        if (e.type === "RunStarted") return []
+        if (!("episodeId" in e)) return [e]
+        const episodeId = `${e.episodeId}@${group}`
+        if (e.type === "EpisodeStarted") return [{ ...e, episodeId, group }]
+        if (e.type === "SampleScored") return [{ ...e, episodeId, group, score: Math.abs(e.score - offset) }]
+        return [{ ...e, episodeId }]
+      })
+    const first = epoch("t0-e0", 0)
+    const second = epoch("t0-e1", 1)
+    const start = all.filter((e) => e.type === "RunStarted")
+    // When only the first epoch is complete, then only its group is decided
+    const partial = runRewards(fold(positioned([...start, ...first, ...second.slice(0, -1)])), RUN)!
+    expect(partial.decided.map((g) => g.decision.samples.map((d) => d.sampleId))).toEqual([
+      [`${episodeOf(0, 0)}@t0-e0`, `${episodeOf(0, 1)}@t0-e0`],
+    ])
+    expect(partial.pending).toEqual(["t0"])
+    // When both are complete, each group is decided on its own samples (scores mirrored)
+    const state = fold(positioned([...start, ...first, ...second]))
+    const e0 = groupRewards(state, RUN, "t0-e0")!
+    const e1 = groupRewards(state, RUN, "t0-e1")!
+    expect(e0.samples.map((d) => d.sampleId)).toEqual([
+      `${episodeOf(0, 0)}@t0-e0`,
+      `${episodeOf(0, 1)}@t0-e0`,
+    ])
+    expect(e1.samples.map((d) => d.sampleId)).toEqual([
+      `${episodeOf(0, 0)}@t0-e1`,
+      `${episodeOf(0, 1)}@t0-e1`,
+    ])
+    expect(groupRewards(state, RUN, "t0")).toBeUndefined()
+    expect(runRewards(state, RUN)!.decided.map((g) => g.taskId)).toEqual(["t0", "t0"])
+  })
+
+  it("takes k from an RL config's groupSize when RunStarted gives none", () => {
+    const noK = all.map((e) => {
+      if (e.type !== "RunStarted") return e
+      const { k: _k, ...rest } = e
+      return { ...rest, config: { groupSize: 2 } as never }
+    })
+    expect(runRewards(fold(positioned(noK)), RUN)).toMatchObject({ k: 2, pending: [] })
+  })
+
   it("is registered, and an unknown run has no rewards", () => {
     expect(projectionRegistry.get("rewards")).toBe(rewards)
     expect(runRewards(fold(positioned(all)), "nope")).toBeUndefined()
