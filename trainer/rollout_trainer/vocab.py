@@ -138,7 +138,15 @@ def _content_text(content, where: str) -> str:
 
 
 def tool_call_text(name: str, arguments) -> str:
-    """A tool call as the model writes it; `arguments` as the JSON text a client sends back."""
+    """A tool call as the model writes it. `arguments` (the JSON text a client sends back, or an
+    object) is written as json.dumps writes it — the form the hermes parser returned — so a client
+    that re-serializes it compactly (JSON.stringify) still renders the turn as it was sampled; text
+    that is not JSON is written verbatim."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            pass
     if not isinstance(arguments, str):
         arguments = json.dumps(arguments, ensure_ascii=False)
     return "<tool_call>" + '{"name": ' + json.dumps(name, ensure_ascii=False) + ', "arguments": ' + arguments + "}</tool_call>"

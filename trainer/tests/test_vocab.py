@@ -84,6 +84,10 @@ class ToolCallParserTest(unittest.TestCase):
         text = '<tool_call>{"name": "calculator", "arguments": {"expression": "12*34"}}</tool_call>'
         _, calls = parse_tool_calls(text)
         self.assertEqual(tool_call_text(calls[0]["function"]["name"], calls[0]["function"]["arguments"]), text)
+        # A client that re-serializes the arguments compactly (JSON.stringify) renders the same.
+        self.assertEqual(tool_call_text("calculator", '{"expression":"12*34"}'), text)
+        self.assertEqual(tool_call_text("calculator", {"expression": "12*34"}), text)
+        self.assertEqual(tool_call_text("f", "not json ("), '<tool_call>{"name": "f", "arguments": not json (}</tool_call>')
 
 
 if __name__ == "__main__":
