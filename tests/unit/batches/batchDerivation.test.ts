@@ -110,9 +110,6 @@ describe("deriveBatch", () => {
         appendAll(log.value, [
           {
             type: "BatchPublished",
-            runId: RUN,
-            step: 1,
-            hash: first.hash,
             blob: { sha256: first.hash, bytes: first.bytes.byteLength },
             ...first.summary,
           },
