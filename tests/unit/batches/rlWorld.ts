@@ -368,10 +368,14 @@ export const worldSpec = (maxVersion = 0): fc.Arbitrary<WorldSpec> =>
   fc
     .record({
       k: fc.integer({ min: 2, max: 3 }),
-      groups: fc.integer({ min: 1, max: 6 }),
+      groups: fc.integer({ min: 1, max: 8 }),
       batch: batchSize,
       staleness: fc.record({
-        maxLag: fc.integer({ min: 0, max: 3 }),
+        // Mostly small: staleness only bites when groups outlive a few steps.
+        maxLag: fc.oneof(
+          { arbitrary: fc.integer({ min: 0, max: 1 }), weight: 3 },
+          { arbitrary: fc.integer({ min: 0, max: 3 }), weight: 1 },
+        ),
         policy: fc.constantFrom<"drop" | "mask">("drop", "mask"),
       }),
       rewards: fc.constantFrom<unknown>(
