@@ -7,9 +7,16 @@ import { agentBenchmark } from "./agent.ts"
 import type { Benchmark } from "./benchmark.ts"
 import { evalBenchmark } from "./eval.ts"
 import { logBenchmark } from "./log.ts"
+import { mergeBenchmark } from "./merge.ts"
 import { toolsBenchmark } from "./tools.ts"
 
-const benchmarks: ReadonlyArray<Benchmark> = [logBenchmark, agentBenchmark, toolsBenchmark, evalBenchmark]
+const benchmarks: ReadonlyArray<Benchmark> = [
+  logBenchmark,
+  agentBenchmark,
+  toolsBenchmark,
+  evalBenchmark,
+  mergeBenchmark,
+]
 
 const usage = (): string =>
   [

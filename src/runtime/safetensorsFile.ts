@@ -32,8 +32,9 @@ const readExactly = async (
   handle: FileHandle,
   position: number,
   length: number,
+  into?: Uint8Array,
 ): Promise<Result.Result<Uint8Array, SafetensorsError>> => {
-  const out = new Uint8Array(length)
+  const out = into === undefined ? new Uint8Array(length) : into.subarray(0, length)
   let got = 0
   try {
     while (got < length) {
@@ -73,13 +74,27 @@ export const readSafetensorsHeader = async (
   return parseHeader(header.success, size - 8 - n.success)
 }
 
-/** Read one tensor's bytes from an open file at the offsets its validated header gave. */
-export const readTensorFromFile = (
+/**
+ * Read one tensor's bytes from an open file at the offsets its validated header gave: into a new
+ * buffer, or into the start of `into` (a buffer reused from tensor to tensor, so streaming a
+ * checkpoint does not allocate per tensor); the answer is a view of exactly the tensor's bytes.
+ */
+export const readTensorFromFile = async (
   handle: FileHandle,
   layout: SafetensorsLayout,
   tensor: TensorInfo,
-): Promise<Result.Result<Uint8Array, SafetensorsError>> =>
-  readExactly(handle, layout.dataStart + tensor.begin, tensor.end - tensor.begin)
+  into?: Uint8Array,
+): Promise<Result.Result<Uint8Array, SafetensorsError>> => {
+  const length = tensor.end - tensor.begin
+  if (into !== undefined && into.byteLength < length)
+    return Result.fail(
+      new SafetensorsError({
+        field: `${JSON.stringify(tensor.name)}.data`,
+        reason: `${length} bytes do not fit the ${into.byteLength}-byte buffer given`,
+      }),
+    )
+  return readExactly(handle, layout.dataStart + tensor.begin, length, into)
+}
 
 /** A safetensors file being written tensor by tensor; its header is already on disk. */
 export interface SafetensorsWriter {

@@ -6,7 +6,9 @@
  * method divides by them, an output folder that already holds a checkpoint — before it writes
  * anything, then goes through the base's shards and, for each, writes the header and then one
  * tensor at a time: read that tensor from every model, decode to float32, merge, encode to the
- * output dtype, write. Only one tensor's worth of data is in memory at once. The output keeps the
+ * output dtype, write. Only one tensor's worth of data is in memory at once, in buffers sized for
+ * the largest tensor and reused for every tensor (about (models + 1) × its float32 size, plus its
+ * stored and output sizes). The output keeps the
  * base's sharding (and its index), metadata and side files (config.json, tokenizer files);
  * tensors that are not floats (integer buffers) are copied from the base. Shards are written as
  * `.partial` files and renamed when all are done, so a failed merge leaves no half checkpoint.
@@ -177,6 +179,25 @@ const run = async (options: MergeOptions): Promise<MergeSummary> => {
     )
     const outputDType = (dtype: DType): DType =>
       isFloatDType(dtype) && options.dtype !== undefined ? options.dtype : dtype
+    // The working memory, allocated once for the largest tensor and reused for every tensor: one
+    // buffer for stored bytes (read, then decoded), one float32 array per model (the base's also
+    // takes the result), one for encoded output. That is the merge's whole footprint.
+    let largestStored = 0
+    let largestElements = 0
+    let largestOutput = 0
+    for (const model of opened)
+      for (const t of model.tensors.values()) {
+        const bytes = t.info.end - t.info.begin
+        largestStored = Math.max(largestStored, bytes)
+        if (isFloatDType(t.info.dtype)) {
+          const elements = bytes / dtypeSize(t.info.dtype)
+          largestElements = Math.max(largestElements, elements)
+          largestOutput = Math.max(largestOutput, elements * dtypeSize(outputDType(t.info.dtype)))
+        }
+      }
+    const stored = new Uint8Array(largestStored)
+    const floats = opened.map(() => new Float32Array(largestElements))
+    const encoded = new Uint8Array(largestOutput)
     const metadataOf = (meta: Readonly<Record<string, string>>): Record<string, string> => ({
       ...meta,
       rollout_merge: JSON.stringify({
@@ -207,26 +228,22 @@ const run = async (options: MergeOptions): Promise<MergeSummary> => {
         const baseTensor = base.tensors.get(placed.name)
         if (baseTensor === undefined)
           throw new MergeError({ reason: `internal: "${placed.name}" vanished from the base` })
-        const baseBytes = await readModelTensor(base, baseTensor)
+        const baseBytes = await readModelTensor(base, baseTensor, stored)
         let output: Uint8Array
         if (isFloatDType(baseTensor.info.dtype) && isFloatDType(placed.dtype)) {
-          const baseValues = decodeFloats(baseTensor.info.dtype, baseBytes)
+          const baseValues = decodeFloats(baseTensor.info.dtype, baseBytes, floats[0])
           const modelValues: Float32Array[] = []
-          for (const model of models) {
+          for (const [k, model] of models.entries()) {
             const t = model.tensors.get(placed.name)
             if (t === undefined || !isFloatDType(t.info.dtype))
               throw new MergeError({ reason: `internal: "${placed.name}" vanished from ${model.dir}` })
-            modelValues.push(decodeFloats(t.info.dtype, await readModelTensor(model, t)))
+            modelValues.push(
+              decodeFloats(t.info.dtype, await readModelTensor(model, t, stored), floats[k + 1]),
+            )
           }
-          const result = mergeTensor(
-            plan,
-            placed.name,
-            layers,
-            baseValues,
-            modelValues,
-            new Float32Array(baseValues.length),
-          )
-          output = encodeFloats(placed.dtype, result)
+          // The result replaces the base's values (mergeTensor allows it), then is encoded.
+          const result = mergeTensor(plan, placed.name, layers, baseValues, modelValues, baseValues)
+          output = encodeFloats(placed.dtype, result, encoded)
           merged++
         } else {
           output = baseBytes

@@ -352,6 +352,8 @@ const settingsFor = (plan: MergePlan, depth: number): TaskVectorSettings => ({
 /**
  * Merge one tensor: the base's and the models' values (float32, same length) into `out`.
  * `layers` is the checkpoint's layer count, to place the tensor in depth for list parameters.
+ * `out` may be `base` (every method reads an element before writing it); the models' arrays may be
+ * overwritten (the task-vector methods keep their deltas there), so they must be distinct arrays.
  */
 export const mergeTensor = (
   plan: MergePlan,

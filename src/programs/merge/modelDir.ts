@@ -128,9 +128,13 @@ export const openModelDir = async (dir: string, role: string): Promise<ModelDir>
   }
 }
 
-/** One tensor's stored bytes. */
-export const readModelTensor = async (model: ModelDir, tensor: ModelTensor): Promise<Uint8Array> => {
-  const bytes = await readTensorFromFile(tensor.file.handle, tensor.file.layout, tensor.info)
+/** One tensor's stored bytes, read into the start of `into` when given (a buffer reused per tensor). */
+export const readModelTensor = async (
+  model: ModelDir,
+  tensor: ModelTensor,
+  into?: Uint8Array,
+): Promise<Uint8Array> => {
+  const bytes = await readTensorFromFile(tensor.file.handle, tensor.file.layout, tensor.info, into)
   if (Result.isFailure(bytes))
     throw new MergeError({
       reason: `${model.dir}: ${tensor.file.name}: tensor "${tensor.info.name}": ${bytes.failure.message}`,

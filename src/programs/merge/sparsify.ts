@@ -11,9 +11,8 @@ import { streamKey, streamUniform } from "./prng.ts"
 export const rescales = ["l1", "inverse", "none"] as const
 export type Rescale = (typeof rescales)[number]
 
-/** The k-th largest (1-based) of these values, by quickselect on a copy. */
-const kthLargest = (values: Float32Array, k: number): number => {
-  const a = Float32Array.from(values)
+/** The k-th largest (1-based) of these values, by quickselect in place (the order is lost). */
+const kthLargest = (a: Float32Array, k: number): number => {
   let lo = 0
   let hi = a.length - 1
   const target = k - 1 // index in descending order
@@ -45,14 +44,15 @@ export const keepLargest = (delta: Float32Array, density: number): Float32Array 
   const n = delta.length
   const k = Math.floor(density * n)
   if (k <= 0) return delta.fill(0)
+  // One scratch array of magnitudes, scrambled by the selection; |δᵢ| is read again from δ after.
   const magnitude = new Float32Array(n)
   for (let i = 0; i < n; i++) magnitude[i] = Math.abs(delta[i] as number)
   const threshold = kthLargest(magnitude, k)
   let above = 0
-  for (let i = 0; i < n; i++) if ((magnitude[i] as number) > threshold) above++
+  for (let i = 0; i < n; i++) if (Math.abs(delta[i] as number) > threshold) above++
   let equalsKept = k - above
   for (let i = 0; i < n; i++) {
-    const m = magnitude[i] as number
+    const m = Math.abs(delta[i] as number)
     if (m > threshold) continue
     if (m === threshold && equalsKept > 0) {
       equalsKept--

@@ -5,7 +5,9 @@
  * dare_ties) a sign is elected per parameter from the summed weighted mass (≥ 0 counts as +) and
  * only the entries that agree with it are kept; the kept weighted deltas are summed, divided by
  * the kept weights when normalising (a parameter whose kept weights sum below 1e-8 is divided by 1), scaled by λ and
- * added to the base. Pure.
+ * added to the base. To hold no more than the tensors themselves, the models' arrays are
+ * overwritten with their weighted deltas, and `out` may be the base's own array (each element of
+ * the base is read before it is written). Pure apart from those arrays.
  */
 import { dropRandomly, keepLargest, type Rescale } from "./sparsify.ts"
 
@@ -29,7 +31,8 @@ export const taskVectorMerge = (
 ): Float32Array => {
   const n = base.length
   const weighted = models.map((model, m) => {
-    const delta = new Float32Array(n)
+    // The model's own array becomes its weighted delta: no second copy of each model in memory.
+    const delta = model
     for (let i = 0; i < n; i++) delta[i] = (model[i] as number) - (base[i] as number)
     if (settings.sparsify === "magnitude") keepLargest(delta, settings.density)
     else if (settings.sparsify === "random")

@@ -231,8 +231,11 @@ describe("every method", () => {
     }),
   ])("merges a model with itself into the model, bit for bit", (method, values) => {
     const p = plan(method, method === "slerp" ? 1 : 2, params[method])
-    const others = method === "slerp" ? [values] : [values, values]
-    const out = mergeTensor(p, "model.layers.1.w", 3, values, others, new Float32Array(values.length))
+    // distinct arrays, as mergeModels hands them (the task-vector methods overwrite the models'),
+    // and the result written over the base's copy, as mergeModels does
+    const others = Array.from({ length: method === "slerp" ? 1 : 2 }, () => Float32Array.from(values))
+    const base = Float32Array.from(values)
+    const out = mergeTensor(p, "model.layers.1.w", 3, base, others, base)
     for (let i = 0; i < values.length; i++)
       expect(Object.is(out[i], values[i]) || out[i] === values[i]).toBe(true)
   })
@@ -260,16 +263,16 @@ describe("parameters over layers", () => {
   it("a density list thins deeper layers differently", () => {
     const p = plan("ties", 1, { density: [0, 1] })
     const base = new Float32Array(4)
-    const model = f32(1, 2, 3, 4)
+    const model = () => f32(1, 2, 3, 4) // a fresh array each time: the merge overwrites it with its delta
     // layer 0 of 3 → density 0: nothing kept; layer 2 of 3 → density 1: all kept
-    expect(plain(mergeTensor(p, "model.layers.0.w", 3, base, [model], new Float32Array(4)))).toEqual([
+    expect(plain(mergeTensor(p, "model.layers.0.w", 3, base, [model()], new Float32Array(4)))).toEqual([
       0, 0, 0, 0,
     ])
-    expect(plain(mergeTensor(p, "model.layers.2.w", 3, base, [model], new Float32Array(4)))).toEqual([
+    expect(plain(mergeTensor(p, "model.layers.2.w", 3, base, [model()], new Float32Array(4)))).toEqual([
       1, 2, 3, 4,
     ])
     // layer 1 → density 0.5: the two largest
-    expect(plain(mergeTensor(p, "model.layers.1.w", 3, base, [model], new Float32Array(4)))).toEqual([
+    expect(plain(mergeTensor(p, "model.layers.1.w", 3, base, [model()], new Float32Array(4)))).toEqual([
       0, 0, 3, 4,
     ])
   })
