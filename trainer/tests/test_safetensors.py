@@ -68,3 +68,37 @@ class SafetensorsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TypeScriptWriterTest(unittest.TestCase):
+    """The TypeScript writer (src/events/tensors/safetensors.ts, built to dist/) and this one agree
+    byte for byte, and this reader reads what it writes: the batch files cross that boundary."""
+
+    def test_typescript_writer_bytes_equal_and_read_back(self):
+        import os
+        import shutil
+        import subprocess
+
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        built = os.path.join(repo, "dist", "src", "events", "tensors", "safetensors.js")
+        node = shutil.which("node")
+        if node is None or not os.path.exists(built):
+            self.skipTest("needs node and the build (npm run build)")
+        script = (
+            f"import {{ writeSafetensors }} from {json.dumps(built)};"
+            "const r = writeSafetensors({"
+            "token_ids: {dtype: 'I32', shape: [3], data: new Int32Array([5, -1, 7])},"
+            "seq_offsets: {dtype: 'I64', shape: [2], data: new BigInt64Array([0n, 3n])},"
+            "logprobs: {dtype: 'F32', shape: [3], data: new Float32Array([-0.5, 0, -1.25])},"
+            "loss_mask: {dtype: 'U8', shape: [3], data: new Uint8Array([0, 1, 1])},"
+            "}, {format: 'rollout.batch.v1', step: '3'});"
+            "process.stdout.write(Buffer.from(r.success ?? r.value ?? r));"
+        )
+        blob = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, check=True, timeout=60).stdout
+        tensors, meta = from_bytes(blob)
+        self.assertEqual(meta, {"format": "rollout.batch.v1", "step": "3"})
+        self.assertEqual(tensors["token_ids"].tolist(), [5, -1, 7])
+        self.assertEqual(tensors["seq_offsets"].tolist(), [0, 3])
+        self.assertEqual(tensors["logprobs"].tolist(), [-0.5, 0, -1.25])
+        self.assertEqual(tensors["loss_mask"].dtype, torch.uint8)
+        self.assertEqual(to_bytes(tensors, meta), blob)
