@@ -11,48 +11,38 @@ import { streamKey, streamUniform } from "./prng.ts"
 export const rescales = ["l1", "inverse", "none"] as const
 export type Rescale = (typeof rescales)[number]
 
-/** The k-th largest (1-based) of these values, by quickselect in place (the order is lost). */
-const kthLargest = (a: Float32Array, k: number): number => {
-  let lo = 0
-  let hi = a.length - 1
-  const target = k - 1 // index in descending order
-  while (lo < hi) {
-    const pivot = a[(lo + hi) >>> 1] as number
-    let i = lo
-    let j = hi
-    while (i <= j) {
-      while ((a[i] as number) > pivot) i++
-      while ((a[j] as number) < pivot) j--
-      if (i <= j) {
-        const x = a[i] as number
-        a[i] = a[j] as number
-        a[j] = x
-        i++
-        j--
-      }
-    }
-    if (target <= j) hi = j
-    else if (target >= i) lo = i
-    else return a[target] as number
-  }
-  return a[target] as number
-}
-
-/** TIES's magnitude pruning: keep the ⌊density · n⌋ largest |δ|, lower index first among equals. */
+/**
+ * TIES's magnitude pruning: keep the ⌊density · n⌋ largest |δ|, lower index first among equals.
+ * The k-th largest magnitude is found by a two-pass radix select on the float bits (for
+ * non-negative floats the bit patterns order as the values do): a histogram of the top 16 bits
+ * finds the bucket, a histogram of the low 16 bits inside it the exact value. Three passes over
+ * the tensor and no copy of it, where sorting would take n log n and a second tensor of memory.
+ */
 export const keepLargest = (delta: Float32Array, density: number): Float32Array => {
   if (density >= 1) return delta
   const n = delta.length
   const k = Math.floor(density * n)
   if (k <= 0) return delta.fill(0)
-  // One scratch array of magnitudes, scrambled by the selection; |δᵢ| is read again from δ after.
-  const magnitude = new Float32Array(n)
-  for (let i = 0; i < n; i++) magnitude[i] = Math.abs(delta[i] as number)
-  const threshold = kthLargest(magnitude, k)
+  const bits = new Uint32Array(delta.buffer, delta.byteOffset, n)
+  const high = new Uint32Array(65536)
+  for (let i = 0; i < n; i++) {
+    const h = ((bits[i] as number) & 0x7fffffff) >>> 16
+    high[h] = (high[h] as number) + 1
+  }
   let above = 0
-  for (let i = 0; i < n; i++) if (Math.abs(delta[i] as number) > threshold) above++
+  let bucket = 65535
+  while (above + (high[bucket] as number) < k) above += high[bucket--] as number
+  const low = new Uint32Array(65536)
+  for (let i = 0; i < n; i++) {
+    const m = (bits[i] as number) & 0x7fffffff
+    if (m >>> 16 === bucket) low[m & 0xffff] = (low[m & 0xffff] as number) + 1
+  }
+  let digit = 65535
+  while (above + (low[digit] as number) < k) above += low[digit--] as number
+  const threshold = ((bucket << 16) | digit) >>> 0
   let equalsKept = k - above
   for (let i = 0; i < n; i++) {
-    const m = Math.abs(delta[i] as number)
+    const m = (bits[i] as number) & 0x7fffffff
     if (m > threshold) continue
     if (m === threshold && equalsKept > 0) {
       equalsKept--
