@@ -15,6 +15,7 @@ import { poolModelPort } from "../actors/agent/modelPort.ts"
 import type { EpisodePorts } from "../actors/agent/ports.ts"
 import { loadModelsConfig, type ModelsConfig } from "../actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../actors/inference/pool.ts"
+import type { InferencePool } from "../actors/inference/ports.ts"
 import { probeActor } from "../actors/probe/index.ts"
 import { dockToolPort } from "../actors/tools/agentToolPort.ts"
 import { startDock } from "../actors/tools/dock.ts"
@@ -61,12 +62,23 @@ export const liveAgentPorts = (context: {
   /** Only these tools.yaml servers (default: all). */
   readonly servers?: ReadonlyArray<string>
 }): Effect.Effect<EpisodePorts, ConfigError | DockStartFailed, Scope.Scope> =>
+  Effect.map(liveAgentPortsAndPool(context), ({ ports }) => ports)
+
+/**
+ * The same, with the inference pool the ports call: an RL run loads new weights through it
+ * (`publishWeights` pauses the very pool its episodes sample from).
+ */
+export const liveAgentPortsAndPool = (context: {
+  readonly log: EventLogShape
+  readonly configDir: string
+  readonly servers?: ReadonlyArray<string>
+}): Effect.Effect<{ ports: EpisodePorts; pool: InferencePool }, ConfigError | DockStartFailed, Scope.Scope> =>
   Effect.gen(function* () {
     // Both files are read and checked before the pool starts: its first events are writes.
     const models = yield* loadModelsConfig({ dir: context.configDir })
     const toolsConfig = yield* agentToolsConfig(context.configDir, context.servers)
     const pool = yield* makeInferencePool(models, { log: context.log, namespace: context.log.namespace })
-    return agentPorts(poolModelPort(pool), yield* agentTools(context, toolsConfig))
+    return { ports: agentPorts(poolModelPort(pool), yield* agentTools(context, toolsConfig)), pool }
   })
 
 /** The agent's ports: a model (the inference pool's) and `tools`. */

@@ -8,6 +8,7 @@ import type * as Effect from "effect/Effect"
 import type { GlobalOptions } from "./terminal/invocation.ts"
 // Command modules load on demand, so `--help` and small commands start fast.
 import { registerEvalCommands } from "./tree/evalCommands.ts"
+import { registerRlCommands } from "./tree/rlCommands.ts"
 import { registerRunCommands } from "./tree/runCommands.ts"
 
 // `rollout … | head` closes stdout early: that is the reader's choice, not an error.
@@ -154,6 +155,7 @@ projections
 
 registerEvalCommands(program, globals, run)
 registerRunCommands(program, globals, run)
+registerRlCommands(program, globals, run)
 
 const dock = program
   .command("dock")

@@ -9,20 +9,18 @@
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import { sha256Hex } from "../../events/log/blobStore.ts"
 import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts"
 import { foldEvents } from "../../events/log/readEvents.ts"
-import type { EventOf } from "../../events/schema.ts"
-import { encodeBatch } from "../../projections/batches/batchFile.ts"
 import { type BatchesState, initialBatches, makeApplyBatchPlan } from "../../projections/batches/batchPlan.ts"
 import { closedStep } from "../../projections/batches/queries.ts"
 import {
   applyEpisodeTokens,
   type Batch,
-  buildBatch,
   type EpisodeTokens,
   emptyEpisodeTokens,
 } from "../../projections/batches/sequences.ts"
+
+import { type BatchSummary, derivePlanned } from "./plannedBatch.ts"
 
 export { publishableSteps } from "../../projections/batches/queries.ts"
 
@@ -37,8 +35,7 @@ export class BatchDerivationError extends Schema.TaggedError<BatchDerivationErro
   }
 }
 
-/** `BatchPublished` without its type and blob (the blob is the store's answer to putting `bytes`). */
-export type BatchSummary = Omit<EventOf<"BatchPublished">, "type" | "blob">
+export type { BatchSummary } from "./plannedBatch.ts"
 
 export interface DerivedBatch {
   readonly bytes: Uint8Array
@@ -84,28 +81,9 @@ export const deriveBatch = (
       )
       return acc
     })
-    const built = buildBatch(planned, tokens.state)
-    if (Result.isFailure(built)) return yield* refuse(built.failure.reason)
-    const batch = built.success
-    const bytes = encodeBatch(batch)
-    const hash = sha256Hex(bytes)
-    const trainedTokens = batch.lossMask.reduce((sum, mask) => sum + mask, 0)
-    return {
-      bytes,
-      hash,
-      batch,
-      undecodable: plan.undecodable + tokens.undecodable.length,
-      summary: {
-        runId,
-        step,
-        hash,
-        groups: [...planned.groups],
-        samples: planned.samples.length,
-        sequences: batch.sequences.length,
-        tokens: batch.tokenIds.length,
-        trainedTokens,
-        lags: batch.lags,
-        drops: batch.drops,
-      },
-    }
+    // The same layout, encoding and summary as the sampler's live publication.
+    const derived = derivePlanned(plan.state, tokens.state, runId, step)
+    if (Result.isFailure(derived)) return yield* refuse(derived.failure.reason)
+    const { bytes, hash, batch, summary } = derived.success
+    return { bytes, hash, batch, summary, undecodable: plan.undecodable + tokens.undecodable.length }
   })

@@ -25,8 +25,15 @@ import { decodeEvent, UndecodableEvent } from "../../events/codec.ts"
 import type { BlobStoreShape } from "../../events/log/blobStore.ts"
 import type { EventLogShape, LogUnavailable } from "../../events/log/eventLog.ts"
 import { foldEvents } from "../../events/log/readEvents.ts"
-import type { DomainEvent, Envelope, EventOf } from "../../events/schema.ts"
+import type { DomainEvent, Envelope } from "../../events/schema.ts"
 import { entitySubject, eventsFilter } from "../../events/subjects.ts"
+import { applyBatchPlan, type BatchesState, initialBatches } from "../../projections/batches/batchPlan.ts"
+import { publishableSteps, runPlan } from "../../projections/batches/queries.ts"
+import {
+  applyEpisodeTokens,
+  type EpisodeTokens,
+  emptyEpisodeTokens,
+} from "../../projections/batches/sequences.ts"
 import type { Json } from "../../projections/projection.ts"
 import { type Clock, systemClock } from "../../runtime/clock.ts"
 import type { StartEpisode } from "../agent/decider.ts"
@@ -52,6 +59,7 @@ import {
   samplingDone,
   unscoredSamples,
 } from "./decider.ts"
+import { BATCH_MEDIA_TYPE, derivePlanned } from "./plannedBatch.ts"
 import type { RlConfig } from "./rlConfig.ts"
 
 /** The run cannot start or resume as asked. */
@@ -62,27 +70,6 @@ export class RlRunRejected extends Schema.TaggedError<RlRunRejected>()("RlRunRej
   override get message(): string {
     return `rl run ${this.runId}: ${this.reason}`
   }
-}
-
-/**
- * The batch plan as the sampler uses it (`projections/batches/`): a pure fold over every event, what
- * it says of the run, and the derivation of a closed step's batch from the log.
- */
-export interface BatchPlanner<S> {
-  readonly initial: S
-  readonly apply: (state: S, envelope: Envelope) => S
-  readonly view: (state: S, runId: string) => PlanView
-  /** Closed steps whose `BatchPublished` is not in the state yet. */
-  readonly publishable: (state: S, runId: string) => ReadonlyArray<number>
-  /** The batch of a closed step, derived from the log: its bytes and the event that announces it. */
-  readonly derive: (
-    log: EventLogShape,
-    runId: string,
-    step: number,
-  ) => Effect.Effect<
-    { readonly bytes: Uint8Array; readonly event: Omit<EventOf<"BatchPublished">, "blob" | "type"> },
-    unknown
-  >
 }
 
 export interface RlProgress {
@@ -101,11 +88,10 @@ export interface RlProgress {
     : never
 }
 
-export interface RlRunOptions<S> {
+export interface RlRunOptions {
   readonly log: EventLogShape
   readonly blobs: BlobStoreShape
   readonly runner: EpisodeRunner
-  readonly planner: BatchPlanner<S>
   readonly config: RlConfig
   /** The training tasks, ground truths in memory. */
   readonly tasks: ReadonlyArray<Task>
@@ -135,7 +121,7 @@ export interface RlRunResult {
 }
 
 /** Settings recorded in `RunStarted.config`: what the plan and a resume need, never ground truths. */
-const runConfig = (options: RlRunOptions<unknown>, taskIds: ReadonlyArray<string>): Json => {
+const runConfig = (options: RlRunOptions, taskIds: ReadonlyArray<string>): Json => {
   const { config } = options
   return {
     source: config.source,
@@ -155,11 +141,11 @@ const runConfig = (options: RlRunOptions<unknown>, taskIds: ReadonlyArray<string
   }
 }
 
-export const runRl = <S>(
-  options: RlRunOptions<S>,
+export const runRl = (
+  options: RlRunOptions,
 ): Effect.Effect<RlRunResult, RlRunRejected | LogUnavailable, Scope.Scope> =>
   Effect.gen(function* () {
-    const { log, runId, config, planner } = options
+    const { log, runId, config } = options
     const clock = options.clock ?? systemClock
     const reject = (reason: string) => Effect.fail(new RlRunRejected({ runId, reason }))
     const tasks = options.tasks
@@ -216,21 +202,23 @@ export const runRl = <S>(
         benchmark: options.benchmark,
         k: config.groupSize,
         taskCount: taskIds.length,
-        config: runConfig(options as RlRunOptions<unknown>, taskIds),
+        config: runConfig(options, taskIds),
       })
 
     // Everything the namespace holds, folded once; then every new event, as the tail brings it.
     const caught = yield* foldEvents(
       log,
       { filter: eventsFilter(log.namespace) },
-      { sampler: initialSampler(runId), plan: planner.initial },
+      { sampler: initialSampler(runId), plan: initialBatches, tokens: new Map<string, EpisodeTokens>() },
       (acc, envelope) => ({
         sampler: evolveSampler(acc.sampler, envelope),
-        plan: planner.apply(acc.plan, envelope),
+        plan: applyBatchPlan(acc.plan, envelope),
+        tokens: foldTokens(acc.tokens, runId, envelope),
       }),
     )
     let sampler: SamplerState = caught.state.sampler
-    let plan: S = caught.state.plan
+    let plan: BatchesState = caught.state.plan
+    const tokens = caught.state.tokens
     let undecodable = caught.undecodable.length
     let changed = 0
     const tail = yield* log.tail({ filter: eventsFilter(log.namespace), from: caught.last + 1 }).pipe(
@@ -247,7 +235,8 @@ export const runRl = <S>(
               continue
             }
             sampler = evolveSampler(sampler, decoded.success)
-            plan = planner.apply(plan, decoded.success)
+            plan = applyBatchPlan(plan, decoded.success)
+            foldTokens(tokens, runId, decoded.success)
           }
           changed++
         }),
@@ -323,21 +312,18 @@ export const runRl = <S>(
       }).pipe(Effect.ensuring(Effect.sync(() => running.delete(group.group))), Effect.forkScoped)
 
     const publishing = new Set<number>()
+    /** Builds a closed step's batch from the folded plan and tokens, stores it, and announces it. */
     const publish = (step: number) =>
       Effect.gen(function* () {
-        const derived = yield* planner.derive(log, runId, step).pipe(
-          Effect.mapError(
-            (e) =>
-              new RlRunRejected({
-                runId,
-                reason: `step ${step}: ${e instanceof Error ? e.message : String(e)}`,
-              }),
-          ),
-        )
+        const derived = derivePlanned(plan, tokens, runId, step)
+        if (Result.isFailure(derived)) return yield* reject(derived.failure.message)
+        const { bytes, summary } = derived.success
         const blob = yield* options.blobs
-          .put(derived.bytes, "application/vnd.rollout.batch.v1+safetensors")
+          .put(bytes, BATCH_MEDIA_TYPE)
           .pipe(Effect.mapError((e) => new RlRunRejected({ runId, reason: e.message })))
-        yield* append(`${runId}/batch/${step}`, { type: "BatchPublished", ...derived.event, blob })
+        yield* append(`${runId}/batch/${step}`, { type: "BatchPublished", ...summary, blob })
+        // Its episodes' tokens are in the blob now; the plan keeps what a later step needs.
+        for (const episode of derived.success.episodes) tokens.delete(episode)
       })
 
     const progress = (waiting: RlProgress["waiting"]) =>
@@ -356,7 +342,7 @@ export const runRl = <S>(
     let lastSeen = -1
     while (true) {
       // Closed steps are published as soon as the plan closes them (one at a time, in order).
-      for (const step of planner.publishable(plan, runId)) {
+      for (const step of publishableSteps(plan, runId)) {
         if (publishing.has(step)) continue
         publishing.add(step)
         yield* publish(step)
@@ -367,7 +353,7 @@ export const runRl = <S>(
         running.add(group.group)
         yield* runGroup(group)
       }
-      const view = planner.view(plan, runId)
+      const view = planView(plan, runId)
       let verdict = mayStartGroup(sampler, limits, view)
       while (verdict.start && !finishing) {
         const index = Object.keys(sampler.groups).length
@@ -387,15 +373,15 @@ export const runRl = <S>(
         while (!Object.hasOwn(sampler.groups, group)) yield* Effect.sleep(1)
         running.add(group)
         yield* runGroup(sampler.groups[group]!)
-        verdict = mayStartGroup(sampler, limits, planner.view(plan, runId))
+        verdict = mayStartGroup(sampler, limits, planView(plan, runId))
       }
       progress(verdict.start ? "concurrency" : verdict.why)
-      if (!finishing && samplingDone(sampler, limits, planner.view(plan, runId)) && running.size === 0) {
+      if (!finishing && samplingDone(sampler, limits, planView(plan, runId)) && running.size === 0) {
         finishing = true
         if (!sampler.finished)
           yield* append(`${runId}/finished`, { type: "RunFinished", runId, status: "completed" })
       }
-      if (finishing && sampler.finished && planner.publishable(plan, runId).length === 0) {
+      if (finishing && sampler.finished && publishableSteps(plan, runId).length === 0) {
         const allConsumed = sampler.published.every((step) => sampler.consumed.includes(step))
         if (!options.waitForTrainer || allConsumed) break
       }
@@ -415,3 +401,34 @@ export const runRl = <S>(
       undecodable,
     }
   })
+
+/** What the sampler's brakes need of the plan: groups in steps (closed and open) and steps closed. */
+const planView = (plan: BatchesState, runId: string): PlanView => {
+  const view = runPlan(plan, runId)
+  if (view === undefined) return { groupsInSteps: 0, stepsClosed: 0 }
+  return {
+    groupsInSteps: view.steps.reduce((sum, step) => sum + step.groups, 0) + view.open.groups,
+    stepsClosed: view.stepsClosed,
+  }
+}
+
+/**
+ * Keeps the token-exact record of every episode of the run (mutating `tokens`, the shell's own map):
+ * the sampler builds each batch from memory instead of reading the log again per step.
+ */
+const foldTokens = (
+  tokens: Map<string, EpisodeTokens>,
+  runId: string,
+  envelope: Envelope,
+): Map<string, EpisodeTokens> => {
+  const { event } = envelope
+  if (event.type === "EpisodeStarted") {
+    if (event.runId === runId && !tokens.has(event.episodeId))
+      tokens.set(event.episodeId, emptyEpisodeTokens(event.episodeId))
+    return tokens
+  }
+  if (!("episodeId" in event)) return tokens
+  const held = tokens.get(event.episodeId)
+  if (held !== undefined) tokens.set(event.episodeId, applyEpisodeTokens(held, envelope))
+  return tokens
+}

@@ -10,6 +10,10 @@
  * retried with the same request: acknowledgements and publishes are idempotent on the bridge.
  */
 import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as Result from "effect/Result"
+import { writeSafetensors } from "../../events/tensors/safetensors.ts"
 
 export const SIMULATED_TRAINER_NAME = "simulated-trainer (test double)"
 
@@ -21,6 +25,11 @@ export interface SimulatedTrainerOptions {
   readonly stepMs: number
   /** The checkpoint directory of a version, as the inference servers see it (posted to /v1/weights). */
   readonly checkpointPath: (version: number) => string
+  /**
+   * Writes each version's folder with a `model.safetensors` naming it a test double (default
+   * true); false posts paths that need not exist.
+   */
+  readonly writeCheckpoints?: boolean
   /**
    * The version of the checkpoint it starts from (default 0): it has trained steps 0 … v−1, so its
    * first call acknowledges step v−1, as a trainer restarted from that checkpoint would.
@@ -164,9 +173,26 @@ export const runSimulatedTrainer = async (
     })
     if (metrics.status !== 200) await refused("metrics", metrics)
     await metrics.arrayBuffer()
+    // Its "checkpoint": a folder with one small safetensors file saying what it is, so a server
+    // that checks the path before loading finds one (the scripted double does; vLLM would refuse it).
+    const checkpoint = options.checkpointPath(version)
+    if (options.writeCheckpoints !== false) {
+      fs.mkdirSync(checkpoint, { recursive: true })
+      // One tensor holding the version, and metadata naming the test double: a real safetensors
+      // file (servers that check the format accept it), with no model weights in it.
+      fs.writeFileSync(
+        path.join(checkpoint, "model.safetensors"),
+        Result.getOrThrow(
+          writeSafetensors(
+            { "simulated.version": { dtype: "I64", shape: [1], data: new BigInt64Array([BigInt(version)]) } },
+            { trainer: SIMULATED_TRAINER_NAME, step: String(step), batch: hash },
+          ),
+        ),
+      )
+    }
     const weights = await request("/v1/weights", {
       method: "POST",
-      body: JSON.stringify({ version, path: options.checkpointPath(version) }),
+      body: JSON.stringify({ version, path: checkpoint }),
     })
     // 502: no endpoint took the version; the trainer goes on, as a real one would (the pool ejected them).
     if (weights.status !== 200 && weights.status !== 502) await refused("weights", weights)
