@@ -201,7 +201,7 @@ dock
 
 program
   .command("mcp-server <name>")
-  .description("serve one of rollout's tool servers on stdio: search, fetch_url or execute_code")
+  .description("serve one of rollout's tool servers on stdio: search, fetch_url, execute_code or calculator")
   .option("--options <json>", "the server's options as JSON (see config/tools.yaml)")
   .action(async (name: string, options) =>
     run((await import("./commands/dockCommands.ts")).mcpServerCommand(name, options)),

@@ -290,7 +290,24 @@ export const mcpServerCommand = (name: string, options: { options?: string }) =>
         return yield* Effect.fail(new UsageError(`--options must be JSON: ${(error as Error).message}`))
       }
     }
-    if (name === "execute_code") {
+    if (name === "calculator") {
+      // The toy RL task's tool (data/calc): no options, so a stray --options is a mistake worth naming.
+      if (
+        options.options !== undefined &&
+        (typeof json !== "object" || json === null || Object.keys(json).length > 0)
+      )
+        return yield* Effect.fail(new UsageError("--options: the calculator takes no options"))
+      const [{ createCalculatorServer }, { StdioServerTransport }] = yield* Effect.promise(() =>
+        Promise.all([
+          import("../../programs/toolServers/calculator/server.ts"),
+          import("@modelcontextprotocol/sdk/server/stdio.js"),
+        ]),
+      )
+      yield* Effect.tryPromise({
+        try: () => createCalculatorServer().connect(new StdioServerTransport()),
+        catch: (e) => new UsageError((e as Error).message),
+      })
+    } else if (name === "execute_code") {
       const { serveExecuteCodeStdio } = yield* Effect.promise(
         () => import("../../programs/toolServers/executeCode/stdio.ts"),
       )
