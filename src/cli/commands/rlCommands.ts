@@ -24,8 +24,13 @@ import {
   SCORER_NAMES,
   type ScorerName,
 } from "../../actors/evaluator/scoring/scorers.ts"
-import { loadModelsConfig, unknownModelMessage } from "../../actors/inference/modelsConfig.ts"
+import {
+  loadModelsConfig,
+  type ModelConfig,
+  unknownModelMessage,
+} from "../../actors/inference/modelsConfig.ts"
 import { requireReachable } from "../../actors/inference/pool/endpointProbe.ts"
+import { serverRoot, sglangVersion, vllmVersion } from "../../actors/inference/pool/weightUpdate.ts"
 import { makeInferencePool } from "../../actors/inference/pool.ts"
 import { deriveBatch } from "../../actors/sampler/batchDerivation.ts"
 import { loadRlConfig } from "../../actors/sampler/rlConfig.ts"
@@ -35,6 +40,9 @@ import { bridgeTokenFile, loadOrCreateBridgeToken } from "../../actors/trainer/b
 import { runSimulatedTrainer, SIMULATED_TRAINER_NAME } from "../../actors/trainer/simulatedTrainer.ts"
 import { agentToolsConfig, liveAgentPortsAndPool } from "../../app/actors.ts"
 import { poolJudge } from "../../app/evaluation.ts"
+import type { EventLogShape } from "../../events/log/eventLog.ts"
+import { foldEvents } from "../../events/log/readEvents.ts"
+import { entitySubject } from "../../events/subjects.ts"
 import { decodeBatch } from "../../projections/batches/batchFile.ts"
 import { foldBatches, type RunPlanView, runPlan } from "../../projections/batches/queries.ts"
 import { dropReasons } from "../../projections/rewards/dropReasons.ts"
@@ -188,6 +196,19 @@ export const rlRunCommand = (commandGlobal: GlobalOptions, options: RlRunOptions
     const json = options.json === true
     return yield* withRuntime(config, { clientName: "rollout-rl-run" }, (runtime) =>
       Effect.gen(function* () {
+        // A new run counts weight versions from 0, the weights it starts from: a server still on a
+        // later version (an earlier run's) would make every token look newer than its step.
+        if (!(yield* runInLog(runtime.log, runId))) {
+          const served = yield* servedVersions(group)
+          const ahead = served.filter((s) => s.version !== null && s.version !== "0")
+          if (ahead.length > 0)
+            return yield* Effect.fail(
+              new UsageError(
+                `model "${rl.model}": ${ahead.map((s) => `${s.url} serves weight version ${s.version}`).join("; ")}: a new RL run counts versions from 0 (the weights it starts from). Restart the server from the starting checkpoint, or resume the run that published that version (--run <id>)`,
+              ),
+            )
+        }
+
         // Episodes here share the pool the bridge loads weights through; dispatched ones run on
         // the workers, whose servers the bridge's own pool updates.
         const local = dispatch
@@ -305,6 +326,28 @@ export const rlRunCommand = (commandGlobal: GlobalOptions, options: RlRunOptions
       }),
     )
   }).pipe(Effect.scoped)
+
+/** Whether the log holds the run already (a resume). */
+const runInLog = (log: EventLogShape, runId: string) =>
+  Effect.map(
+    foldEvents(log, { filter: entitySubject(log.namespace, "run", runId) }, false, () => true),
+    (folded) => folded.state,
+  )
+
+/** The weight version each endpoint of an RL group reports serving (null: none, or no answer). */
+const servedVersions = (group: ModelConfig) =>
+  Effect.forEach(group.endpoints, (endpoint) => {
+    const server = {
+      root: serverRoot(endpoint.url),
+      apiKey: endpoint.apiKeyEnv === undefined ? undefined : process.env[endpoint.apiKeyEnv],
+      timeoutMs: 5_000,
+    }
+    const read = group.weightUpdates === "sglang" ? sglangVersion(server) : vllmVersion(server)
+    return read.pipe(
+      Effect.map((version) => ({ url: endpoint.url, version })),
+      Effect.orElseSucceed(() => ({ url: endpoint.url, version: null })),
+    )
+  })
 
 /** The latest RL run in a folded state (runs are listed in the order they started). */
 const latestRun = (state: { readonly runs: Readonly<Record<string, unknown>> }): string | undefined =>
