@@ -90,10 +90,11 @@ const sendError = (res: http.ServerResponse, error: BridgeError): void =>
 
 /** Runs a core operation; a defect (a bug) is answered 500 rather than left hanging. */
 const run = <A>(
+  core: BridgeCore,
   effect: Effect.Effect<A, BridgeError>,
   signal: AbortSignal,
 ): Promise<Result.Result<A, BridgeError>> =>
-  Effect.runPromiseExit(effect, { signal }).then((exit) => {
+  core.runExit(effect, { signal }).then((exit) => {
     if (Exit.isSuccess(exit)) return Result.succeed(exit.value)
     const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
     if (failure?._tag === "Fail") return Result.fail(failure.error)
@@ -165,7 +166,7 @@ export const startBridgeHttp = async (core: BridgeCore, options: BridgeHttpOptio
         const gone = new AbortController()
         res.on("close", () => gone.abort())
         const signal = AbortSignal.any([gone.signal, stopping.signal])
-        const answer = await run(core.next(request.success), signal)
+        const answer = await run(core, core.next(request.success), signal)
         if (Result.isFailure(answer)) return sendError(res, answer.failure)
         const value = answer.success
         if (value.kind === "finished") {
@@ -186,7 +187,7 @@ export const startBridgeHttp = async (core: BridgeCore, options: BridgeHttpOptio
       case "batch": {
         const step = parseStepSegment(route.segment)
         if (Result.isFailure(step)) return sendError(res, step.failure)
-        const found = await run(core.batch(step.success), stopping.signal)
+        const found = await run(core, core.batch(step.success), stopping.signal)
         if (Result.isFailure(found)) return sendError(res, found.failure)
         return sendBatch(res, core, found.success, stopping.signal)
       }
@@ -195,7 +196,7 @@ export const startBridgeHttp = async (core: BridgeCore, options: BridgeHttpOptio
         if (Result.isFailure(body)) return sendError(res, body.failure as BridgeError)
         const request = parseWeightsBody(body.success)
         if (Result.isFailure(request)) return sendError(res, request.failure)
-        const result = await run(core.publishWeights(request.success), stopping.signal)
+        const result = await run(core, core.publishWeights(request.success), stopping.signal)
         if (Result.isFailure(result)) return sendError(res, result.failure)
         const { status, report } = result.success
         sendJson(res, status, {
@@ -209,13 +210,13 @@ export const startBridgeHttp = async (core: BridgeCore, options: BridgeHttpOptio
       case "metrics": {
         const body = await readJson(req, limit)
         if (Result.isFailure(body)) return sendError(res, body.failure as BridgeError)
-        const result = await run(core.reportMetrics(body.success), stopping.signal)
+        const result = await run(core, core.reportMetrics(body.success), stopping.signal)
         if (Result.isFailure(result)) return sendError(res, result.failure)
         sendJson(res, 200, result.success)
         return
       }
       case "status": {
-        const status = await run(core.status, stopping.signal)
+        const status = await run(core, core.status, stopping.signal)
         if (Result.isFailure(status)) return sendError(res, status.failure)
         sendJson(res, 200, status.success)
         return
@@ -260,7 +261,7 @@ const sendBatch = async (
   batch: Parameters<BridgeCore["batchBytes"]>[0],
   signal: AbortSignal,
 ): Promise<void> => {
-  const bytes = await run(core.batchBytes(batch), signal)
+  const bytes = await run(core, core.batchBytes(batch), signal)
   if (Result.isFailure(bytes)) return sendError(res, bytes.failure)
   res.writeHead(200, {
     "content-type": "application/octet-stream",

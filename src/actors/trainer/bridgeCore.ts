@@ -9,6 +9,7 @@
  * fixed by what it says, so a retried request or a restarted bridge never records twice.
  */
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
@@ -88,6 +89,15 @@ export interface BridgeStatus {
 }
 
 export interface BridgeCore {
+  /**
+   * Runs one of the operations below from outside Effect (an HTTP or NATS handler) with the
+   * services the core was made with — the caller's logger among them, so a message goes where the
+   * command sends its messages (stderr for the CLI), never to stdout.
+   */
+  readonly runExit: <A, E>(
+    effect: Effect.Effect<A, E>,
+    options?: { readonly signal?: AbortSignal },
+  ) => Promise<Exit.Exit<A, E>>
   readonly runId: string
   /** The run stream the bridge folds and appends to. */
   readonly subject: string
@@ -114,6 +124,7 @@ export const makeBridgeCore = (
 ): Effect.Effect<BridgeCore, BridgeFault, Scope.Scope> =>
   Effect.gen(function* () {
     const { log, blobs, pool, runId } = options
+    const services = yield* Effect.context<never>()
     const clock = options.clock ?? systemClock
     const subject = entitySubject(log.namespace, "run", runId)
     const rebuilt = yield* foldEvents(
@@ -317,6 +328,7 @@ export const makeBridgeCore = (
     })
 
     return {
+      runExit: (effect, runOptions) => Effect.runPromiseExitWith(services)(effect, runOptions),
       runId,
       subject,
       state: () => state,

@@ -51,8 +51,8 @@ const parseRequest = (msg: Msg): { readonly body: unknown } | { readonly error: 
   }
 }
 
-const runCore = <A>(effect: Effect.Effect<A, BridgeError>, signal: AbortSignal) =>
-  Effect.runPromiseExit(effect, { signal }).then((exit): { ok: A } | { error: BridgeError } => {
+const runCore = <A>(core: BridgeCore, effect: Effect.Effect<A, BridgeError>, signal: AbortSignal) =>
+  core.runExit(effect, { signal }).then((exit): { ok: A } | { error: BridgeError } => {
     if (Exit.isSuccess(exit)) return { ok: exit.value }
     const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
     return {
@@ -74,7 +74,7 @@ const answer = async (
     case "next": {
       const request = parseNextBody(body)
       if (request._tag === "Failure") return refusal(request.failure)
-      const result = await runCore(core.next(request.success), signal)
+      const result = await runCore(core, core.next(request.success), signal)
       if ("error" in result) return refusal(result.error)
       const value = result.ok
       if (value.kind === "finished")
@@ -97,14 +97,14 @@ const answer = async (
         return { status: 400, error: "step: required, a non-negative integer" }
       const step = parseStepSegment(String(field))
       if (step._tag === "Failure") return refusal(step.failure)
-      const result = await runCore(core.batch(step.success), signal)
+      const result = await runCore(core, core.batch(step.success), signal)
       if ("error" in result) return refusal(result.error)
       return { status: 200, run: core.runId, step: result.ok.step, hash: result.ok.hash, batch: result.ok }
     }
     case "weights": {
       const request = parseWeightsBody(body)
       if (request._tag === "Failure") return refusal(request.failure)
-      const result = await runCore(core.publishWeights(request.success), signal)
+      const result = await runCore(core, core.publishWeights(request.success), signal)
       if ("error" in result) return refusal(result.error)
       const { status, report } = result.ok
       return {
@@ -114,12 +114,12 @@ const answer = async (
       }
     }
     case "metrics": {
-      const result = await runCore(core.reportMetrics(body), signal)
+      const result = await runCore(core, core.reportMetrics(body), signal)
       if ("error" in result) return refusal(result.error)
       return { status: 200, ...result.ok }
     }
     case "status": {
-      const result = await runCore(core.status, signal)
+      const result = await runCore(core, core.status, signal)
       if ("error" in result) return refusal(result.error)
       return { status: 200, ...result.ok }
     }
