@@ -1,9 +1,9 @@
 /**
  * The training commands, `rollout rl …`: `run` (the sampler, and the trainer bridge beside it),
  * `status` (steps, versions, drop reasons, rebuilt from the log), `batches` (the published steps),
- * `batch <step>` (one batch: its header, `--verify` derives it again from the log) and `bridge` (the
- * trainer bridge alone, for a run sampled elsewhere). Each command module loads on demand, as in
- * `main.ts`.
+ * `batch <step>` (one batch: its header, `--verify` derives it again from the log), `bridge` (the
+ * trainer bridge alone, for a run sampled elsewhere) and `demo` (a toy policy that learns through all
+ * of it, on CPU). Each command module loads on demand, as in `main.ts`.
  */
 import type { Command } from "commander"
 import type * as Effect from "effect/Effect"
@@ -40,6 +40,39 @@ export const registerRlCommands = (
     .option("--json", "print one JSON object at the end (no progress line)")
     .action(async (options) =>
       run((await import("../commands/rlCommands.ts")).rlRunCommand(globals(), options)),
+    )
+
+  rl.command("demo")
+    .description(
+      "a policy that learns through rollout on CPU: the Python policy server and trainer (trainer/), the calculator task (data/calc); evaluates the untrained policy, warm-starts it (SFT), evaluates, trains it with GRPO (rl run's sampler, bridge and trainer), evaluates, merges RL with warm at a few weights; the global --nats <url> puts the log on JetStream",
+    )
+    .option("--python <path>", "the interpreter with torch", "/usr/bin/python3")
+    .option("--out <dir>", "checkpoints (warm, trainer versions, merges); default <data-dir>/runs/<id>-rl")
+    .option("--id <id>", "the demo's id, prefix of its run ids (default demo-<time>)")
+    .option("--namespace <ns>", "the log namespace of the demo (default rl-demo-<time>: a fresh one)")
+    .option("--heldout <n>", "held-out tasks evaluated (the first n of data/calc/heldout.jsonl)")
+    .option("-k, --k <n>", "samples per held-out task (Avg@k)")
+    .option("--eval-concurrency <n>", "evaluation episodes in flight")
+    .option("--sft-steps <n>", "warm-start (SFT) optimizer steps")
+    .option("--sft-lr <x>", "warm-start learning rate")
+    .option("--sft-batch <n>", "warm-start batch size (demonstrations per step)")
+    .option("--steps <n>", "RL training steps")
+    .option("--groups <n>", "GRPO groups with signal per training step")
+    .option("--group-size <n>", "samples per GRPO group")
+    .option("--lr <x>", "the RL trainer's learning rate")
+    .option("--concurrency <n>", "RL episodes in flight")
+    .option("--max-lag <n>", "eta: the largest step - version a trained token may have")
+    .option("--rewards <profile>", "reward profile: dapo (zero-variance groups dropped), grpo or agentcpm")
+    .option("--train-tasks <n>", "training tasks drawn from (the first n of data/calc/train.jsonl)")
+    .option(
+      "--merge-weights <list>",
+      "RL weights of the linear merges with the warm policy (default 0,0.25,0.5,0.75,1)",
+    )
+    .option("--no-merge", "skip the merge phase")
+    .option("--seed <n>", "seed of the untrained model, the warm start and the task order")
+    .option("--json", "print one JSON object (figures, reward per step, phase times, targets)")
+    .action(async (options) =>
+      run((await import("../commands/rlDemoCommand.ts")).rlDemoCommand(globals(), options)),
     )
 
   rl.command("status")
