@@ -17,6 +17,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -99,6 +100,8 @@ export interface RlDemoSettings {
   /** Seed of the untrained model the server starts with. */
   readonly serverSeed: number
   readonly episode: { readonly maxTurns: number; readonly maxResponseTokens: number }
+  /** Kill the trainer (SIGKILL) once it has reported this step, and start another (it resumes). */
+  readonly killTrainerAfter?: number
 }
 
 export interface PhaseTime {
@@ -144,6 +147,9 @@ export interface RlDemoReport {
   }
   readonly steps: ReadonlyArray<StepPoint>
   readonly stepsTrained: number
+  /** BatchConsumed events per step (each step is acknowledged once). */
+  readonly acknowledgements: Readonly<Record<string, number>>
+  readonly trainerRestarts: ReadonlyArray<TrainerRestart>
   readonly ratioLag0: { readonly min: number | null; readonly max: number | null; readonly steps: number }
   readonly staleness: { readonly maxLag: number; readonly trainedTokens: number; readonly violations: number }
   readonly merge: ReadonlyArray<{ readonly weight: number; readonly avgAtK: number; readonly run: string }>
@@ -187,7 +193,7 @@ const scopedChild = (
   args: ReadonlyArray<string>,
   cwd: string,
 ): Effect.Effect<
-  { child: ChildProcess; exited: Promise<number | null>; stderr: () => string },
+  { child: ChildProcess; exited: Promise<number | null>; stderr: () => string; lines: string[] },
   never,
   Scope.Scope
 > =>
@@ -198,6 +204,12 @@ const scopedChild = (
       child.stderr?.on("data", (chunk: Buffer) => {
         err = (err + chunk.toString("utf8")).slice(-4000)
       })
+      // Its stdout lines (the trainer prints one JSON object per line), the last 200.
+      const lines: string[] = []
+      readline.createInterface({ input: child.stdout! }).on("line", (line) => {
+        lines.push(line)
+        if (lines.length > 200) lines.shift()
+      })
       const exited = new Promise<number | null>((resolve) => {
         child.once("exit", (code) => resolve(code))
         child.once("error", (error) => {
@@ -205,7 +217,7 @@ const scopedChild = (
           resolve(-1)
         })
       })
-      return { child, exited, stderr: () => err }
+      return { child, exited, stderr: () => err, lines }
     }),
     ({ child, exited }) =>
       Effect.promise(async () => {
@@ -351,6 +363,8 @@ interface RunFacts {
     groups: ReadonlyArray<string>
   }>
   readonly consumed: Set<number>
+  /** step → BatchConsumed events seen for it. */
+  readonly acks: Map<number, number>
   readonly scores: Map<string, number[]>
   readonly sizes: Map<string, number>
   /** Groups in the order they completed. */
@@ -365,6 +379,7 @@ const emptyFacts = (): RunFacts => ({
   reports: new Map(),
   batches: [],
   consumed: new Set(),
+  acks: new Map(),
   scores: new Map(),
   sizes: new Map(),
   completed: [],
@@ -399,7 +414,10 @@ const advanceFacts = (runtime: Runtime, runId: string, facts: RunFacts) =>
             ratioLag0: lag0?.meanRatio ?? null,
             loss: event.metrics.loss ?? null,
           })
-        } else if (event.type === "BatchConsumed") acc.consumed.add(event.step)
+        } else if (event.type === "BatchConsumed") {
+          acc.consumed.add(event.step)
+          acc.acks.set(event.step, (acc.acks.get(event.step) ?? 0) + 1)
+        }
         return acc
       },
     ),
@@ -547,6 +565,42 @@ export const demoTargets = (report: {
   ]
 }
 
+/** The trainer's checkpoint versions in `dir` (its `version-<v>` directories), ascending. */
+const checkpointVersions = (dir: string): number[] =>
+  (fs.existsSync(dir) ? fs.readdirSync(dir) : [])
+    .map((name) => /^version-(\d+)$/.exec(name)?.[1])
+    .filter((v): v is string => v !== undefined)
+    .map(Number)
+    .sort((a, b) => a - b)
+
+/** The version a trainer said it starts from (its first `{"event": "start"}` line), within 60 s. */
+const firstStartLine = async (proc: { lines: string[]; exited: Promise<number | null> }) => {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    for (const line of proc.lines) {
+      const parsed = Result.try(() => JSON.parse(line) as { event?: unknown; version?: unknown })
+      if (
+        Result.isSuccess(parsed) &&
+        parsed.success.event === "start" &&
+        typeof parsed.success.version === "number"
+      )
+        return parsed.success.version
+    }
+    const ended = await Promise.race([proc.exited, new Promise((r) => setTimeout(() => r("wait"), 100))])
+    if (ended !== "wait") return null
+  }
+  return null
+}
+
+export interface TrainerRestart {
+  /** The step whose report made the demo kill the trainer. */
+  readonly afterStep: number
+  /** The newest checkpoint on disk when it was killed. */
+  readonly lastCheckpoint: number
+  /** The version the next trainer said it started from (its `start` line). */
+  readonly resumedFromVersion: number | null
+}
+
 export interface RlDemoHooks {
   /** A line of progress (stderr). */
   readonly say: (line: string) => void
@@ -686,6 +740,7 @@ export const runRlDemo = (
 
     const checkpoints = path.join(settings.out, "checkpoints")
     const facts = emptyFacts()
+    const restarts: TrainerRestart[] = []
     const trained = yield* phase(
       "rl",
       Effect.scoped(
@@ -727,28 +782,30 @@ export const runRlDemo = (
           hooks.say(
             `  trainer bridge ${bridge.http.url}; trainer: ${settings.python} -m rollout_trainer.train`,
           )
-          const trainer = yield* scopedChild(
-            settings.python,
-            [
-              "-m",
-              "rollout_trainer.train",
-              "--bridge",
-              bridge.http.url,
-              "--token-file",
-              tokenFile,
-              "--checkpoints",
-              path.resolve(checkpoints),
-              "--init",
-              path.resolve(warmDir),
-              "--lr",
-              String(settings.rl.lr),
-              "--wait",
-              "10",
-              "--threads",
-              "1",
-            ],
-            settings.trainerDir,
-          )
+          const startTrainer = () =>
+            scopedChild(
+              settings.python,
+              [
+                "-m",
+                "rollout_trainer.train",
+                "--bridge",
+                bridge.http.url,
+                "--token-file",
+                tokenFile,
+                "--checkpoints",
+                path.resolve(checkpoints),
+                "--init",
+                path.resolve(warmDir),
+                "--lr",
+                String(settings.rl.lr),
+                "--wait",
+                "10",
+                "--threads",
+                "1",
+              ],
+              settings.trainerDir,
+            )
+          let trainer = yield* startTrainer()
           // The steps as the trainer reports them, read from the run's stream as they arrive.
           let shown = -1
           const showSteps = Effect.gen(function* () {
@@ -758,16 +815,42 @@ export const runRlDemo = (
               hooks.onStep?.(stepPoint(facts, step, facts.placed.get(step)!))
             }
           })
-          const watcher = Effect.forever(Effect.andThen(Effect.sleep("2 seconds"), Effect.ignore(showSteps)))
-          const trainerDied = Effect.flatMap(
-            Effect.promise(() => trainer.exited),
-            (code) =>
-              code === 0
-                ? Effect.never
-                : fail(
-                    `the trainer exited with ${code}: ${trainer.stderr().trim().split("\n").slice(-3).join(" | ")}`,
-                  ),
+          /**
+           * `killTrainerAfter`: once the trainer has reported that step, it is killed with SIGKILL
+           * and a new one started with the same flags: it resumes from its last checkpoint.
+           */
+          const killAndRestart = Effect.gen(function* () {
+            const after = settings.killTrainerAfter
+            if (after === undefined || restarts.length > 0 || !facts.reports.has(after)) return
+            const versions = checkpointVersions(checkpoints)
+            trainer.child.kill("SIGKILL")
+            yield* Effect.promise(() => trainer.exited)
+            const lastCheckpoint = versions.at(-1) ?? 0
+            hooks.say(
+              `  killed the trainer (SIGKILL) after step ${after} was reported; its last checkpoint: version ${lastCheckpoint}; starting another`,
+            )
+            trainer = yield* startTrainer()
+            const started = yield* Effect.promise(() => firstStartLine(trainer))
+            restarts.push({ afterStep: after, lastCheckpoint, resumedFromVersion: started })
+            hooks.say(`  the new trainer resumed from version ${started ?? "?"}`)
+          })
+          const watcher = Effect.forever(
+            Effect.andThen(
+              Effect.sleep("1 second"),
+              Effect.andThen(Effect.ignore(showSteps), killAndRestart),
+            ),
           )
+          // A trainer that ends on its own with an error ends the demo (one killed above is replaced).
+          const trainerDied = Effect.gen(function* () {
+            while (true) {
+              yield* Effect.sleep("500 millis")
+              const { child } = trainer
+              if (child.exitCode !== null && child.exitCode !== 0)
+                return yield* fail(
+                  `the trainer exited with ${child.exitCode}: ${trainer.stderr().trim().split("\n").slice(-3).join(" | ")}`,
+                )
+            }
+          })
           let lastProgress = 0
           const sampled = runRl({
             log: runtime.log,
@@ -788,10 +871,9 @@ export const runRlDemo = (
               )
             },
           }).pipe(Effect.mapError((e) => new RlDemoFailed({ reason: e.message })))
-          const result = yield* Effect.raceFirst(
-            sampled,
-            Effect.andThen(Effect.forkScoped(watcher), trainerDied),
-          )
+          const watching = yield* Effect.forkScoped(watcher)
+          const result = yield* Effect.raceFirst(sampled, trainerDied)
+          yield* Fiber.interrupt(watching)
           // The bridge answers 410 once the run is over and every batch acknowledged: the trainer ends.
           const code = yield* Effect.promise(() =>
             Promise.race([trainer.exited, new Promise<"slow">((r) => setTimeout(() => r("slow"), 30_000))]),
@@ -872,6 +954,8 @@ export const runRlDemo = (
       heldout: heldoutFigures,
       steps,
       stepsTrained: trained,
+      acknowledgements: Object.fromEntries([...facts.acks.entries()].map(([step, n]) => [String(step), n])),
+      trainerRestarts: restarts,
       ratioLag0: {
         min: measured.length === 0 ? null : Math.min(...measured),
         max: measured.length === 0 ? null : Math.max(...measured),

@@ -41,6 +41,7 @@ export interface RlDemoOptions {
   /** False with `--no-merge`. */
   readonly merge?: boolean
   readonly seed?: string
+  readonly killTrainerAfter?: string
   readonly json?: boolean
 }
 
@@ -106,6 +107,10 @@ const reportText = (r: RlDemoReport): string => {
     lines.push("", "merge (linear: w x RL + (1 - w) x warm)   held-out Avg@8")
     for (const m of r.merge) lines.push(`  w = ${String(m.weight).padEnd(5)}  ${percent(m.avgAtK)}`)
   }
+  for (const t of r.trainerRestarts)
+    lines.push(
+      `trainer killed after step ${t.afterStep} (last checkpoint version ${t.lastCheckpoint}); the next one resumed from version ${t.resumedFromVersion ?? "?"}`,
+    )
   lines.push("", "phase times:")
   for (const p of r.phases) lines.push(`  ${p.phase.padEnd(18)} ${p.seconds.toFixed(1)} s`)
   lines.push(`  total              ${r.seconds.toFixed(1)} s`, "", "targets:")
@@ -148,6 +153,13 @@ export const rlDemoCommand = (global: GlobalOptions, options: RlDemoOptions) =>
       trainTasks: yield* intOr("--train-tasks", options.trainTasks, d.trainTasks),
       seed: yield* intOr("--seed", options.seed, d.seed, 0),
     }
+    const killTrainerAfter = yield* integerFlag("--kill-trainer-after", options.killTrainerAfter, 0)
+    if (killTrainerAfter !== undefined && killTrainerAfter >= settings.steps - 1)
+      return yield* Effect.fail(
+        new UsageError(
+          `--kill-trainer-after ${killTrainerAfter} leaves no step to resume with --steps ${settings.steps}: give a step below ${settings.steps - 1}`,
+        ),
+      )
     const mergeWeights = options.merge === false ? [] : yield* parseWeights(options.mergeWeights)
     const config = yield* configFrom(global)
     const demoConfig = { ...config, log: { ...config.log, namespace } }
@@ -190,7 +202,8 @@ export const rlDemoCommand = (global: GlobalOptions, options: RlDemoOptions) =>
             },
             mergeWeights,
             serverSeed: settings.seed,
-            episode: { maxTurns: 4, maxResponseTokens: 48 },
+            episode: { maxTurns: 3, maxResponseTokens: 24 },
+            ...(killTrainerAfter === undefined ? {} : { killTrainerAfter }),
           },
           {
             say,

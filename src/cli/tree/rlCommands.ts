@@ -70,6 +70,10 @@ export const registerRlCommands = (
     )
     .option("--no-merge", "skip the merge phase")
     .option("--seed <n>", "seed of the untrained model, the warm start and the task order")
+    .option(
+      "--kill-trainer-after <step>",
+      "kill the trainer (SIGKILL) once it has reported this step and start another: it resumes from its last checkpoint",
+    )
     .option("--json", "print one JSON object (figures, reward per step, phase times, targets)")
     .action(async (options) =>
       run((await import("../commands/rlDemoCommand.ts")).rlDemoCommand(globals(), options)),
