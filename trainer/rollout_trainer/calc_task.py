@@ -1,4 +1,4 @@
-"""The toy agentic task: "What is A times B?" for 2–3 digit A and B. The policy must call the
+"""The toy agentic task: "What is A times B?" for 3-digit A and B (317–999 by default). The policy must call the
 calculator tool (`{"expression": "A*B"}`); the result enters the context as a tool turn (tokens
 it did not sample); then it answers `<answer>A·B</answer>`, scored by exact match.
 
@@ -30,14 +30,27 @@ CALCULATOR_TOOL = {
 
 TASK_PROMPT = "Your task is to answer the user's question: "
 
+# The operands' range (inclusive): the bundled data's, and the experiment's default. From 317 up
+# every product has 6 digits, so every token of a sequence sits at the same position in every
+# task and the copies (operands into the call, the result into the answer) are positional: the
+# 101k-parameter policy then learns it in ~100 SFT steps, and GRPO lifts it from ~10% to 90%
+# (trainer/README.md). With 10–999 (2–6 digit numbers) SFT needed 400 steps for 80%, and GRPO
+# plateaued near 63%: the model miscopied digits at shifting positions the same way every time.
+LOW, HIGH = 317, 999
 
-def make_tasks(seed: int, count: int, prefix: str, avoid: set | None = None) -> list[dict]:
+
+def make_tasks(seed: int, count: int, prefix: str, avoid: set | None = None, low: int = LOW, high: int = HIGH) -> list[dict]:
+    """count distinct tasks A times B, A and B uniform in [low, high], none of the pairs in avoid."""
+    if not 0 <= low <= high:
+        raise ValueError(f"operand range [{low}, {high}] is empty or negative")
+    if (high - low + 1) ** 2 - len(avoid or ()) < count:
+        raise ValueError(f"operand range [{low}, {high}] has fewer than {count} new pairs")
     rng = random.Random(seed)
     seen = set(avoid or ())
     tasks = []
     while len(tasks) < count:
-        a = rng.randint(10, 999)
-        b = rng.randint(10, 999)
+        a = rng.randint(low, high)
+        b = rng.randint(low, high)
         if (a, b) in seen:
             continue
         seen.add((a, b))
@@ -141,14 +154,16 @@ def main(argv=None) -> int:
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--heldout", type=int, default=200)
     parser.add_argument("--demonstrations", type=int, default=512)
+    parser.add_argument("--low", type=int, default=LOW, help="smallest operand")
+    parser.add_argument("--high", type=int, default=HIGH, help="largest operand")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    train = make_tasks(args.seed, args.train, "calc-train")
-    heldout = make_tasks(args.seed + 1, args.heldout, "calc-heldout", {operands(t["question"]) for t in train})
+    train = make_tasks(args.seed, args.train, "calc-train", low=args.low, high=args.high)
+    heldout = make_tasks(args.seed + 1, args.heldout, "calc-heldout", {operands(t["question"]) for t in train}, args.low, args.high)
     for name, rows in (("train.jsonl", train), ("heldout.jsonl", heldout), ("demonstrations.jsonl", [demonstration(t) for t in train[: args.demonstrations]])):
         with open(os.path.join(args.out, name), "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
-    print(json.dumps({"out": args.out, "train": len(train), "heldout": len(heldout), "demonstrations": min(args.demonstrations, len(train))}))
+    print(json.dumps({"out": args.out, "train": len(train), "heldout": len(heldout), "demonstrations": min(args.demonstrations, len(train)), "operands": [args.low, args.high]}))
     return 0
 
 

@@ -11,8 +11,9 @@ as it drives vLLM:
   `/start_weight_update` → `/update_weights {update_info: {path}}` → `/finish_weight_update
   {weight_version}` → `/resume`, loading a safetensors checkpoint written by the trainer.
 
-Sampling holds the weights token by token: a paused engine (mode=keep) holds requests between
-tokens, so a request that straddles an update reports each token's version in its spans. Each
+Requests in flight are generated as one batch (continuous batching: one forward pass advances
+every request by a token; each keeps its own temperature, seed, stops and log-probs). Sampling
+holds the weights token by token: a paused engine (mode=keep) holds requests between tokens, so a request that straddles an update reports each token's version in its spans. Each
 log-prob is that of the sampled token under softmax(logits / temperature), the distribution it
 was drawn from. `python3 -m rollout_trainer.server --port 0` prints the address it listens on.
 """
@@ -42,51 +43,108 @@ class ApiError(Exception):
         self.status, self.message, self.param, self.code = status, message, param, code
 
 
+class Request:
+    """One generation in flight: its tokens so far, its own sampling state, and the event its
+    HTTP thread waits on."""
+
+    def __init__(self, prompt: list[int], max_tokens: int, temperature: float, generator: torch.Generator, stop_ids: set[int]):
+        self.ids = list(prompt)
+        self.max_tokens, self.temperature, self.generator, self.stop_ids = max_tokens, temperature, generator, stop_ids
+        self.out: list[int] = []
+        self.logprobs: list[float] = []
+        self.versions: list = []
+        self.finish = "length"
+        self.error: Exception | None = None
+        self.done = threading.Event()
+
+
 class Engine:
     """The model, its served version and the weight-update state machine (vLLM's phases:
-    serving → paused → updating → loaded → paused → serving; a failed load leaves `failed`)."""
+    serving → paused → updating → loaded → paused → serving; a failed load leaves `failed`).
 
-    def __init__(self, model: Policy, version: str | None, served: str):
+    Generation is batched continuously, as vLLM's scheduler does: HTTP threads enqueue requests,
+    and one scheduler thread advances every request in flight by one token per forward pass
+    (rows padded on the right, so causal attention keeps each row's logits those of its own
+    tokens), each row sampled with its own temperature, generator and stops. A request that
+    arrives mid-generation joins at the next token. The step runs under the lock, only while
+    serving: a pause holds every request between two tokens."""
+
+    def __init__(self, model: Policy, version: str | None, served: str, max_batch: int = 64):
         self.model = model
         self.version = version
         self.served = served
         self.phase = "serving"
         self.cond = threading.Condition()
+        self.max_batch = max_batch
+        self.waiting: list[Request] = []
+        self.scheduler: threading.Thread | None = None
+        self.largest_batch = 0  # the most requests one forward pass has advanced (a statistic)
 
-    # Sampling: one token at a time under the lock, waiting while the engine is not serving.
     def generate(self, prompt: list[int], max_tokens: int, temperature: float, seed, stop_ids: set[int]):
         if len(prompt) >= self.model.config.max_len:
             raise ApiError(400, f"the prompt has {len(prompt)} tokens; this model's context is {self.model.config.max_len}", "messages", "context_length_exceeded")
         generator = torch.Generator()
         generator.manual_seed(int(seed) if seed is not None else int.from_bytes(os.urandom(7), "little"))
-        ids = list(prompt)
-        out, logprobs, versions = [], [], []
-        finish = "length"
-        for _ in range(max_tokens):
-            if len(ids) >= self.model.config.max_len:
-                break
-            with self.cond:
-                self.cond.wait_for(lambda: self.phase == "serving")
-                token, logprob = self.model_step(ids, temperature, generator)
-                versions.append(self.version)
-            out.append(token)
-            logprobs.append(logprob)
-            ids.append(token)
-            if token in stop_ids:
-                finish = "stop"
-                break
-        return out, logprobs, versions, finish
+        request = Request(prompt, max_tokens, temperature, generator, stop_ids)
+        with self.cond:
+            self.waiting.append(request)
+            if self.scheduler is None:
+                self.scheduler = threading.Thread(target=self.schedule, name="policy-scheduler", daemon=True)
+                self.scheduler.start()
+            self.cond.notify_all()
+        request.done.wait()
+        if request.error is not None:
+            raise ApiError(500, f"generation failed: {request.error}", code="generation_failed")
+        return request.out, request.logprobs, request.versions, request.finish
 
-    def model_step(self, ids, temperature, generator):
+    def schedule(self) -> None:
+        """The scheduler thread: one batched token step at a time, forever."""
+        running: list[Request] = []
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.phase == "serving" and (running or self.waiting))
+                room = self.max_batch - len(running)
+                running += self.waiting[:room]
+                del self.waiting[:room]
+                try:
+                    self.step(running)
+                except Exception as e:  # a model failure must not leave HTTP threads waiting forever
+                    for r in running:
+                        r.error = e
+                        r.done.set()
+                    running = []
+                    continue
+            still = []
+            for r in running:
+                if r.finish == "stop" or len(r.out) >= r.max_tokens or len(r.ids) >= self.model.config.max_len:
+                    r.done.set()
+                else:
+                    still.append(r)
+            running = still
+
+    def step(self, running: list[Request]) -> None:
+        """Samples one token for every request in running (called under the lock, serving)."""
+        self.largest_batch = max(self.largest_batch, len(running))
+        width = max(len(r.ids) for r in running)
+        ids = torch.zeros((len(running), width), dtype=torch.long)
+        for row, r in enumerate(running):
+            ids[row, : len(r.ids)] = torch.tensor(r.ids)
         with torch.no_grad():
-            logits = self.model(torch.tensor([ids]))[0, -1].double()
-        if temperature > 0:
-            logp = torch.log_softmax(logits / temperature, -1)
-            token = int(torch.multinomial(logp.exp(), 1, generator=generator))
-        else:
-            logp = torch.log_softmax(logits, -1)
-            token = int(logits.argmax())
-        return token, float(logp[token])
+            logits = self.model(ids)
+        last = logits[torch.arange(len(running)), torch.tensor([len(r.ids) - 1 for r in running])].double()
+        for row, r in enumerate(running):
+            if r.temperature > 0:
+                logp = torch.log_softmax(last[row] / r.temperature, -1)
+                token = int(torch.multinomial(logp.exp(), 1, generator=r.generator))
+            else:
+                logp = torch.log_softmax(last[row], -1)
+                token = int(last[row].argmax())
+            r.out.append(token)
+            r.logprobs.append(float(logp[token]))
+            r.versions.append(self.version)
+            r.ids.append(token)
+            if token in r.stop_ids:
+                r.finish = "stop"
 
     def pause(self, mode: str):
         if mode not in ("keep", "wait", "abort"):
@@ -279,6 +337,10 @@ def tokenize(engine: Engine, body: dict) -> dict:
 def make_handler(engine: Engine, api_key: str | None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The headers and the body go out in two writes: with Nagle's algorithm on, the body waits
+        # for the ACK of the headers, which a client delays ~40 ms (measured: 54 ms per request
+        # at concurrency 1 with it, 13 ms without).
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):  # quiet: a request log line per token call would drown the output
             pass
@@ -373,14 +435,17 @@ def main(argv=None):
     parser.add_argument("--version", default=None, help="the weight version served at start (default: the checkpoint's, else 0)")
     parser.add_argument("--seed", type=int, default=0, help="initialises a fresh model")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-batch", type=int, default=64, help="requests generated together at most (the rest wait their turn)")
     args = parser.parse_args(argv)
+    if args.max_batch < 1:
+        parser.error("--max-batch must be at least 1")
     torch.set_num_threads(args.threads)
     if args.checkpoint:
         model, version = load_checkpoint(args.checkpoint)
     else:
         torch.manual_seed(args.seed)
         model, version = Policy().eval(), None
-    engine = Engine(model, args.version or version or "0", args.served_model_name)
+    engine = Engine(model, args.version or version or "0", args.served_model_name, args.max_batch)
     server = start(engine, args.port, args.api_key)
     print(json.dumps({"url": f"http://127.0.0.1:{server.server_address[1]}/v1", "port": server.server_address[1], "model": args.served_model_name, "version": engine.version, "parameters": model.parameter_count()}), flush=True)
     try:

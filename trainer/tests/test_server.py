@@ -62,6 +62,31 @@ class ServerTest(unittest.TestCase):
             ratios = torch.exp(again - torch.tensor(sent, dtype=torch.float64))
             self.assertLess(float((ratios - 1).abs().max()), 1e-4)
 
+    def test_concurrent_requests_are_generated_together_with_exact_logprobs(self):
+        def request(seed):
+            # Prompts of different lengths: rows of the batch are padded differently.
+            messages = [{"role": "user", "content": TASK_PROMPT + f"What is {seed + 1} times {10 ** seed}?"}]
+            return {"model": "policy", "messages": messages, "tools": [CALCULATOR_TOOL], "temperature": 1.0, "max_tokens": 30, "seed": seed, "return_token_ids": True, "logprobs": True}
+
+        alone = {seed: self.call("POST", "/v1/chat/completions", request(seed))[1] for seed in range(8)}
+        together = {}
+        threads = [threading.Thread(target=lambda s=seed: together.update({s: self.call("POST", "/v1/chat/completions", request(s))[1]})) for seed in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertGreater(self.engine.largest_batch, 1)
+        for seed in range(8):
+            choice = together[seed]["choices"][0]
+            # The same seed samples the same tokens whether the request ran alone or in a batch.
+            self.assertEqual(choice["token_ids"], alone[seed]["choices"][0]["token_ids"])
+            full = torch.tensor([together[seed]["prompt_token_ids"] + choice["token_ids"]])
+            with torch.no_grad():
+                logp, _ = token_logprobs(self.model(full), full, 1.0)
+            sent = torch.tensor([c["logprob"] for c in choice["logprobs"]["content"]], dtype=torch.float64)
+            ratios = torch.exp(logp[0, len(together[seed]["prompt_token_ids"]) - 1 :] - sent)
+            self.assertLess(float((ratios - 1).abs().max()), 1e-4)
+
     def test_tokenize_and_token_id_completions_agree_with_chat(self):
         status, tok, _ = self.call("POST", "/tokenize", {"model": "policy", "messages": self.messages(), "tools": [CALCULATOR_TOOL], "add_generation_prompt": True})
         self.assertEqual(status, 200)
