@@ -39,16 +39,41 @@ class Block(nn.Module):
         self.ff1 = nn.Linear(c.d_model, c.d_ff)
         self.ff2 = nn.Linear(c.d_ff, c.d_model)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, kv_out: list | None = None) -> torch.Tensor:
+        """x [B, T, d] under the causal mask; appends this layer's keys and values [B, h, T, d/h]
+        to kv_out when given (the cache a generation continues from)."""
         b, t, d = x.shape
         h = self.n_heads
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
         q, k, v = (z.view(b, t, h, d // h).transpose(1, 2) for z in (q, k, v))
+        if kv_out is not None:
+            kv_out.append((k, v))
         att = (q @ k.transpose(-2, -1)) / math.sqrt(d // h)
         att = att.masked_fill(mask[:t, :t], float("-inf")).softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(b, t, d)
+        return self.finish(x, (att @ v).transpose(1, 2).reshape(b, t, d))
+
+    def finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = x + self.proj(y)
         return x + self.ff2(F.gelu(self.ff1(self.ln2(x))))
+
+    def decode(self, x: torch.Tensor, caches: list) -> torch.Tensor:
+        """One new token per row, x [B, 1, d], attending to its row's cached keys and values
+        (caches[i] = (k, v), each [h, L_i, d/h], extended in place in the list by this token's)."""
+        b, _, d = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
+        q, k, v = (z.view(b, 1, h, d // h).transpose(1, 2) for z in (q, k, v))
+        for i in range(b):
+            caches[i] = (torch.cat([caches[i][0], k[i]], 1), torch.cat([caches[i][1], v[i]], 1))
+        width = max(c[0].shape[1] for c in caches)
+        keys = x.new_zeros((b, h, width, d // h))
+        values = x.new_zeros((b, h, width, d // h))
+        pad = torch.ones((b, 1, 1, width), dtype=torch.bool)
+        for i, (ck, cv) in enumerate(caches):
+            n = ck.shape[1]
+            keys[i, :, :n], values[i, :, :n], pad[i, ..., :n] = ck, cv, False
+        att = ((q @ keys.transpose(-2, -1)) / math.sqrt(d // h)).masked_fill(pad, float("-inf")).softmax(-1)
+        return self.finish(x, (att @ values).transpose(1, 2).reshape(b, 1, d))
 
 
 class Policy(nn.Module):
@@ -72,6 +97,38 @@ class Policy(nn.Module):
         for block in self.blocks:
             x = block(x, self.mask)
         return self.ln(x) @ self.tok.weight.T
+
+    @torch.no_grad()
+    def prefill(self, rows: list[list[int]]) -> tuple[torch.Tensor, list[list]]:
+        """Runs rows (padded on the right) through the model: the logits after each row's last
+        token [B, V], and each row's cache (per layer (k, v), each [h, L_i, d/h]) for decode."""
+        lengths = [len(r) for r in rows]
+        ids = torch.zeros((len(rows), max(lengths)), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        kv: list = []
+        x = self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
+        for block in self.blocks:
+            x = block(x, self.mask, kv)
+        last = self.ln(x[torch.arange(len(rows)), torch.tensor(lengths) - 1]) @ self.tok.weight.T
+        caches = [[(k[i, :, :n], v[i, :, :n]) for k, v in kv] for i, n in enumerate(lengths)]
+        return last, caches
+
+    @torch.no_grad()
+    def decode(self, tokens: list[int], caches: list[list]) -> torch.Tensor:
+        """Appends one token to each row whose cache prefill/decode returned: the logits after it
+        [B, V]; each row's cache (caches[i], per layer) is extended in place. The same function as
+        forward over the whole row, computed incrementally (equal up to float rounding)."""
+        positions = torch.tensor([c[0][0].shape[1] for c in caches])
+        if int(positions.max()) >= self.config.max_len:
+            raise ValueError(f"a sequence would pass the model's max_len {self.config.max_len}")
+        x = (self.tok(torch.tensor(tokens)) + self.pos(positions)).unsqueeze(1)
+        for layer, block in enumerate(self.blocks):
+            per_row = [c[layer] for c in caches]
+            x = block.decode(x, per_row)
+            for c, kv in zip(caches, per_row):
+                c[layer] = kv
+        return self.ln(x[:, 0]) @ self.tok.weight.T
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

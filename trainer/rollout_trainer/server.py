@@ -12,7 +12,8 @@ as it drives vLLM:
   {weight_version}` → `/resume`, loading a safetensors checkpoint written by the trainer.
 
 Requests in flight are generated as one batch (continuous batching: one forward pass advances
-every request by a token; each keeps its own temperature, seed, stops and log-probs). Sampling
+every request by a token; each keeps its own temperature, seed, stops and log-probs), with a
+key/value cache per request, dropped when new weights load. Sampling
 holds the weights token by token: a paused engine (mode=keep) holds requests between tokens, so a request that straddles an update reports each token's version in its spans. Each
 log-prob is that of the sampled token under softmax(logits / temperature), the distribution it
 was drawn from. `python3 -m rollout_trainer.server --port 0` prints the address it listens on.
@@ -56,6 +57,8 @@ class Request:
         self.finish = "length"
         self.error: Exception | None = None
         self.done = threading.Event()
+        self.cache: list | None = None  # per layer (keys, values) of ids[:-1] after the first step
+        self.epoch = -1  # the engine's weights epoch the cache was computed under
 
 
 class Engine:
@@ -79,6 +82,7 @@ class Engine:
         self.waiting: list[Request] = []
         self.scheduler: threading.Thread | None = None
         self.largest_batch = 0  # the most requests one forward pass has advanced (a statistic)
+        self.epoch = 0  # counts weight loads: a cache from an older epoch is recomputed
 
     def generate(self, prompt: list[int], max_tokens: int, temperature: float, seed, stop_ids: set[int]):
         if len(prompt) >= self.model.config.max_len:
@@ -123,22 +127,29 @@ class Engine:
             running = still
 
     def step(self, running: list[Request]) -> None:
-        """Samples one token for every request in running (called under the lock, serving)."""
+        """Samples one token for every request in running (called under the lock, serving).
+        A request new to the batch, or whose cache predates the weights, is run whole (prefill);
+        the others feed only their last token, against their key/value cache."""
         self.largest_batch = max(self.largest_batch, len(running))
-        width = max(len(r.ids) for r in running)
-        ids = torch.zeros((len(running), width), dtype=torch.long)
-        for row, r in enumerate(running):
-            ids[row, : len(r.ids)] = torch.tensor(r.ids)
-        with torch.no_grad():
-            logits = self.model(ids)
-        last = logits[torch.arange(len(running)), torch.tensor([len(r.ids) - 1 for r in running])].double()
-        for row, r in enumerate(running):
+        fresh = [r for r in running if r.cache is None or r.epoch != self.epoch]
+        cached = [r for r in running if not (r.cache is None or r.epoch != self.epoch)]
+        logits = {}
+        if fresh:
+            last, caches = self.model.prefill([r.ids for r in fresh])
+            for row, r in enumerate(fresh):
+                r.cache, r.epoch, logits[id(r)] = caches[row], self.epoch, last[row]
+        if cached:
+            last = self.model.decode([r.ids[-1] for r in cached], [r.cache for r in cached])
+            for row, r in enumerate(cached):
+                logits[id(r)] = last[row]
+        for r in running:
+            row_logits = logits[id(r)].double()
             if r.temperature > 0:
-                logp = torch.log_softmax(last[row] / r.temperature, -1)
+                logp = torch.log_softmax(row_logits / r.temperature, -1)
                 token = int(torch.multinomial(logp.exp(), 1, generator=r.generator))
             else:
-                logp = torch.log_softmax(last[row], -1)
-                token = int(last[row].argmax())
+                logp = torch.log_softmax(row_logits, -1)
+                token = int(row_logits.argmax())
             r.out.append(token)
             r.logprobs.append(float(logp[token]))
             r.versions.append(self.version)
@@ -188,6 +199,7 @@ class Engine:
                 self.phase = "failed"
                 raise ApiError(500, f"loading weights failed: {e}", "update_info.path", "load_failed") from None
             self.phase = "loaded"
+            self.epoch += 1  # requests held across the update continue under the new weights only
         return {"message": "Weights updated"}
 
     def finish(self, body: dict):
@@ -418,9 +430,15 @@ def make_handler(engine: Engine, api_key: str | None):
     return Handler
 
 
+class PolicyHTTPServer(ThreadingHTTPServer):
+    # The sampler opens its connections all at once (32 episodes in flight): with the default
+    # listen backlog of 5, a client saw a connection reset at concurrency 32; none with this.
+    request_queue_size = 256
+
+
 def start(engine: Engine, port: int = 0, api_key: str | None = None, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Serves engine on a thread; the server (its port is server.server_address[1])."""
-    server = ThreadingHTTPServer((host, port), make_handler(engine, api_key))
+    server = PolicyHTTPServer((host, port), make_handler(engine, api_key))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

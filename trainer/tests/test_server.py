@@ -13,7 +13,7 @@ import torch
 from rollout_trainer.calc_task import CALCULATOR_TOOL, TASK_PROMPT
 from rollout_trainer.loss import token_logprobs
 from rollout_trainer.model import Policy, save_checkpoint
-from rollout_trainer.server import Engine, start
+from rollout_trainer.server import Engine, Request, start
 from tests.support import TASK, http, memorized_policy
 
 
@@ -186,6 +186,28 @@ class WeightUpdateTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual([s["version"] for s in body["choices"][0]["weight_versions"]], ["2"])
         self.assertEqual(headers.get("x-policy-version"), "2")
+
+    def test_a_generation_held_across_an_update_continues_under_the_new_weights_only(self):
+        # Driven a token at a time (the scheduler's step) so the update lands mid-generation.
+        prompt = [1, 10, 13, 20, 30, 40]
+        request = Request(prompt, 8, 1.0, torch.Generator().manual_seed(4), set())
+        for _ in range(3):
+            self.engine.step([request])
+        save_checkpoint(Policy(), os.path.join(self.dir, "v3"), "3")
+        self.post("/pause?mode=keep")
+        self.post("/start_weight_update")
+        self.post("/update_weights", {"update_info": {"path": os.path.join(self.dir, "v3")}})
+        self.post("/finish_weight_update", {"weight_version": "3"})
+        for _ in range(3):
+            self.engine.step([request])
+        self.assertEqual(request.versions, ["0"] * 3 + ["3"] * 3)
+        full = torch.tensor([prompt + request.out])
+        with torch.no_grad():
+            logp, _ = token_logprobs(self.engine.model(full), full, 1.0)
+        # The tokens after the update: their log-probs are the new weights' over the whole
+        # sequence, not a mix with keys and values cached under the old ones.
+        after = logp[0, len(prompt) - 1 + 3 :]
+        self.assertLess(float((after - torch.tensor(request.logprobs[3:], dtype=torch.float64)).abs().max()), 1e-4)
 
     def test_out_of_sequence_and_bad_loads_are_refused(self):
         self.assertEqual(self.post("/start_weight_update")[0], 409)
