@@ -120,7 +120,7 @@ const weightInfo = async (): Promise<unknown> =>
 
 describe("the policy server behind the inference pool", () => {
   it("answers a token-exact tool-calling episode whose second prompt extends the first turn", async () => {
-    const question = "What is 275 times 307?"
+    const question = "What is 475 times 807?" // the task's form: 3-digit operands, a 6-digit product
     const user: ChatMessage = { role: "user", content: taskPrompt(question) }
     const first = await complete([user])
     expect(first.finishReason).toBe("tool_calls")
@@ -138,7 +138,7 @@ describe("the policy server behind the inference pool", () => {
     const second = await complete([
       user,
       { role: "assistant", content: first.content, toolCalls: first.toolCalls! },
-      { role: "tool", content: "84425", toolCallId: first.toolCalls![0]!.callId },
+      { role: "tool", content: "383325", toolCallId: first.toolCalls![0]!.callId },
     ])
     const before = [...first.promptTokenIds!, ...first.tokenIds!]
     expect(second.promptTokenIds!.slice(0, before.length)).toEqual(before)
