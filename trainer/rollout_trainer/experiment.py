@@ -21,7 +21,7 @@ from .batch import read_batch, write_batch
 from .calc_task import HIGH, LOW, demonstration, make_tasks, operands, run_episodes
 from .loss import LossConfig
 from .model import ModelConfig, Policy
-from .train import rl_step, sft_example, sft_step
+from .train import rl_step, sft_example, warm_start
 
 
 def evaluate(model, tasks, generator, temperature: float, samples: int = 8) -> float:
@@ -33,7 +33,7 @@ def evaluate(model, tasks, generator, temperature: float, samples: int = 8) -> f
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="rollout_trainer.experiment")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sft-steps", type=int, default=90)
+    p.add_argument("--sft-steps", type=int, default=300)
     p.add_argument("--sft-batch", type=int, default=32)
     p.add_argument("--rl-steps", type=int, default=60)
     p.add_argument("--prompts", type=int, default=16)
@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--heldout", type=int, default=100)
+    p.add_argument("--sft-stop-at", type=float, default=0.1, help="stop the warm start once 64 train episodes reach this exact match (0: run all --sft-steps)")
+    p.add_argument("--sft-stop-every", type=int, default=2)
     p.add_argument("--sft-eval-every", type=int, default=0, help="also evaluate during the warm start")
     p.add_argument("--eval-samples", type=int, default=8, help="samples per held-out task (Avg@k)")
     p.add_argument("--threads", type=int, default=1)
@@ -66,12 +68,17 @@ def main(argv=None) -> int:
     started = time.monotonic()
     log({"phase": "base", "params": model.parameter_count(), "heldout": ev()})
     opt = torch.optim.Adam(model.parameters(), lr=a.sft_lr)
-    for i in range(a.sft_steps):
-        loss = sft_step(model, opt, rng.sample(demos, a.sft_batch))
-        if a.sft_eval_every and (i + 1) % a.sft_eval_every == 0 and i + 1 < a.sft_steps:
-            log({"phase": "sft", "steps": i + 1, "loss": loss, "heldout": ev(), "seconds": round(time.monotonic() - started, 1)})
+    if a.sft_stop_at > 0:
+        stop = {"tasks": train, "at": a.sft_stop_at, "every": a.sft_stop_every, "samples": 64, "seed": a.seed}
+        sft = warm_start(model, opt, demos, rng, a.sft_steps, a.sft_batch, stop)
+    else:
+        sft = {"steps": 0}
+        for i in range(a.sft_steps):
+            sft = warm_start(model, opt, demos, rng, 1, a.sft_batch) | {"steps": i + 1}
+            if a.sft_eval_every and (i + 1) % a.sft_eval_every == 0 and i + 1 < a.sft_steps:
+                log({"phase": "sft", "steps": i + 1, "loss": sft["lastLoss"], "heldout": ev(), "seconds": round(time.monotonic() - started, 1)})
     warm = ev()
-    log({"phase": "sft", "steps": a.sft_steps, "loss": loss, "heldout": warm, "seconds": round(time.monotonic() - started, 1)})
+    log({"phase": "sft", "steps": sft["steps"], "loss": sft["lastLoss"], "heldout": warm, "seconds": round(time.monotonic() - started, 1), "stopEvaluations": sft.get("evaluations")})
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     curve = []
     ratios = []

@@ -6,6 +6,7 @@ the bridge's acknowledged step, and no step is trained twice. Also the SFT mode 
 demonstrations format and on `rollout export --format sft` lines."""
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from rollout_trainer.batch import write_batch
 from rollout_trainer.calc_task import demonstration, make_tasks, run_episodes
 from rollout_trainer.model import Policy, load_checkpoint, save_checkpoint
 from rollout_trainer.train import main as train_main
-from rollout_trainer.train import read_sft
+from rollout_trainer.train import read_sft, read_tasks, sft_example, warm_start
 from rollout_trainer.vocab import VOCAB
 
 TRAINER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -202,6 +203,34 @@ class SftTest(unittest.TestCase):
             f.write('{"messages": [{"role": "user", "content": "no answer"}]}\n')
         with self.assertRaisesRegex(ValueError, "demos.jsonl:10: no assistant message"):
             read_sft(demos)
+
+    def test_warm_start_stops_at_the_measured_rate_without_changing_the_steps(self):
+        tasks = make_tasks(8, 4, "w")
+        examples = [sft_example(demonstration(t), t["id"]) for t in tasks]
+
+        def run(steps, stop):
+            torch.manual_seed(0)
+            model = Policy()
+            result = warm_start(model, torch.optim.Adam(model.parameters(), lr=3e-3), examples, random.Random(0), steps, 4, stop)
+            return model, result
+
+        stopped, result = run(400, {"tasks": tasks, "at": 0.5, "every": 10, "samples": 16, "seed": 3})
+        rates = [e["exactMatch"] for e in result["evaluations"]]
+        self.assertLess(result["steps"], 400)
+        self.assertEqual(result["steps"], result["evaluations"][-1]["step"])
+        self.assertGreaterEqual(rates[-1], 0.5)
+        self.assertTrue(all(r < 0.5 for r in rates[:-1]))
+        # The evaluations draw their own randomness: the same steps without them, the same weights.
+        plain, _ = run(result["steps"], None)
+        for (name, a), b in zip(stopped.state_dict().items(), plain.state_dict().values()):
+            self.assertTrue(torch.equal(a, b), name)
+
+    def test_task_files_name_the_bad_line(self):
+        path = os.path.join(tempfile.mkdtemp(), "tasks.jsonl")
+        with open(path, "w") as f:
+            f.write(json.dumps(make_tasks(1, 1, "t")[0]) + "\n" + '{"question": "What is 1 times 2?"}\n')
+        with self.assertRaisesRegex(ValueError, "tasks.jsonl:2: a task needs a string question and answer"):
+            read_tasks(path)
 
 
 if __name__ == "__main__":
