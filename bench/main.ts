@@ -8,6 +8,7 @@ import type { Benchmark } from "./benchmark.ts"
 import { evalBenchmark } from "./eval.ts"
 import { logBenchmark } from "./log.ts"
 import { mergeBenchmark } from "./merge.ts"
+import { rlBenchmark } from "./rl.ts"
 import { toolsBenchmark } from "./tools.ts"
 
 const benchmarks: ReadonlyArray<Benchmark> = [
@@ -16,6 +17,7 @@ const benchmarks: ReadonlyArray<Benchmark> = [
   toolsBenchmark,
   evalBenchmark,
   mergeBenchmark,
+  rlBenchmark,
 ]
 
 const usage = (): string =>

@@ -40,6 +40,11 @@ export const RunFinished = Schema.Struct({
   runId: Id,
   status: Schema.Literals(["completed", "failed", "cancelled"]),
   reason: Schema.optionalKey(Schema.String),
+  /**
+   * An RL run: how many training batches it publishes in all (the steps closed, and the last
+   * partial step this event closes). A trainer is done once it has taken that many.
+   */
+  batches: Schema.optionalKey(Count),
 })
 
 /**

@@ -185,6 +185,22 @@ describe("whether a group may start", () => {
     expect(mayStartGroup(updated, limits, { groupsInSteps: 2, stepsClosed: 2 })).toEqual({ start: true })
   })
 
+  it("given a group in flight since an older version, the bound counts from its version", () => {
+    // v = 3 live, but group 0 started under version 0 and is still running: (0 + 1 + 1)·1 = 2.
+    const state = fold([
+      started,
+      group(0, "0"),
+      { type: "EndpointWeightsUpdated", model: "policy", endpoint: "a", version: "3", ok: true, ms: 1 },
+    ])
+    expect(mayStartGroup(state, limits, { groupsInSteps: 1, stepsClosed: 1 })).toEqual({
+      start: false,
+      why: "staleness",
+    })
+    // Once it is scored, the live version sets the bound again: (3 + 1 + 1)·1 = 5.
+    const done = fold([scored(0, 0), scored(0, 1)], state)
+    expect(mayStartGroup(done, limits, { groupsInSteps: 2, stepsClosed: 2 })).toEqual({ start: true })
+  })
+
   it("η = 0 is synchronous: one step's groups, then nothing until the update", () => {
     const sync = { ...limits, maxLag: 0, batchGroups: 2, concurrency: 8 }
     let state = fold([started, group(0)])

@@ -5,8 +5,9 @@
  * group may start now. Three brakes decide it: the episodes in flight (`concurrency`), the trainer's
  * back-pressure (no more than `maxUnconsumedBatches` published batches waiting), and staleness:
  * with batches of B groups, groups that can still enter a step are bounded by (v + η + 1)·B, v the
- * weight version the endpoints serve, so that a group started now is, barring long tails, trained
- * no later than step v + η. η = 0 makes training synchronous: one step's groups, then the update.
+ * weight version the endpoints serve or, when older, the version the oldest group in flight started
+ * under — so a group is never placed past the step its first tokens may train at, however long its
+ * episodes run. η = 0 makes training synchronous: one step's groups, then the update.
  */
 import type { Envelope } from "../../events/schema.ts"
 
@@ -212,7 +213,13 @@ export const mayStartGroup = (state: SamplerState, limits: SamplerLimits, plan: 
   const unconsumed = state.published.filter((step) => !state.consumed.includes(step)).length
   if (unconsumed >= limits.maxUnconsumedBatches) return { start: false, why: "back_pressure" }
   if (limits.batchGroups !== undefined) {
-    const bound = (liveVersion(state) + limits.maxLag + 1) * limits.batchGroups
+    // The oldest group in flight sets the bound when it is older than the live version: even if it
+    // completes last, after every group started since, it lands at a step it can still train at.
+    const oldest = openGroups(state).reduce(
+      (low, group) => Math.min(low, integerVersion.test(group.version) ? Number(group.version) : 0),
+      Number.POSITIVE_INFINITY,
+    )
+    const bound = (Math.min(liveVersion(state), oldest) + limits.maxLag + 1) * limits.batchGroups
     if (plan.groupsInSteps + inFlight + 1 > bound) return { start: false, why: "staleness" }
   }
   return { start: true }

@@ -378,8 +378,12 @@ export const runRl = (
       progress(verdict.start ? "concurrency" : verdict.why)
       if (!finishing && samplingDone(sampler, limits, planView(plan, runId)) && running.size === 0) {
         finishing = true
-        if (!sampler.finished)
-          yield* append(`${runId}/finished`, { type: "RunFinished", runId, status: "completed" })
+        if (!sampler.finished) {
+          // Every step the plan will hold: those closed, and the open one this event closes.
+          const view = runPlan(plan, runId)
+          const batches = (view?.stepsClosed ?? 0) + ((view?.open.samples ?? 0) > 0 ? 1 : 0)
+          yield* append(`${runId}/finished`, { type: "RunFinished", runId, status: "completed", batches })
+        }
       }
       if (finishing && sampler.finished && publishableSteps(plan, runId).length === 0) {
         const allConsumed = sampler.published.every((step) => sampler.consumed.includes(step))

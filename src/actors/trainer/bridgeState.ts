@@ -22,6 +22,8 @@ export interface BridgeState {
   /** The last weight version published for the run; the run starts on version 0. */
   readonly lastVersion: number
   readonly finished: boolean
+  /** How many batches the finished run publishes in all (`RunFinished.batches`), when it says. */
+  readonly batches?: number
 }
 
 export const initialBridgeState = (runId: string): BridgeState => ({
@@ -51,7 +53,10 @@ export const evolveBridge = (state: BridgeState, event: DomainEvent): BridgeStat
     case "RunStarted":
       return event.runId === state.runId ? { ...state, model: event.model } : state
     case "RunFinished":
-      return event.runId === state.runId ? { ...state, finished: true } : state
+      if (event.runId !== state.runId) return state
+      return event.batches === undefined
+        ? { ...state, finished: true }
+        : { ...state, finished: true, batches: event.batches }
     case "BatchPublished": {
       // The first announcement of a step is the batch; a later one for the same step is ignored.
       if (event.runId !== state.runId || state.published.has(event.step)) return state
@@ -90,7 +95,7 @@ export type NextAnswer =
   | { readonly kind: "batch"; readonly batch: BatchOf }
   /** Nothing to hand out yet: wait for a `BatchPublished`, else 204. */
   | { readonly kind: "wait"; readonly step: number }
-  /** The run finished and every batch it published was acknowledged: 410. */
+  /** The run finished, published every batch it said it would, and all were acknowledged: 410. */
   | { readonly kind: "finished" }
 
 export const nextAnswer = (state: BridgeState): NextAnswer => {
@@ -98,7 +103,9 @@ export const nextAnswer = (state: BridgeState): NextAnswer => {
   const batch = state.published.get(step)
   if (batch !== undefined) return { kind: "batch", batch }
   const unacknowledged = [...state.published.keys()].some((s) => !state.acknowledged.has(s))
-  return state.finished && !unacknowledged ? { kind: "finished" } : { kind: "wait", step }
+  // A run that says how many batches it publishes may publish its last one after it finished.
+  const allPublished = state.batches === undefined || state.published.size >= state.batches
+  return state.finished && allPublished && !unacknowledged ? { kind: "finished" } : { kind: "wait", step }
 }
 
 /** A request the bridge refuses, with the HTTP status it answers and what was wrong. */
