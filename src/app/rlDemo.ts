@@ -153,6 +153,12 @@ export interface RlDemoReport {
   readonly ratioLag0: { readonly min: number | null; readonly max: number | null; readonly steps: number }
   readonly staleness: { readonly maxLag: number; readonly trainedTokens: number; readonly violations: number }
   readonly merge: ReadonlyArray<{ readonly weight: number; readonly avgAtK: number; readonly run: string }>
+  /** Evaluation samples that could not run to an end (counted as wrong), by run. */
+  readonly evaluationFailures: ReadonlyArray<{
+    readonly run: string
+    readonly samples: number
+    readonly first: string
+  }>
   readonly rewardCurve: string
   readonly checkpoints: { readonly warm: string; readonly rl: string }
   readonly phases: ReadonlyArray<PhaseTime>
@@ -629,6 +635,7 @@ export const runRlDemo = (
   Effect.gen(function* () {
     const started = performance.now()
     const phases: PhaseTime[] = []
+    const evalFailures: Array<{ run: string; samples: number; first: string }> = []
     const phase = <A, E, R>(name: string, body: Effect.Effect<A, E, R>) =>
       Effect.gen(function* () {
         const t0 = performance.now()
@@ -705,7 +712,16 @@ export const runRlDemo = (
             hooks.say(`  eval ${runId}: ${p.done}/${p.total}, ${p.correct} correct`)
           },
         }).pipe(Effect.mapError((e) => new RlDemoFailed({ reason: e.message })))
-        if (result.status !== "completed") return yield* fail(`evaluation ${runId} finished ${result.status}`)
+        // Samples that could not run to an end count as wrong in Avg@k; the demo goes on and says so,
+        // unless no sample reached the model at all.
+        if (result.status !== "completed" && result.reachedModel === 0)
+          return yield* fail(`evaluation ${runId} finished ${result.status}: no sample reached the model`)
+        if (result.failed.length > 0) {
+          evalFailures.push({ run: runId, samples: result.failed.length, first: result.failed[0]!.reason })
+          hooks.say(
+            `  warning: ${result.failed.length} sample(s) of ${runId} could not run to an end (first: ${result.failed[0]!.reason}); they count as wrong`,
+          )
+        }
         const avg = result.metrics.avgAtK
         hooks.say(
           `  held-out Avg@${settings.eval.k} of the ${label} policy: ${(avg * 100).toFixed(1)}% (${heldout.length} tasks × ${settings.eval.k}; run ${runId})`,
@@ -975,6 +991,7 @@ export const runRlDemo = (
       },
       staleness: stalenessFigures,
       merge: merges,
+      evaluationFailures: evalFailures,
       rewardCurve,
       checkpoints: { warm: warmDir, rl: rlDir },
       phases,

@@ -116,6 +116,10 @@ const reportText = (r: RlDemoReport): string => {
     lines.push("", "merge (linear: w x RL + (1 - w) x warm)   held-out Avg@8")
     for (const m of r.merge) lines.push(`  w = ${String(m.weight).padEnd(5)}  ${percent(m.avgAtK)}`)
   }
+  for (const f of r.evaluationFailures)
+    lines.push(
+      `${f.run}: ${f.samples} sample(s) could not run to an end and count as wrong (first: ${f.first})`,
+    )
   for (const t of r.trainerRestarts)
     lines.push(
       `trainer killed after step ${t.afterStep} (last checkpoint version ${t.lastCheckpoint}); the next one resumed from version ${t.resumedFromVersion ?? "?"}`,
