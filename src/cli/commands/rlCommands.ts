@@ -236,6 +236,7 @@ export const rlRunCommand = (commandGlobal: GlobalOptions, options: RlRunOptions
         let bridgeUrl: string | undefined
         let tokenFile: string | undefined
         let token: string | undefined
+        let trainedBefore = 0
         if (bridgeWanted) {
           tokenFile = bridgeTokenFile(config.log.dataDir, config.log.namespace, runId)
           token = loadOrCreateBridgeToken(tokenFile).token
@@ -251,6 +252,8 @@ export const rlRunCommand = (commandGlobal: GlobalOptions, options: RlRunOptions
             ...(runtime.nats === undefined ? {} : { nats: runtime.nats }),
           }).pipe(Effect.mapError((fault) => new UsageError(fault.error)))
           bridgeUrl = bridge.http.url
+          // A resumed run's trainer has trained the steps the bridge saw acknowledged.
+          trainedBefore = (yield* bridge.core.status.pipe(Effect.orElseSucceed(() => ({ next: 0 })))).next
           if (!json)
             process.stderr.write(
               `trainer bridge: ${bridgeUrl} (Authorization: Bearer <the token in ${tokenFile}>); API in docs/training.md\n`,
@@ -265,6 +268,7 @@ export const rlRunCommand = (commandGlobal: GlobalOptions, options: RlRunOptions
                 url: bridgeUrl,
                 token,
                 stepMs: simulatedMs,
+                startVersion: trainedBefore,
                 checkpointPath: (version) =>
                   path.resolve(
                     config.log.dataDir,
