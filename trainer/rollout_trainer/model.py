@@ -202,32 +202,31 @@ def load_weights(model: Policy, file: str) -> None:
 
 @torch.no_grad()
 def sample_batch(model: Policy, prompts: list[list[int]], max_tokens: int, temperature: float, stop_ids: set[int], generator: torch.Generator | None = None):
-    """model.sample for many prompts at once (rows padded on the right; causal attention keeps each
-    row's logits those of its own tokens). Returns per prompt (ids, logprobs, finish_reason)."""
-    rows = [list(p) for p in prompts]
+    """model.sample for many prompts at once: one prefill of the prompts (padded on the right;
+    causal attention keeps each row's logits those of its own tokens), then one decode step per
+    token for the rows still live. Returns per prompt (ids, logprobs, finish_reason)."""
     outs = [([], [], "length") for _ in prompts]
-    live = list(range(len(prompts)))
+    live = [i for i in range(len(prompts)) if len(prompts[i]) < model.config.max_len]
+    if not live or max_tokens < 1:
+        return outs
+    last, caches = model.prefill([list(prompts[i]) for i in live])
+    lengths = {i: len(prompts[i]) for i in live}
     for _ in range(max_tokens):
-        live = [i for i in live if len(rows[i]) < model.config.max_len]
-        if not live:
-            break
-        width = max(len(rows[i]) for i in live)
-        ids = torch.zeros((len(live), width), dtype=torch.long)
-        for r, i in enumerate(live):
-            ids[r, : len(rows[i])] = torch.tensor(rows[i])
-        logits = model(ids).double()
-        last = logits[torch.arange(len(live)), torch.tensor([len(rows[i]) - 1 for i in live])]
-        logp = torch.log_softmax(last / temperature, -1)
+        logp = torch.log_softmax(last.double() / temperature, -1)
         tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
-        still = []
+        keep = []
         for r, i in enumerate(live):
             token = int(tokens[r])
             outs[i][0].append(token)
             outs[i][1].append(float(logp[r, token]))
-            rows[i].append(token)
+            lengths[i] += 1
             if token in stop_ids:
                 outs[i] = (outs[i][0], outs[i][1], "stop")
-            else:
-                still.append(i)
-        live = still
+            elif lengths[i] < model.config.max_len:
+                keep.append(r)
+        if not keep or len(outs[live[keep[0]]][0]) >= max_tokens:
+            break
+        live = [live[r] for r in keep]
+        caches = [caches[r] for r in keep]
+        last = model.decode([outs[i][0][-1] for i in live], caches)
     return outs
