@@ -1,7 +1,8 @@
 /**
  * The calculator MCP server as AgentDock runs it: the built entry on stdio, as a child process,
  * through the official MCP client — the tool is listed with its schema, an expression answers its
- * value alone, a bad one an error result naming the column; and data/calc/tools.yaml declares it.
+ * value alone, a bad one an error result naming the column; and data/calc/tools.yaml declares it
+ * (as `rollout mcp-server calculator`, the same server).
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -41,10 +42,10 @@ describe("the calculator MCP server on stdio", () => {
     )
   })
 
-  it("is declared in data/calc/tools.yaml with the built entry", () => {
+  it("is declared in data/calc/tools.yaml through the CLI's `mcp-server calculator`", () => {
     const text = fs.readFileSync("data/calc/tools.yaml", "utf8")
     expect(text).toMatch(
-      /\n {2}calculator:\n {4}command: node\n {4}args: \[dist\/src\/programs\/toolServers\/calculator\/main\.js\]/,
+      /\n {2}calculator:\n {4}command: node\n {4}args: \[bin\/rollout\.js, mcp-server, calculator\]/,
     )
   })
 })
