@@ -86,7 +86,8 @@ const positiveNumber = (flag: string, value: string | undefined, fallback: numbe
 const intOr = (flag: string, value: string | undefined, fallback: number, min = 1) =>
   Effect.map(integerFlag(flag, value, min), (n) => n ?? fallback)
 
-const parseWeights = (value: string | undefined) => {
+/** `--merge-weights`: comma-separated weights in [0, 1]; a bad entry is named. */
+export const parseMergeWeights = (value: string | undefined) => {
   if (value === undefined) return Effect.succeed([...RL_DEMO_DEFAULTS.mergeWeights])
   const parts = value.split(",").map((p) => p.trim())
   const weights = parts.map(Number)
@@ -173,7 +174,7 @@ export const rlDemoCommand = (global: GlobalOptions, options: RlDemoOptions) =>
           `--kill-trainer-after ${killTrainerAfter} leaves no step to resume with --steps ${settings.steps}: give a step below ${settings.steps - 1}`,
         ),
       )
-    const mergeWeights = options.merge === false ? [] : yield* parseWeights(options.mergeWeights)
+    const mergeWeights = options.merge === false ? [] : yield* parseMergeWeights(options.mergeWeights)
     const config = yield* configFrom(global)
     const demoConfig = { ...config, log: { ...config.log, namespace } }
     const json = options.json === true
