@@ -342,7 +342,8 @@ beforeAll(async () => {
   checkout = path.join(root, "checkout")
   fs.mkdirSync(checkout)
   for (const dir of ["bin", "data"]) fs.symlinkSync(path.join(repo, dir), path.join(checkout, dir))
-  model = await startScriptedModelServer({ script: agentAndJudge })
+  // Weight version 0: the RL example trains the `policy` group (token-exact), which counts versions from 0.
+  model = await startScriptedModelServer({ script: agentAndJudge, weights: { version: "0" } })
   const modelHost = new URL(model.url).host
   // The config as shipped, with the README's model server moved to the scripted one and the MCP
   // gateway on a free port (other tests may run a dock on the default one).
