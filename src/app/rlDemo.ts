@@ -80,6 +80,8 @@ export interface RlDemoSettings {
     readonly lr: number
     readonly batchSize: number
     readonly seed: number
+    /** Stop the warm start once calc episodes on the training split reach this exact match (0: never). */
+    readonly stopAt: number
   }
   readonly rl: {
     readonly steps: number
@@ -756,6 +758,15 @@ export const runRlDemo = (
             String(settings.sft.seed),
             "--threads",
             "1",
+            // A warm start just good enough that groups carry signal, measured rather than guessed.
+            ...(settings.sft.stopAt > 0
+              ? [
+                  "--stop-tasks",
+                  path.resolve(settings.calcDir, "train.jsonl"),
+                  "--stop-at",
+                  String(settings.sft.stopAt),
+                ]
+              : []),
           ],
           "the SFT warm start (rollout_trainer.train --sft)",
         )

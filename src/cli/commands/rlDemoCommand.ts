@@ -35,6 +35,7 @@ export interface RlDemoOptions {
   readonly sftSteps?: string
   readonly sftLr?: string
   readonly sftBatch?: string
+  readonly sftStopAt?: string
   readonly steps?: string
   readonly groups?: string
   readonly groupSize?: string
@@ -52,18 +53,19 @@ export interface RlDemoOptions {
 }
 
 /**
- * The defaults, in one place: the trainer's measured recipe (trainer/README.md: a short warm start
- * that leaves the policy near 9%, then GRPO at lr 3e-3) on the whole held-out split.
+ * The defaults, in one place: trainer/README.md's recommended demo settings (a warm start stopped
+ * once 10% of training episodes are solved, GRPO at lr 3e-3 for 60 steps) on the whole held-out split.
  */
 export const RL_DEMO_DEFAULTS = {
   python: "/usr/bin/python3",
   heldout: 200,
   k: 8,
   evalConcurrency: 16,
-  sftSteps: 90,
+  sftSteps: 300,
+  sftStopAt: 0.1,
   sftLr: 3e-3,
   sftBatch: 32,
-  steps: 40,
+  steps: 60,
   groups: 8,
   groupSize: 8,
   lr: 3e-3,
@@ -81,6 +83,17 @@ const positiveNumber = (flag: string, value: string | undefined, fallback: numbe
   return Number.isFinite(n) && n > 0 && value.trim() !== ""
     ? Effect.succeed(n)
     : Effect.fail(new UsageError(`${flag} must be a positive number, got "${value}"`))
+}
+
+/** `--sft-stop-at`: an exact-match fraction in [0, 1]; 0 trains every `--sft-steps` step. */
+const stopAtFlag = (value: string | undefined, fallback: number) => {
+  if (value === undefined) return Effect.succeed(fallback)
+  const n = Number(value)
+  return value.trim() !== "" && Number.isFinite(n) && n >= 0 && n <= 1
+    ? Effect.succeed(n)
+    : Effect.fail(
+        new UsageError(`--sft-stop-at must be a fraction in [0, 1] (0: never stop early), got "${value}"`),
+      )
 }
 
 const intOr = (flag: string, value: string | undefined, fallback: number, min = 1) =>
@@ -158,6 +171,7 @@ export const rlDemoCommand = (global: GlobalOptions, options: RlDemoOptions) =>
       sftSteps: yield* intOr("--sft-steps", options.sftSteps, d.sftSteps),
       sftLr: yield* positiveNumber("--sft-lr", options.sftLr, d.sftLr),
       sftBatch: yield* intOr("--sft-batch", options.sftBatch, d.sftBatch),
+      sftStopAt: yield* stopAtFlag(options.sftStopAt, d.sftStopAt),
       steps: yield* intOr("--steps", options.steps, d.steps),
       groups: yield* intOr("--groups", options.groups, d.groups),
       groupSize: yield* intOr("--group-size", options.groupSize, d.groupSize, 2),
@@ -207,6 +221,7 @@ export const rlDemoCommand = (global: GlobalOptions, options: RlDemoOptions) =>
               lr: settings.sftLr,
               batchSize: settings.sftBatch,
               seed: settings.seed,
+              stopAt: settings.sftStopAt,
             },
             rl: {
               steps: settings.steps,

@@ -53,9 +53,13 @@ export const registerRlCommands = (
     .option("--heldout <n>", "held-out tasks evaluated (the first n of data/calc/heldout.jsonl)")
     .option("-k, --k <n>", "samples per held-out task (Avg@k)")
     .option("--eval-concurrency <n>", "evaluation episodes in flight")
-    .option("--sft-steps <n>", "warm-start (SFT) optimizer steps")
+    .option("--sft-steps <n>", "warm-start (SFT) optimizer steps, at most")
     .option("--sft-lr <x>", "warm-start learning rate")
     .option("--sft-batch <n>", "warm-start batch size (demonstrations per step)")
+    .option(
+      "--sft-stop-at <x>",
+      "stop the warm start once calc episodes on the training split reach this exact match (default 0.1; 0: run every --sft-steps step)",
+    )
     .option("--steps <n>", "RL training steps")
     .option("--groups <n>", "GRPO groups with signal per training step")
     .option("--group-size <n>", "samples per GRPO group")
