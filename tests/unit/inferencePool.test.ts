@@ -112,8 +112,10 @@ describe("models.yaml", () => {
 
   test("the shipped config/models.yaml decodes", () => {
     const config = load(path.resolve("config"))
-    expect(Object.keys(config.models)).toEqual(["agent", "summarizer", "judge"])
+    expect(Object.keys(config.models)).toEqual(["agent", "policy", "summarizer", "judge"])
     expect(config.models.agent!.served).toBe("Qwen3-4B")
+    // The RL group config/rl.yaml trains: token-exact, loaded through vLLM's update routes.
+    expect(config.models.policy).toMatchObject({ tokens: "exact", weightUpdates: "vllm" })
     // The README's `--judge-model judge` examples run against the agent's local server.
     expect(config.models.judge!.endpoints.map((e) => e.url)).toEqual(
       config.models.agent!.endpoints.map((e) => e.url),
