@@ -206,6 +206,7 @@ const scopedChild = (
   command: string,
   args: ReadonlyArray<string>,
   cwd: string,
+  onLine?: (line: string) => void,
 ): Effect.Effect<
   { child: ChildProcess; exited: Promise<number | null>; stderr: () => string; lines: string[] },
   never,
@@ -225,6 +226,7 @@ const scopedChild = (
       readline.createInterface({ input: child.stdout! }).on("line", (line) => {
         lines.push(line)
         if (lines.length > 200) lines.shift()
+        onLine?.(line)
       })
       const exited = new Promise<number | null>((resolve) => {
         child.once("exit", (code) => resolve(code))
@@ -843,7 +845,24 @@ export const runRlDemo = (
                 "1",
               ],
               settings.trainerDir,
+              killOnStep,
             )
+          /**
+           * `killTrainerAfter`: the trainer is killed with SIGKILL the moment it prints that step
+           * (trained, checkpoint saved, version published, not yet acknowledged), and the watcher
+           * below starts another with the same flags: it resumes from its last checkpoint.
+           */
+          let killed: { afterStep: number; lastCheckpoint: number } | undefined
+          function killOnStep(line: string) {
+            const after = settings.killTrainerAfter
+            if (after === undefined || killed !== undefined) return
+            const parsed = Result.try(() => JSON.parse(line) as { event?: unknown; step?: unknown })
+            if (Result.isFailure(parsed)) return
+            const { event, step } = parsed.success
+            if (event !== "step" || typeof step !== "number" || step < after) return
+            killed = { afterStep: step, lastCheckpoint: checkpointVersions(checkpoints).at(-1) ?? 0 }
+            trainer.child.kill("SIGKILL")
+          }
           let trainer = yield* startTrainer()
           // The steps as the trainer reports them, read from the run's stream as they arrive.
           let shown = -1
@@ -854,28 +873,21 @@ export const runRlDemo = (
               hooks.onStep?.(stepPoint(facts, step, facts.placed.get(step)!))
             }
           })
-          /**
-           * `killTrainerAfter`: once the trainer has reported that step, it is killed with SIGKILL
-           * and a new one started with the same flags: it resumes from its last checkpoint.
-           */
           const killAndRestart = Effect.gen(function* () {
-            const after = settings.killTrainerAfter
-            if (after === undefined || restarts.length > 0 || !facts.reports.has(after)) return
-            const versions = checkpointVersions(checkpoints)
-            trainer.child.kill("SIGKILL")
+            if (killed === undefined || restarts.length > 0) return
+            const { afterStep, lastCheckpoint } = killed
             yield* Effect.promise(() => trainer.exited)
-            const lastCheckpoint = versions.at(-1) ?? 0
             hooks.say(
-              `  killed the trainer (SIGKILL) after step ${after} was reported; its last checkpoint: version ${lastCheckpoint}; starting another`,
+              `  killed the trainer (SIGKILL) as it reported step ${afterStep}; its last checkpoint: version ${lastCheckpoint}; starting another`,
             )
             trainer = yield* startTrainer()
             const started = yield* Effect.promise(() => firstStartLine(trainer))
-            restarts.push({ afterStep: after, lastCheckpoint, resumedFromVersion: started })
+            restarts.push({ afterStep, lastCheckpoint, resumedFromVersion: started })
             hooks.say(`  the new trainer resumed from version ${started ?? "?"}`)
           })
           const watcher = Effect.forever(
             Effect.andThen(
-              Effect.sleep("1 second"),
+              Effect.sleep("500 millis"),
               Effect.andThen(Effect.ignore(showSteps), killAndRestart),
             ),
           )
@@ -884,9 +896,10 @@ export const runRlDemo = (
             while (true) {
               yield* Effect.sleep("500 millis")
               const { child } = trainer
-              if (child.exitCode !== null && child.exitCode !== 0)
+              const byUs = killed !== undefined && restarts.length === 0
+              if ((child.exitCode !== null && child.exitCode !== 0) || (child.signalCode !== null && !byUs))
                 return yield* fail(
-                  `the trainer exited with ${child.exitCode}: ${trainer.stderr().trim().split("\n").slice(-3).join(" | ")}`,
+                  `the trainer exited with ${child.exitCode ?? child.signalCode}: ${trainer.stderr().trim().split("\n").slice(-3).join(" | ")}`,
                 )
             }
           })
