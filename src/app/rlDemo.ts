@@ -214,7 +214,13 @@ const scopedChild = (
 > =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(command, [...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+      // The trainer and the policy server end when their stdin closes: when this process ends,
+      // however it ends (SIGKILL included), they do not run on as orphans.
+      const ours = args[0] === "-m" && /^rollout_trainer\.(server|train)$/.test(args[1] ?? "")
+      const child = spawn(command, ours ? [...args, "--exit-with-stdin"] : [...args], {
+        cwd,
+        stdio: ["pipe", "pipe", "pipe"],
+      })
       demoChildren.add(child)
       child.once("exit", () => demoChildren.delete(child))
       let err = ""

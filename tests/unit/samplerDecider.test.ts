@@ -136,6 +136,40 @@ describe("the run's stream, folded", () => {
   })
 })
 
+describe("the versions the brake counts", () => {
+  it("leave out an endpoint once it is ejected, and take it back at its next update", () => {
+    const updated = (endpoint: string, version: string): DomainEvent => ({
+      type: "EndpointWeightsUpdated",
+      model: "policy",
+      endpoint,
+      version,
+      ok: true,
+      ms: 1,
+    })
+    let state = fold([started, updated("a", "3"), updated("b", "1")])
+    expect(liveVersion(state)).toBe(1)
+    state = fold(
+      [{ type: "EndpointEjected", model: "policy", endpoint: "b", reason: "down", failures: 3 }],
+      state,
+    )
+    expect(liveVersion(state)).toBe(3)
+    state = fold([updated("b", "4")], state)
+    expect(liveVersion(state)).toBe(3)
+  })
+
+  it("ignore updates recorded before the run started (an earlier run's)", () => {
+    const early: DomainEvent = {
+      type: "EndpointWeightsUpdated",
+      model: "policy",
+      endpoint: "old",
+      version: "9",
+      ok: true,
+      ms: 1,
+    }
+    expect(liveVersion(fold([early, started]))).toBe(0)
+  })
+})
+
 const batch = (step: number) => ({
   runId: "r",
   step,

@@ -34,6 +34,7 @@ import torch
 
 from .model import Policy, load_checkpoint, load_weights
 from .vocab import IM_END, PAD_ID, VOCAB, TemplateError, parse_tool_calls, render_ids
+from .lifetime import exit_with_stdin
 
 STOP_IDS = {IM_END, PAD_ID}
 
@@ -453,8 +454,11 @@ def main(argv=None):
     parser.add_argument("--version", default=None, help="the weight version served at start (default: the checkpoint's, else 0)")
     parser.add_argument("--seed", type=int, default=0, help="initialises a fresh model")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--exit-with-stdin", action="store_true", help="end when standard input closes (the program that started this one ended)")
     parser.add_argument("--max-batch", type=int, default=64, help="requests generated together at most (the rest wait their turn)")
     args = parser.parse_args(argv)
+    if args.exit_with_stdin:
+        exit_with_stdin()
     if args.max_batch < 1:
         parser.error("--max-batch must be at least 1")
     torch.set_num_threads(args.threads)

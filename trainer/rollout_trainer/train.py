@@ -32,6 +32,7 @@ from .batch import Batch, BatchError, read_batch
 from .loss import LossConfig, policy_loss, token_logprobs
 from .model import Policy, load_checkpoint, save_checkpoint
 from .vocab import VOCAB, render_ids
+from .lifetime import exit_with_stdin
 
 
 # ---------------------------------------------------------------- RL step on a batch
@@ -313,8 +314,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--max-grad-norm", type=float, default=1.0)
     parser.add_argument("--keep", type=int, default=3, help="checkpoints kept (older ones are removed)")
+    parser.add_argument("--exit-with-stdin", action="store_true", help="end when standard input closes (the program that started this one ended)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.exit_with_stdin:
+        exit_with_stdin()
     torch.set_num_threads(args.threads)
     log = lambda record: print(json.dumps(record), flush=True)  # noqa: E731
     if args.sft:

@@ -76,7 +76,10 @@ export interface SamplerState {
   readonly scored: Readonly<Record<string, ReadonlyArray<number>>>
   readonly published: ReadonlyArray<number>
   readonly consumed: ReadonlyArray<number>
-  /** endpoint → the last version it took (ok updates only); empty until the first update. */
+  /**
+   * endpoint → the last version it took (ok updates only, since the run started), while it takes
+   * calls (an ejected or removed endpoint is left out); empty until the first update.
+   */
   readonly endpointVersions: Readonly<Record<string, string>>
 }
 
@@ -133,6 +136,15 @@ export const evolveSampler = (state: SamplerState, { event }: Envelope): Sampler
     case "EndpointWeightsUpdated":
       if (state.model === null || event.model !== state.model || !event.ok) return state
       return { ...state, endpointVersions: { ...state.endpointVersions, [event.endpoint]: event.version } }
+    case "EndpointEjected":
+    case "EndpointLeft": {
+      // An endpoint that takes no calls samples no tokens: its old version holds nothing back
+      // (it counts again from its next successful update).
+      if (state.model === null || event.model !== state.model) return state
+      if (!Object.hasOwn(state.endpointVersions, event.endpoint)) return state
+      const { [event.endpoint]: _gone, ...rest } = state.endpointVersions
+      return { ...state, endpointVersions: rest }
+    }
     default:
       return state
   }

@@ -1,0 +1,48 @@
+"""--exit-with-stdin: a server started by another program ends when that program's pipe closes."""
+
+import json
+import subprocess
+import sys
+import unittest
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ExitWithStdinTest(unittest.TestCase):
+    def start_server(self, *flags):
+        return subprocess.Popen(
+            [sys.executable, "-m", "rollout_trainer.server", "--port", "0", *flags],
+            cwd=PACKAGE_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def test_the_server_ends_when_its_stdin_closes(self):
+        server = self.start_server("--exit-with-stdin")
+        try:
+            started = json.loads(server.stdout.readline())
+            self.assertIn("url", started)
+            server.stdin.close()
+            self.assertEqual(server.wait(timeout=20), 0)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+
+    def test_without_the_flag_a_closed_stdin_changes_nothing(self):
+        server = self.start_server()
+        try:
+            json.loads(server.stdout.readline())
+            server.stdin.close()
+            with self.assertRaises(subprocess.TimeoutExpired):
+                server.wait(timeout=1.5)
+        finally:
+            server.kill()
+            server.wait()
+            server.stdout.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
