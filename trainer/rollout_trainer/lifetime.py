@@ -15,8 +15,11 @@ def exit_with_stdin() -> None:
     """Starts a daemon thread that ends the process when stdin reaches end of file."""
 
     def watch() -> None:
+        # The file descriptor, not sys.stdin.buffer: a daemon thread blocked inside the buffered
+        # reader holds its lock, and the interpreter's shutdown then aborts ("could not acquire lock
+        # for <stdin> at interpreter shutdown") instead of exiting with the process's own status.
         try:
-            while sys.stdin.buffer.read(4096):
+            while os.read(sys.stdin.fileno(), 4096):
                 pass
         except (OSError, ValueError):
             pass

@@ -31,6 +31,25 @@ class ExitWithStdinTest(unittest.TestCase):
                 server.kill()
                 server.wait()
 
+    def test_a_process_that_ends_on_its_own_with_stdin_open_exits_cleanly(self):
+        # The watcher must not hold stdin's buffered-reader lock: the shutdown would abort (SIGABRT).
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from rollout_trainer.lifetime import exit_with_stdin; exit_with_stdin(); print('done')"],
+            cwd=PACKAGE_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            out, err = proc.stdout.read(), proc.stderr.read()
+            self.assertEqual(proc.wait(timeout=20), 0, err.decode())
+            self.assertEqual(out.decode().strip(), "done")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdin.close()
+
     def test_without_the_flag_a_closed_stdin_changes_nothing(self):
         server = self.start_server()
         try:
