@@ -27,6 +27,7 @@ import type { EpisodePorts } from "../actors/agent/ports.ts"
 import { loadBenchmark } from "../actors/evaluator/datasets/datasetLoader.ts"
 import { runHere } from "../actors/evaluator/episodeRunner.ts"
 import { runEvaluation, runSubject } from "../actors/evaluator/evalRun.ts"
+import { exportRun } from "../actors/evaluator/exportTrajectories.ts"
 import { modelsConfigFrom } from "../actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../actors/inference/pool.ts"
 import type { InferencePool } from "../actors/inference/ports.ts"
@@ -40,6 +41,8 @@ import { bridgeTokenFile, loadOrCreateBridgeToken } from "../actors/trainer/brid
 import { foldEvents } from "../events/log/readEvents.ts"
 import type { EpisodePolicy } from "../events/schema.ts"
 import { mergeModels } from "../programs/merge/mergeModels.ts"
+import { calcTeacher } from "../programs/scriptedModel/calcTeacher.ts"
+import { startScriptedModelServer } from "../programs/scriptedModel/server.ts"
 import { decodeBatch } from "../projections/batches/batchFile.ts"
 import { foldBatches } from "../projections/batches/queries.ts"
 import type { Runtime } from "./wiring.ts"
@@ -63,7 +66,7 @@ export interface RlDemoSettings {
   readonly trainerDir: string
   /** data/calc: train.jsonl, heldout.jsonl, demonstrations.jsonl, tools.yaml. */
   readonly calcDir: string
-  /** The demo's id: its runs are `<id>-base`, `<id>-warm`, `<id>-rl`, `<id>-rl-eval`, `<id>-merge-<w>`. */
+  /** The demo's id: its runs are `<id>-demos`, `<id>-base`, `<id>-warm`, `<id>-rl`, `<id>-rl-eval`, `<id>-merge-<w>`. */
   readonly id: string
   /** Checkpoints (warm start, trainer versions, merges) go here. */
   readonly out: string
@@ -75,6 +78,12 @@ export interface RlDemoSettings {
     readonly k: number
     readonly concurrency: number
   }
+  /**
+   * Demonstrations recorded for the warm start: the first n training tasks run as episodes of the
+   * scripted calc teacher through AgentDock's calculator (run `<id>-demos`), the correct ones
+   * exported as SFT chat JSONL. 0: warm-start from data/calc/demonstrations.jsonl instead.
+   */
+  readonly demonstrations: number
   readonly sft: {
     readonly steps: number
     readonly lr: number
@@ -134,6 +143,8 @@ export interface RlDemoReport {
   readonly namespace: string
   readonly log: string
   readonly runs: {
+    /** The recorded demonstrations' run; null when the warm start read the bundled file. */
+    readonly demos: string | null
     readonly base: string
     readonly warm: string
     readonly rl: string
@@ -146,6 +157,14 @@ export interface RlDemoReport {
     readonly base: number
     readonly warm: number
     readonly rl: number
+  }
+  /** What the warm start learned from: the SFT file, and the recorded episodes behind it. */
+  readonly demonstrations: {
+    readonly file: string
+    /** The teacher's episodes (k = 1 per task), the correct ones, and the lines written. */
+    readonly episodes: number
+    readonly correct: number
+    readonly exported: number
   }
   readonly steps: ReadonlyArray<StepPoint>
   readonly stepsTrained: number
@@ -629,6 +648,101 @@ export interface TrainerRestart {
   readonly resumedFromVersion: number | null
 }
 
+/** The scripted teacher's model name in its own pool (never the policy's group). */
+const TEACHER = "calc-teacher"
+
+/**
+ * The "demonstrations" phase: the scripted calc teacher (a test double in this process) answers the
+ * first `settings.demonstrations` training tasks through the agent and AgentDock's calculator, as
+ * evaluation run `runId` (k = 1), and the correct episodes are exported as SFT chat JSONL by the
+ * export's own code (`rollout export --format sft --correct-only`) to `<data-dir>/runs/<runId>/export-sft`.
+ * Each line also gets the `tools` the episodes were offered: the export does not carry them, and
+ * the policy's template renders them into the system turn, as in the RL prompts.
+ */
+const recordDemonstrations = (
+  runtime: Runtime,
+  settings: RlDemoSettings,
+  ports: EpisodePorts,
+  runId: string,
+  hooks: RlDemoHooks,
+) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const teacher = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () => startScriptedModelServer({ script: calcTeacher(), models: [TEACHER], recordLimit: 0 }),
+          catch: (error) =>
+            new RlDemoFailed({ reason: `the calc teacher could not start: ${(error as Error).message}` }),
+        }),
+        (server) => Effect.promise(() => server.stop()),
+      )
+      hooks.say(
+        `  calc teacher ${teacher.url} (scripted model server, a TEST DOUBLE: it calls the calculator and copies its result)`,
+      )
+      const models = modelsConfigFrom({
+        [TEACHER]: { served: TEACHER, endpoints: [{ url: teacher.url, maxConcurrency: 64 }], retries: 1 },
+      })
+      if (Result.isFailure(models))
+        return yield* fail(`the teacher's models config: ${models.failure.message}`)
+      const pool = yield* makeInferencePool(models.success, {
+        log: runtime.log,
+        namespace: runtime.log.namespace,
+        env: {},
+      })
+      const trainFile = path.join(settings.calcDir, "train.jsonl")
+      const tasks = yield* loadSplit(trainFile, settings.demonstrations)
+      let lastShown = 0
+      const result = yield* runEvaluation({
+        log: runtime.log,
+        runner: runHere({ ...ports, model: poolModelPort(pool) }),
+        tasks,
+        benchmark: "custom",
+        scorer: "gaia",
+        model: TEACHER,
+        k: 1,
+        concurrency: settings.eval.concurrency,
+        runId,
+        policy: {
+          maxTurns: settings.episode.maxTurns,
+          maxResponseTokens: settings.episode.maxResponseTokens,
+          contextReset: "none",
+        },
+        config: { data: trainFile, demo: settings.id, policyLabel: "calc teacher (scripted test double)" },
+        onProgress: (p) => {
+          const now = Date.now()
+          if (now - lastShown < 5000 && p.done < p.total) return
+          lastShown = now
+          hooks.say(`  demonstrations ${runId}: ${p.done}/${p.total}, ${p.correct} correct`)
+        },
+      }).pipe(Effect.mapError((e) => new RlDemoFailed({ reason: e.message })))
+      const correct = result.metrics.avgAtK * tasks.length
+      const dir = path.join(path.dirname(settings.runDir), runId, "export-sft")
+      const summary = yield* exportRun(runtime.log, result.state, result.board, "sft", dir, {
+        correctOnly: true,
+      }).pipe(Effect.mapError((e) => new RlDemoFailed({ reason: `exporting ${runId}: ${e.message}` })))
+      const file = path.resolve(dir, "sft.jsonl")
+      const tools = (ports.toolSpecs ?? []).map((t) => ({ type: "function", function: t }))
+      const lines = fs
+        .readFileSync(file, "utf8")
+        .split("\n")
+        .filter((line) => line.trim() !== "")
+      if (lines.length === 0)
+        return yield* fail(`${runId}: no correct demonstration to warm-start from (of ${tasks.length})`)
+      if (lines.length !== summary.episodes || summary.undecodable.length > 0)
+        return yield* fail(
+          `${file}: ${lines.length} lines for ${summary.episodes} exported episodes, ${summary.undecodable.length} undecodable entries`,
+        )
+      fs.writeFileSync(
+        file,
+        `${lines.map((line) => JSON.stringify({ ...(JSON.parse(line) as object), tools })).join("\n")}\n`,
+      )
+      hooks.say(
+        `  ${lines.length} correct of ${tasks.length} teacher episodes (run ${runId}) exported to ${file}`,
+      )
+      return { file, episodes: tasks.length, correct: Math.round(correct), exported: lines.length }
+    }),
+  )
+
 export interface RlDemoHooks {
   /** A line of progress (stderr). */
   readonly say: (line: string) => void
@@ -657,7 +771,13 @@ export const runRlDemo = (
         return value
       })
     const { id } = settings
-    const runs = { base: `${id}-base`, warm: `${id}-warm`, rl: `${id}-rl`, rlEval: `${id}-rl-eval` }
+    const runs = {
+      demos: `${id}-demos`,
+      base: `${id}-base`,
+      warm: `${id}-warm`,
+      rl: `${id}-rl`,
+      rlEval: `${id}-rl-eval`,
+    }
     const policy: Partial<EpisodePolicy> = {
       maxTurns: settings.episode.maxTurns,
       maxResponseTokens: settings.episode.maxResponseTokens,
@@ -741,6 +861,17 @@ export const runRlDemo = (
 
     const base = yield* phase("eval base", evaluate(runs.base, "untrained"))
 
+    // The warm start's data: episodes of a scripted teacher through the same agent and calculator,
+    // recorded in the log like any run, so every demonstration is a replayable episode.
+    const demonstrations =
+      settings.demonstrations === 0
+        ? yield* Effect.sync(() => {
+            const file = path.resolve(settings.calcDir, "demonstrations.jsonl")
+            hooks.say(`  warm start from ${file} (--demonstrations 0: not recorded as episodes)`)
+            return { file, episodes: 0, correct: 0, exported: 0 }
+          })
+        : yield* phase("demonstrations", recordDemonstrations(runtime, settings, ports, runs.demos, hooks))
+
     const warmDir = path.join(settings.out, "warm")
     yield* phase(
       "warm start (SFT)",
@@ -753,7 +884,7 @@ export const runRlDemo = (
             "-m",
             "rollout_trainer.train",
             "--sft",
-            path.resolve(settings.calcDir, "demonstrations.jsonl"),
+            demonstrations.file,
             "--out",
             path.resolve(warmDir),
             "--steps",
@@ -1008,8 +1139,13 @@ export const runRlDemo = (
       id,
       namespace: runtime.log.namespace,
       log: runtime.location,
-      runs: { ...runs, merges: merges.map((m) => m.run) },
+      runs: {
+        ...runs,
+        demos: settings.demonstrations === 0 ? null : runs.demos,
+        merges: merges.map((m) => m.run),
+      },
       heldout: heldoutFigures,
+      demonstrations,
       steps,
       stepsTrained: trained,
       acknowledgements: Object.fromEntries([...facts.acks.entries()].map(([step, n]) => [String(step), n])),

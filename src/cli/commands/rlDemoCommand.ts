@@ -32,6 +32,7 @@ export interface RlDemoOptions {
   readonly heldout?: string
   readonly k?: string
   readonly evalConcurrency?: string
+  readonly demonstrations?: string
   readonly sftSteps?: string
   readonly sftLr?: string
   readonly sftBatch?: string
@@ -61,6 +62,8 @@ export const RL_DEMO_DEFAULTS = {
   heldout: 200,
   k: 8,
   evalConcurrency: 16,
+  // As many as the bundled demonstrations file holds, so the warm start's recommended settings hold.
+  demonstrations: 512,
   sftSteps: 300,
   sftStopAt: 0.1,
   sftLr: 3e-3,
@@ -123,6 +126,7 @@ const reportText = (r: RlDemoReport): string => {
   const lines = [
     `rl demo ${r.id} (namespace ${r.namespace}, log ${r.log})`,
     `held-out Avg@${r.heldout.k} over ${r.heldout.tasks} tasks: untrained ${percent(r.heldout.base)}, warm start ${percent(r.heldout.warm)}, after ${r.stepsTrained} RL steps ${percent(r.heldout.rl)}`,
+    `warm start from ${r.demonstrations.file}${r.runs.demos === null ? "" : ` (${r.demonstrations.exported} correct of ${r.demonstrations.episodes} teacher episodes, run ${r.runs.demos})`}`,
     `reward curve: ${r.rewardCurve}`,
     `staleness: ${r.staleness.violations} violations over ${r.staleness.trainedTokens} trained tokens (eta ${r.staleness.maxLag})`,
   ]
@@ -168,6 +172,7 @@ export const rlDemoCommand = (global: GlobalOptions, options: RlDemoOptions) =>
       heldout: yield* intOr("--heldout", options.heldout, d.heldout),
       k: yield* intOr("-k", options.k, d.k),
       evalConcurrency: yield* intOr("--eval-concurrency", options.evalConcurrency, d.evalConcurrency),
+      demonstrations: yield* intOr("--demonstrations", options.demonstrations, d.demonstrations, 0),
       sftSteps: yield* intOr("--sft-steps", options.sftSteps, d.sftSteps),
       sftLr: yield* positiveNumber("--sft-lr", options.sftLr, d.sftLr),
       sftBatch: yield* intOr("--sft-batch", options.sftBatch, d.sftBatch),
@@ -216,6 +221,7 @@ export const rlDemoCommand = (global: GlobalOptions, options: RlDemoOptions) =>
             out: path.resolve(options.out ?? runDir),
             runDir,
             eval: { tasks: settings.heldout, k: settings.k, concurrency: settings.evalConcurrency },
+            demonstrations: settings.demonstrations,
             sft: {
               steps: settings.sftSteps,
               lr: settings.sftLr,

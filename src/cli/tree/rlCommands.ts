@@ -53,6 +53,10 @@ export const registerRlCommands = (
     .option("--heldout <n>", "held-out tasks evaluated (the first n of data/calc/heldout.jsonl)")
     .option("-k, --k <n>", "samples per held-out task (Avg@k)")
     .option("--eval-concurrency <n>", "evaluation episodes in flight")
+    .option(
+      "--demonstrations <n>",
+      "warm-start demonstrations recorded as episodes: the first n training tasks answered by a scripted calc teacher (a test double) through the calculator, run <id>-demos (default 512; 0: read data/calc/demonstrations.jsonl instead)",
+    )
     .option("--sft-steps <n>", "warm-start (SFT) optimizer steps, at most")
     .option("--sft-lr <x>", "warm-start learning rate")
     .option("--sft-batch <n>", "warm-start batch size (demonstrations per step)")
