@@ -6,8 +6,12 @@
  * checks read the demo's namespace back through `rollout log tail --json`: every phase left its
  * events (eval and rl runs, batches published and acknowledged once, trainer reports, weight
  * updates that succeeded), the SVG exists, the lag-0 ratio target holds, and the second trainer
- * resumed from the first one's last checkpoint without training a step twice.
+ * resumed from the first one's last checkpoint without training a step twice. The warm start's
+ * demonstrations are episodes too (run `<id>-demos`, a scripted teacher calling the real calculator):
+ * the SFT file's lines are those episodes' messages, and render in the policy's template exactly as
+ * the bundled demonstrations of the same tasks do.
  */
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -19,7 +23,9 @@ let dataDir: string
 let result: CliResult
 let report: {
   namespace: string
-  runs: { base: string; warm: string; rl: string; rlEval: string; merges: string[] }
+  id: string
+  runs: { demos: string | null; base: string; warm: string; rl: string; rlEval: string; merges: string[] }
+  demonstrations: { file: string; episodes: number; correct: number; exported: number }
   heldout: { tasks: number; k: number; base: number; warm: number; rl: number }
   steps: Array<{
     step: number
@@ -40,6 +46,8 @@ let report: {
 let events: Array<{ type: string; subject: string; payload: Record<string, unknown> }>
 
 const STEPS = 4
+/** The warm start's recorded demonstrations: as many as the bundled file has (the default). */
+const DEMOS = 512
 
 beforeAll(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-rl-demo-"))
@@ -59,6 +67,8 @@ beforeAll(async () => {
       "2",
       "--train-tasks",
       "200",
+      "--demonstrations",
+      String(DEMOS),
       "--merge-weights",
       "0,1",
       "--kill-trainer-after",
@@ -97,6 +107,7 @@ describe("rollout rl demo --json", () => {
     expect(report.phases.map((p) => p.phase)).toEqual([
       "start",
       "eval base",
+      "demonstrations",
       "warm start (SFT)",
       "eval warm",
       "rl",
@@ -110,7 +121,13 @@ describe("rollout rl demo --json", () => {
     const started = ofType("RunStarted")
     const evalRuns = started.filter((r) => r.kind === "eval").map((r) => r.runId)
     expect(evalRuns).toEqual(
-      expect.arrayContaining([report.runs.base, report.runs.warm, report.runs.rlEval, ...report.runs.merges]),
+      expect.arrayContaining([
+        report.runs.demos,
+        report.runs.base,
+        report.runs.warm,
+        report.runs.rlEval,
+        ...report.runs.merges,
+      ]),
     )
     expect(report.runs.merges).toHaveLength(2)
     expect(started.filter((r) => r.kind === "rl").map((r) => r.runId)).toEqual([report.runs.rl])
@@ -160,6 +177,80 @@ describe("rollout rl demo --json", () => {
     expect(report.staleness.violations).toBe(0)
     expect(report.targets.find((t) => t.name.startsWith("staleness"))?.pass).toBe(true)
     expect(report.merge.map((m) => m.weight)).toEqual([0, 1])
+  })
+
+  it("records the warm start's demonstrations as episodes and warm-starts from their export", () => {
+    const run = `${report.id}-demos`
+    expect(report.runs.demos).toBe(run)
+    const episodes = ofType("EpisodeStarted").filter((e) => e.runId === run)
+    expect(episodes).toHaveLength(DEMOS)
+    expect(new Set(episodes.map((e) => e.model))).toEqual(new Set(["calc-teacher"]))
+    const scored = ofType("SampleScored").filter((e) => e.runId === run)
+    const correct = new Set(scored.filter((e) => e.verdict === "correct").map((e) => e.episodeId))
+    expect(report.demonstrations).toMatchObject({
+      episodes: DEMOS,
+      correct: correct.size,
+      exported: correct.size,
+    })
+    expect(correct.size).toBeGreaterThan(DEMOS * 0.9)
+    // Each demonstration called the real calculator through AgentDock.
+    const results = new Map(
+      ofType("ToolCallCompleted")
+        .filter((e) => String(e.episodeId).startsWith(`${run}/`))
+        .map((e) => [e.episodeId as string, e]),
+    )
+    expect(results.size).toBe(DEMOS)
+    for (const r of results.values()) expect(r.tool).toBe("calculator")
+
+    // The SFT file the warm start read: one line per correct episode, its messages from the log.
+    expect(report.demonstrations.file).toBe(path.join(dataDir, "runs", run, "export-sft", "sft.jsonl"))
+    const lines = fs
+      .readFileSync(report.demonstrations.file, "utf8")
+      .trim()
+      .split("\n")
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            messages: Array<{ role: string; content: unknown; tool_calls?: unknown[] }>
+            metadata: { run_id: string; episode_id: string; correct: boolean }
+          },
+      )
+    expect(lines).toHaveLength(correct.size)
+    for (const line of lines) {
+      expect(line.metadata).toMatchObject({ run_id: run, correct: true })
+      expect(correct.has(line.metadata.episode_id)).toBe(true)
+      const tool = line.messages.find((m) => m.role === "tool")
+      const completed = results.get(line.metadata.episode_id)
+      const text =
+        typeof completed?.content === "string" ? completed.content : JSON.stringify(completed?.content)
+      expect(tool?.content).toBe(text)
+      expect(line.messages.at(-1)).toEqual({ role: "assistant", content: `<answer>${text}</answer>` })
+    }
+
+    // In the policy's template, each line trains the same tokens as the bundled demonstration of
+    // its task (the generator's file, from the same training split).
+    const compare = spawnSync(
+      "/usr/bin/python3",
+      [
+        "-c",
+        [
+          "import json, sys",
+          "from rollout_trainer.train import sft_example",
+          "bundled = [json.loads(l) for l in open(sys.argv[2])]",
+          "same = 0",
+          "lines = [json.loads(l) for l in open(sys.argv[1])]",
+          "for n, line in enumerate(lines):",
+          "    i = int(line['metadata']['task_id'].rsplit('-', 1)[1])",
+          "    same += sft_example(line, f'recorded {n}') == sft_example(bundled[i], f'bundled {i}')",
+          "print(json.dumps({'lines': len(lines), 'same': same}))",
+        ].join("\n"),
+        report.demonstrations.file,
+        path.join(repo, "data", "calc", "demonstrations.jsonl"),
+      ],
+      { cwd: path.join(repo, "trainer"), encoding: "utf8", timeout: 120_000 },
+    )
+    expect(compare.status, compare.stderr).toBe(0)
+    expect(JSON.parse(compare.stdout)).toEqual({ lines: correct.size, same: correct.size })
   })
 
   it("resumes after the trainer is killed: the next one starts from its last checkpoint, every step acknowledged once", () => {
