@@ -50,6 +50,28 @@ class ExitWithStdinTest(unittest.TestCase):
                 proc.wait()
             proc.stdin.close()
 
+    def test_a_process_that_ends_on_its_own_with_stdin_open_exits_cleanly(self):
+        # A daemon thread blocked in a buffered stdin read made the interpreter abort at exit
+        # (SIGABRT, "could not acquire lock ... at interpreter shutdown"): the warm start's crash.
+        child = subprocess.Popen(
+            [sys.executable, "-c", "from rollout_trainer.lifetime import exit_with_stdin; exit_with_stdin(); print('done')"],
+            cwd=PACKAGE_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            out, err = child.stdout.read(), child.stderr.read()
+            self.assertEqual(child.wait(timeout=20), 0, err.decode()[-500:])
+            self.assertEqual(out.strip(), b"done")
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+            child.stdin.close()
+            child.stdout.close()
+            child.stderr.close()
+
     def test_without_the_flag_a_closed_stdin_changes_nothing(self):
         server = self.start_server()
         try:
