@@ -55,7 +55,8 @@ export interface RlDemoOptions {
 
 /**
  * The defaults, in one place: trainer/README.md's recommended demo settings (a warm start stopped
- * once 10% of training episodes are solved, GRPO at lr 3e-3 for 60 steps) on the whole held-out split.
+ * once 10% of training episodes are solved, GRPO at lr 3e-3) on the whole held-out split, with 100 RL
+ * steps rather than the 60 recommended there: 60 reached 83.6% in one run, 100 give the 80% bar a margin.
  */
 export const RL_DEMO_DEFAULTS = {
   python: "/usr/bin/python3",
@@ -68,7 +69,7 @@ export const RL_DEMO_DEFAULTS = {
   sftStopAt: 0.1,
   sftLr: 3e-3,
   sftBatch: 32,
-  steps: 60,
+  steps: 100,
   groups: 8,
   groupSize: 8,
   lr: 3e-3,
