@@ -10,6 +10,7 @@
  * episodes run. η = 0 makes training synchronous: one step's groups, then the update.
  */
 import type { Envelope } from "../../events/schema.ts"
+import type { StartedGroup } from "../../projections/batches/batchPlan.ts"
 
 /** The group id of the `index`-th group a run starts (0-based); sorts in start order. */
 export const groupIdOf = (index: number): string => `g${String(index).padStart(6, "0")}`
@@ -56,13 +57,8 @@ export const groupAt = (
   return { taskId: epochOrder(taskIds, seed, epoch)[index % taskIds.length]!, epoch }
 }
 
-export interface StartedGroup {
-  readonly group: string
-  readonly taskId: string
-  readonly epoch: number
-  readonly samples: number
-  readonly version: string
-}
+/** A group as `GroupStarted` records it: the batch plan's shape, shared. */
+export type { StartedGroup } from "../../projections/batches/batchPlan.ts"
 
 /** What the run's own stream (and its model's weight events) say, folded. */
 export interface SamplerState {
