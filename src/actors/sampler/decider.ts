@@ -203,6 +203,9 @@ export type StartVerdict =
       readonly why: "done" | "concurrency" | "back_pressure" | "staleness"
     }
 
+/** The brake that holds a group back (`done`: none is left to start). */
+export type Brake = Extract<StartVerdict, { readonly start: false }>["why"]
+
 /** Whether one more group may start now. */
 export const mayStartGroup = (state: SamplerState, limits: SamplerLimits, plan: PlanView): StartVerdict => {
   const started = Object.keys(state.groups).length

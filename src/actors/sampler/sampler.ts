@@ -43,6 +43,7 @@ import { makeCachedJudge } from "../evaluator/evalRunJudge.ts"
 import type { JudgeSettings } from "../evaluator/scoring/judge.ts"
 import { type ScorerName, sampleScore, scoreAnswer } from "../evaluator/scoring/scorers.ts"
 import {
+  type Brake,
   evolveSampler,
   groupAt,
   groupIdOf,
@@ -55,7 +56,6 @@ import {
   type SamplerLimits,
   type SamplerState,
   type StartedGroup,
-  type StartVerdict,
   samplingDone,
   unscoredSamples,
 } from "./decider.ts"
@@ -81,11 +81,7 @@ export interface RlProgress {
   readonly stepsConsumed: number
   readonly liveVersion: string
   /** The brake holding back the next group, if one does. */
-  readonly waiting: StartVerdict extends infer V
-    ? V extends { start: false; why: infer W }
-      ? W
-      : never
-    : never
+  readonly waiting: Brake
 }
 
 export interface RlRunOptions {
