@@ -423,6 +423,8 @@ export const EndpointWeightsUpdated = Schema.Struct({
   error: Schema.optionalKey(Schema.String),
   ms: Millis,
   checksum: Schema.optionalKey(Schema.String),
+  /** What the update found an earlier one had left on the server (paused, an update still open). */
+  recovered: Schema.optionalKey(Schema.String),
 })
 
 /**

@@ -4,7 +4,9 @@
  * sends its episodes to two `rollout worker --roles agent` processes, which sample a token-exact
  * RL model group from the scripted model server (a test double for vLLM). Mid-run one agent worker
  * is killed with SIGKILL; later the `rl run` process itself (sampler and bridge) is killed with
- * SIGKILL and started again with the same run id. The run still finishes, and the log shows: no
+ * SIGKILL in the middle of a weight update (the server left paused, its update open) and started
+ * again with the same run id. The run still finishes, and the log shows: the restarted bridge's
+ * update recovered the server, no
  * group started twice, every sample scored once, every published batch derived again from the log
  * to its hash, no sample in two batches, every step acknowledged once, as many batches as the run
  * said it would publish.
@@ -98,7 +100,8 @@ const startRun = (cwd: string) => {
 describe("kill -9 during RL training on NATS", () => {
   it("of an agent worker and of the process running the sampler and the bridge: nothing lost or trained twice", async () => {
     nats = await startTestNatsServer()
-    model = await startScriptedModelServer({ script, weights: { version: "0" }, latencyMs: 40 })
+    // Each load takes 400 ms, the engine paused meanwhile: wide enough to kill the bridge mid-update.
+    model = await startScriptedModelServer({ script, weights: { version: "0", loadMs: 400 }, latencyMs: 40 })
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-rl-kill-"))
     fs.mkdirSync(path.join(dir, "config"))
     fs.writeFileSync(
@@ -178,6 +181,19 @@ describe("kill -9 during RL training on NATS", () => {
       await waitFor("samples scored", (e) => count("SampleScored")(e) >= 6)
       victim.kill("SIGKILL")
       await waitFor("a batch published", (e) => count("BatchPublished")(e) >= 2)
+      // Killed mid weight update: the server is left paused with the update open, holding every
+      // request until someone finishes it.
+      const paused = async () =>
+        (
+          (await (await fetch(`${model!.url.replace(/\/v1$/, "")}/is_paused`)).json()) as {
+            is_paused: boolean
+          }
+        ).is_paused
+      const until = Date.now() + 30_000
+      while (!(await paused())) {
+        if (Date.now() > until) throw new Error("timed out waiting for a weight update to kill")
+        await new Promise((r) => setTimeout(r, 5))
+      }
       first.child.kill("SIGKILL")
       expect((await first.exited).signal).toBe("SIGKILL")
       const before = await events()
@@ -215,6 +231,12 @@ describe("kill -9 during RL training on NATS", () => {
           seen.add(key)
         }
       }
+      // The restarted bridge found the server as the killed one left it, loaded over it, resumed it.
+      const updates = all.filter(
+        (e): e is EventOf<"EndpointWeightsUpdated"> => e.type === "EndpointWeightsUpdated",
+      )
+      expect(updates.filter((u) => !u.ok)).toEqual([])
+      expect(updates.some((u) => u.recovered !== undefined)).toBe(true)
       const consumed = all.filter((e): e is EventOf<"BatchConsumed"> => e.type === "BatchConsumed")
       expect(consumed.map((c) => c.step).sort((a, b) => a - b)).toEqual(
         published.map((b) => b.step).sort((a, b) => a - b),

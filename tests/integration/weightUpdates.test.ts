@@ -355,6 +355,7 @@ describe("publishing weights to a group (vLLM routes)", () => {
       expect(
         server.requests.filter((r) => !r.path.startsWith("/v1/")).map((r) => `${r.method} ${r.path}`),
       ).toEqual([
+        "GET /is_paused",
         "POST /pause",
         "POST /start_weight_update",
         "POST /update_weights",
@@ -456,6 +457,62 @@ describe("publishing weights to a group (vLLM routes)", () => {
       const spread = await Promise.all(Array.from({ length: 6 }, () => ask(pool)))
       expect(new Set(spread.map((c) => c.endpoint))).toEqual(new Set([good.url, fixed.url]))
       expect(new Set(spread.map((c) => c.policyVersion))).toEqual(new Set(["3"]))
+    })
+
+  // A bridge killed mid-update leaves its server paused: every request held until someone resumes it.
+  for (const [left, steps, recovered] of [
+    ["paused", ["/pause?mode=keep"], "the server was found paused"],
+    [
+      "paused with an update open",
+      ["/pause?mode=keep", "/start_weight_update"],
+      "the server was found paused with a weight update still open",
+    ],
+    [
+      "with weights loaded but the update not finished",
+      ["/pause?mode=keep", "/start_weight_update", "/update_weights"],
+      "the server was found paused with a weight update still open",
+    ],
+  ] as const)
+    it(`a server an earlier update left ${left} is updated, resumed and says so`, async () => {
+      const log = await tempLog()
+      const server = await start({ weights: { version: "1" } })
+      const pool = await poolOver([server], "vllm", log)
+      const dir = checkpoint()
+      // The earlier updater's requests, then its death: nothing more is sent.
+      for (const step of steps) {
+        const answer = await call(
+          server,
+          "POST",
+          step,
+          step === "/update_weights" ? { update_info: { path: dir } } : {},
+        )
+        expect(answer.status, step).toBe(200)
+      }
+      expect((await call(server, "GET", "/is_paused")).body).toEqual({ is_paused: true })
+      const report = await publish(pool, { version: "2", path: dir })
+      expect(report.endpoints).toEqual([
+        {
+          endpoint: server.url,
+          ok: true,
+          ms: expect.any(Number),
+          recovered: expect.stringContaining(recovered),
+        },
+      ])
+      expect((await call(server, "GET", "/is_paused")).body).toEqual({ is_paused: false })
+      expect((await call(server, "GET", "/weight_info")).body).toEqual({ weight_version: "2" })
+      const events = weightEvents(await eventsOf(log, 3))
+      expect(about(events, server.url).filter((e) => e.type === "EndpointWeightsUpdated")).toEqual([
+        {
+          type: "EndpointWeightsUpdated",
+          model: "agent",
+          endpoint: server.url,
+          version: "2",
+          ok: true,
+          recovered: expect.stringContaining(recovered),
+        },
+      ])
+      expect(await statsOf(pool, server.url)).toMatchObject({ healthy: true, policyVersion: "2" })
+      expect((await ask(pool)).policyVersion).toBe("2")
     })
 
   it("calls in flight finish on the old version before the pause; calls made during the update wait and succeed on the new one", async () => {

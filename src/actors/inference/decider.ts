@@ -192,6 +192,8 @@ export type InferenceCommand =
       readonly version: string
       readonly ms: number
       readonly checksum?: string
+      /** What the update found an earlier one had left on the server. */
+      readonly recovered?: string
     }
   /**
    * The update of a paused endpoint failed (a step refused, or it reports another version after):
@@ -499,7 +501,8 @@ const decideUpdateEnd = (
       endpoint.health === "ejected"
         ? [{ type: "EndpointReturned", model: state.model, endpoint: endpoint.url, endpointId: endpoint.id }]
         : []
-    return Result.succeed([{ ...result, ok: true }, ...returned])
+    const recovered = command.recovered === undefined ? {} : { recovered: command.recovered }
+    return Result.succeed([{ ...result, ok: true, ...recovered }, ...returned])
   }
   const error = `weight update to ${target} failed: ${command.reason}`
   // One failed update ejects (a partial load may serve garbage); an ejected member stays out.

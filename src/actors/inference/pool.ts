@@ -519,8 +519,11 @@ const updateServer = (
     )
     if (Result.isFailure(outcome)) return failed(redactor.redact(failureText(outcome.failure)))
     const ms = elapsed()
+    const { recovered } = outcome.success
+    if (recovered !== undefined)
+      yield* Effect.logWarning(`weight update of ${server.root} to ${weights.version}: ${recovered}`)
     return endpoints.flatMap((endpoint) =>
-      updateOf(group.observeUpdated(endpoint, weights.version, ms, weights.checksum)),
+      updateOf(group.observeUpdated(endpoint, weights.version, ms, weights.checksum, recovered)),
     )
   }).pipe(
     Effect.onInterrupt(() =>
@@ -543,6 +546,7 @@ const updateOf = (events: ReadonlyArray<InferenceEvent>): ReadonlyArray<Endpoint
             ok: event.ok,
             ...(event.error === undefined ? {} : { error: event.error }),
             ms: event.ms,
+            ...(event.recovered === undefined ? {} : { recovered: event.recovered }),
           },
         ]
       : [],

@@ -113,6 +113,8 @@ export interface EndpointUpdate {
   readonly error?: string
   /** From its pause (waiting for its calls in flight included) to the end of its update. */
   readonly ms: number
+  /** What the update found an earlier one had left on the server (paused, an update still open). */
+  readonly recovered?: string
 }
 
 export interface PublishReport {

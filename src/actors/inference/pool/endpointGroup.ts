@@ -488,6 +488,7 @@ export class EndpointGroup {
     version: string,
     ms: number,
     checksum: string | undefined,
+    recovered?: string,
   ): ReadonlyArray<InferenceEvent> {
     return this.observe({
       type: "ObserveUpdated",
@@ -495,6 +496,7 @@ export class EndpointGroup {
       version,
       ms,
       ...(checksum === undefined ? {} : { checksum }),
+      ...(recovered === undefined ? {} : { recovered }),
     })
   }
 

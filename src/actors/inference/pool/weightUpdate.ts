@@ -1,6 +1,6 @@
 /**
  * One server's weight update through its own API, as the inference pool runs it for a published
- * version: vLLM's native sequence (`POST /pause?mode=keep` → `POST /start_weight_update` → `POST
+ * version: vLLM's native sequence (`GET /is_paused` → `POST /pause?mode=keep` → `POST /start_weight_update` → `POST
  * /update_weights {update_info: {path}}` → `POST /finish_weight_update {weight_version}` → `GET
  * /weight_info` → `POST /resume`) or SGLang's `POST /update_weights_from_disk {model_path,
  * weight_version, abort_all_requests: false, flush_cache: true}` read back by `GET /model_info`
@@ -191,14 +191,55 @@ export const sglangVersion = (server: WeightServer): Effect.Effect<string | null
     return yield* versionIn(answer.body, "model_info")
   })
 
-/** vLLM's native sequence; succeeds once the server serves `weights.version` again. */
+/** What an update found that an earlier one had left on the server (undefined: it was serving). */
+export interface UpdateOutcome {
+  readonly recovered?: string
+}
+
+/**
+ * Whether a vLLM server is paused (`GET /is_paused`); a server without the route counts as serving.
+ * A server found paused before an update was left so by an earlier update that stopped part-way (its
+ * updater killed between `/pause` and `/resume`), or paused by hand: it holds every request until
+ * someone resumes it.
+ */
+const vllmPaused = (server: WeightServer): Effect.Effect<boolean, UpdateFailure> =>
+  Effect.flatMap(request(server, "is_paused", "GET", "/is_paused"), (answer) => {
+    if (answer.status === 404) return Effect.succeed(false)
+    const paused =
+      typeof answer.body === "object" && answer.body !== null
+        ? (answer.body as { is_paused?: unknown }).is_paused
+        : undefined
+    if (answer.status >= 200 && answer.status < 300 && typeof paused === "boolean")
+      return Effect.succeed(paused)
+    return Effect.fail({
+      step: "is_paused",
+      message:
+        answer.status >= 200 && answer.status < 300
+          ? `the answer has no is_paused: ${answer.text.slice(0, 200)}`
+          : `HTTP ${answer.status}: ${errorMessage(answer.body, answer.text)}`,
+    })
+  })
+
+/**
+ * vLLM's native sequence; succeeds once the server serves `weights.version` again. A server found
+ * paused is not paused again, and one found with an update still open (its `/start_weight_update`
+ * answers 409) has the whole checkpoint loaded over whatever the stopped update applied; the
+ * outcome says so.
+ */
 export const updateVllm = (
   server: WeightServer,
   weights: WeightsToLoad,
-): Effect.Effect<void, UpdateFailure> =>
+): Effect.Effect<UpdateOutcome, UpdateFailure> =>
   Effect.gen(function* () {
-    yield* expectOk(server, "pause", "POST", "/pause?mode=keep")
-    yield* expectOk(server, "start_weight_update", "POST", "/start_weight_update", {})
+    const paused = yield* vllmPaused(server)
+    if (!paused) yield* expectOk(server, "pause", "POST", "/pause?mode=keep")
+    const start = yield* request(server, "start_weight_update", "POST", "/start_weight_update", {})
+    const opened = start.status >= 200 && start.status < 300
+    if (!opened && !(paused && start.status === 409))
+      return yield* Effect.fail({
+        step: "start_weight_update",
+        message: `HTTP ${start.status}: ${errorMessage(start.body, start.text)}`,
+      })
     yield* expectOk(server, "update_weights", "POST", "/update_weights", {
       update_info: { path: weights.path },
     })
@@ -208,13 +249,19 @@ export const updateVllm = (
     // Read back while still paused: a server on another version is never resumed.
     yield* checkVersion(yield* vllmVersion(server), weights.version, "weight_info")
     yield* expectOk(server, "resume", "POST", "/resume", {})
+    if (!paused) return {}
+    return {
+      recovered: opened
+        ? "the server was found paused (an earlier update stopped part-way, or it was paused by hand); it serves again"
+        : "the server was found paused with a weight update still open (an earlier update stopped part-way); the whole checkpoint was loaded over it",
+    }
   })
 
 /** SGLang's load from disk (it holds its own requests meanwhile), then the version read back. */
 export const updateSglang = (
   server: WeightServer,
   weights: WeightsToLoad,
-): Effect.Effect<void, UpdateFailure> =>
+): Effect.Effect<UpdateOutcome, UpdateFailure> =>
   Effect.gen(function* () {
     const step = "update_weights_from_disk"
     const answer = yield* request(server, step, "POST", "/update_weights_from_disk", {
@@ -230,4 +277,5 @@ export const updateSglang = (
         message: `HTTP ${answer.status}: ${errorMessage(answer.body, answer.text) || "success is not true"}`,
       })
     yield* checkVersion(yield* sglangVersion(server), weights.version, "model_info")
+    return {}
   })
