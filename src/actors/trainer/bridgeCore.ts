@@ -291,9 +291,15 @@ export const makeBridgeCore = (
             })
             .pipe(Effect.mapError((e) => fault(502, e.message)))
           const noneTook = report.endpoints.length > 0 && report.endpoints.every((e) => !e.ok)
-          yield* Effect.logInfo(
-            `trainer bridge: version ${request.version} ${decided.kind === "repeat" ? "published again" : "published"} to ${model}: ${report.endpoints.filter((e) => e.ok).length}/${report.endpoints.length} endpoint(s) updated`,
-          )
+          const line = `trainer bridge: version ${request.version} ${decided.kind === "repeat" ? "published again" : "published"} to ${model}: ${report.endpoints.filter((e) => e.ok).length}/${report.endpoints.length} endpoint(s) updated`
+          const failures = report.endpoints.filter((e) => !e.ok)
+          if (failures.length === 0) yield* Effect.logInfo(line)
+          // Damage said where it shows: each failed endpoint is ejected, and with none left no
+          // episode of the run can sample until an update succeeds (a trainer may POST again).
+          else
+            yield* Effect.logWarning(
+              `${line}; ${failures.map((e) => `${e.endpoint} ejected: ${e.error ?? "update failed"}`).join("; ")}${noneTook ? `; no endpoint of ${model} serves the version: episodes wait until an update succeeds (POST /v1/weights again to retry)` : ""}`,
+            )
           return { status: noneTook ? 502 : 200, report } as const
         }),
       )
