@@ -20,8 +20,9 @@ import { afterEach, describe, expect, it } from "vitest"
 import { parseForEpisode } from "../../src/actors/agent/index.ts"
 import { poolModelPort } from "../../src/actors/agent/modelPort.ts"
 import type { EpisodePorts } from "../../src/actors/agent/ports.ts"
+import { EpisodeStuck } from "../../src/actors/agent/shell.ts"
 import type { Task } from "../../src/actors/evaluator/datasets/task.ts"
-import { runHere } from "../../src/actors/evaluator/episodeRunner.ts"
+import { type EpisodeRunner, runHere } from "../../src/actors/evaluator/episodeRunner.ts"
 import { modelsConfigFrom } from "../../src/actors/inference/modelsConfig.ts"
 import { makeInferencePool } from "../../src/actors/inference/pool.ts"
 import type { InferencePool } from "../../src/actors/inference/ports.ts"
@@ -139,11 +140,11 @@ const train = async (w: World, runId: string, dataDir: string) => {
   }).catch((error: Error) => ({ error: error.message }))
 }
 
-const sample = (w: World, runId: string) =>
+const sample = (w: World, runId: string, runner: EpisodeRunner = runHere(w.ports)) =>
   runRl({
     log: w.log,
     blobs: w.blobs,
-    runner: runHere(w.ports),
+    runner,
     config,
     tasks,
     benchmark: "custom",
@@ -201,6 +202,50 @@ describe("rollout rl run, in process", () => {
     expect("error" in trained ? trained.error : "ok").toBe("ok")
     const { published } = await checkRun(w, "rl-a")
     expect(result.stepsPublished).toBe(published.length)
+  }, 120_000)
+
+  it("a sample whose episode never runs to an end loses its group, and the run goes on without it", async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "rollout-rl-lost-"))
+    cleanups.push(() => fs.rmSync(dataDir, { recursive: true, force: true }))
+    const server = await startScriptedModelServer({ script, weights: { version: "0" } })
+    cleanups.push(() => server.stop())
+    const w = await world(dataDir, server)
+    const here = runHere(w.ports)
+    // Sample 2 of the second group never gets to an end: its runner fails every time it is asked.
+    const doomed = "rl-c/g000001/2"
+    let asked = 0
+    const runner: EpisodeRunner = {
+      where: "this process, one episode refused (a test double)",
+      run: (log, start) =>
+        start.episodeId === doomed
+          ? Effect.suspend(() => {
+              asked++
+              return Effect.fail(new EpisodeStuck(`a worker gave up on episode ${doomed}`))
+            })
+          : here.run(log, start),
+    }
+    const trainer = train(w, "rl-c", dataDir)
+    const result = await Effect.runPromise(Effect.scoped(sample(w, "rl-c", runner)))
+    await trainer
+    // Tried once more, then given up on once: no endless retry.
+    expect(asked).toBe(2)
+    expect(result.lost).toEqual([{ episodeId: doomed, reason: `a worker gave up on episode ${doomed}` }])
+    const events = (await Effect.runPromise(readEvents(w.log))).state.map((e) => e.event)
+    const groups = events.filter((e): e is EventOf<"GroupStarted"> => e.type === "GroupStarted")
+    expect(groups.length).toBe(tasks.length * config.epochs)
+    const scored = events.filter((e): e is EventOf<"SampleScored"> => e.type === "SampleScored")
+    expect(scored.length).toBe(groups.length * config.groupSize - 1)
+    expect(events.some((e) => e.type === "RunFinished")).toBe(true)
+    // The incomplete group entered no step; every other sample did or was dropped with a reason.
+    const published = events.filter((e): e is EventOf<"BatchPublished"> => e.type === "BatchPublished")
+    for (const batch of published) {
+      const decoded = Result.getOrThrow(decodeBatch(await Effect.runPromise(w.blobs.get(batch.blob))))
+      for (const sequence of decoded.sequences)
+        expect(sequence.episode.startsWith("rl-c/g000001/")).toBe(false)
+    }
+    const placed = published.flatMap((b) => b.groups)
+    expect(placed).not.toContain("g000001")
+    expect(placed.length).toBe(groups.length - 1)
   }, 120_000)
 
   it("a run stopped part-way and started again finishes, starting no group twice", async () => {

@@ -6,6 +6,7 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import {
+  abandonGroup,
   epochOrder,
   evolveSampler,
   groupAt,
@@ -233,6 +234,29 @@ describe("whether a group may start", () => {
     // Once it is scored, the live version sets the bound again: (3 + 1 + 1)·1 = 5.
     const done = fold([scored(0, 0), scored(0, 1)], state)
     expect(mayStartGroup(done, limits, { groupsInSteps: 2, stepsClosed: 2 })).toEqual({ start: true })
+  })
+
+  it("given a group given up on, it is not open: it holds no brake and keeps no run from ending", () => {
+    // Group 0 started under version 0 with one sample never run to an end; the live version is 3.
+    const state = fold([
+      started,
+      group(0, "0"),
+      scored(0, 0),
+      { type: "EndpointWeightsUpdated", model: "policy", endpoint: "a", version: "3", ok: true, ms: 1 },
+    ])
+    const one = { ...limits, totalGroups: 1 }
+    expect(mayStartGroup(state, limits, { groupsInSteps: 1, stepsClosed: 1 })).toEqual({
+      start: false,
+      why: "staleness",
+    })
+    expect(samplingDone(state, one, noPlan)).toBe(false)
+    const gaveUp = abandonGroup(state, groupIdOf(0))
+    expect(openGroups(gaveUp)).toEqual([])
+    expect(mayStartGroup(gaveUp, limits, { groupsInSteps: 1, stepsClosed: 1 })).toEqual({ start: true })
+    expect(samplingDone(gaveUp, one, noPlan)).toBe(true)
+    // Later events keep it given up on; giving up twice changes nothing.
+    expect(fold([scored(0, 1)], gaveUp).abandoned).toEqual([groupIdOf(0)])
+    expect(abandonGroup(gaveUp, groupIdOf(0))).toBe(gaveUp)
   })
 
   it("η = 0 is synchronous: one step's groups, then nothing until the update", () => {

@@ -77,6 +77,11 @@ export interface SamplerState {
    * calls (an ejected or removed endpoint is left out); empty until the first update.
    */
   readonly endpointVersions: Readonly<Record<string, string>>
+  /**
+   * Groups this invocation gave up on: a sample's episode could not be run to an end (twice). Not
+   * from the log: a resumed run tries them again. They hold no brake and keep no run from ending.
+   */
+  readonly abandoned: ReadonlyArray<string>
 }
 
 export const initialSampler = (runId: string): SamplerState => ({
@@ -89,7 +94,12 @@ export const initialSampler = (runId: string): SamplerState => ({
   published: [],
   consumed: [],
   endpointVersions: {},
+  abandoned: [],
 })
+
+/** Gives up on `group` for this invocation (see `SamplerState.abandoned`). */
+export const abandonGroup = (state: SamplerState, group: string): SamplerState =>
+  state.abandoned.includes(group) ? state : { ...state, abandoned: [...state.abandoned, group] }
 
 const withNumber = (list: ReadonlyArray<number>, value: number): ReadonlyArray<number> =>
   list.includes(value) ? list : [...list, value].sort((a, b) => a - b)
@@ -146,12 +156,13 @@ export const evolveSampler = (state: SamplerState, { event }: Envelope): Sampler
   }
 }
 
-/** Groups started whose samples are not all scored yet, in start order. */
+/** Groups started whose samples are not all scored yet (and not given up on), in start order. */
 export const openGroups = (state: SamplerState): ReadonlyArray<StartedGroup> =>
   Object.values(state.groups)
     .filter(
       (group) =>
-        (Object.hasOwn(state.scored, group.group) ? state.scored[group.group]!.length : 0) < group.samples,
+        (Object.hasOwn(state.scored, group.group) ? state.scored[group.group]!.length : 0) < group.samples &&
+        !state.abandoned.includes(group.group),
     )
     .sort((a, b) => (a.group < b.group ? -1 : 1))
 

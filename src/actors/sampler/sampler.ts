@@ -13,7 +13,8 @@
  *
  * Episodes run where the runner says: in this process, or as `RunEpisode` commands to agent workers
  * on NATS. A sample whose episode cannot be run to an end is tried once more; if it fails again its
- * group cannot complete and the reason is reported (the run goes on without it).
+ * group cannot complete: this invocation gives up on it (it enters no step), reports the reason in
+ * `lost`, and goes on without it. A resumed run tries such a group again.
  */
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -43,6 +44,7 @@ import { makeCachedJudge } from "../evaluator/evalRunJudge.ts"
 import type { JudgeSettings } from "../evaluator/scoring/judge.ts"
 import { type ScorerName, sampleScore, scoreAnswer } from "../evaluator/scoring/scorers.ts"
 import {
+  abandonGroup,
   type Brake,
   evolveSampler,
   groupAt,
@@ -254,7 +256,7 @@ export const runRl = (
         const episodeId = rlEpisodeId(runId, group.group, sample)
         if (task === undefined) {
           lost.push({ episodeId, reason: `task "${group.taskId}" is no longer in the task set` })
-          return
+          return false
         }
         const start: StartEpisode = {
           kind: "start",
@@ -279,7 +281,7 @@ export const runRl = (
         )
         if (!ending.ok) {
           lost.push({ episodeId, reason: ending.reason })
-          return
+          return false
         }
         const result = yield* scoreAnswer(
           options.scorer,
@@ -298,14 +300,32 @@ export const runRl = (
           verdict,
           score,
         })
+        return true
       })
 
     const running = new Set<string>()
+    /**
+     * Runs a group's unscored samples. One that could not be run to an end makes the group one this
+     * invocation gives up on: it can never complete, so it enters no step, and the run goes on.
+     */
     const runGroup = (group: StartedGroup) =>
       Effect.forEach(unscoredSamples(sampler, group), (sample) => runSample(group, sample), {
         concurrency: "unbounded",
-        discard: true,
-      }).pipe(Effect.ensuring(Effect.sync(() => running.delete(group.group))), Effect.forkScoped)
+      }).pipe(
+        Effect.tap((ok) =>
+          Effect.sync(() => {
+            if (ok.includes(false)) sampler = abandonGroup(sampler, group.group)
+          }),
+        ),
+        // The loop looks again once a group's fiber ends (its end may be what it waits for).
+        Effect.ensuring(
+          Effect.sync(() => {
+            running.delete(group.group)
+            changed++
+          }),
+        ),
+        Effect.forkScoped,
+      )
 
     const publishing = new Set<number>()
     /** Builds a closed step's batch from the folded plan and tokens, stores it, and announces it. */
