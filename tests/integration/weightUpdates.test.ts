@@ -122,6 +122,9 @@ describe("the scripted server's vLLM weight routes", () => {
     await refused("/start_weight_update", 409, "POST /pause")
     await refused("/update_weights", 409, "/start_weight_update first", { update_info: { path: dir } })
     await refused("/pause?mode=abort", 400, "mode=keep")
+    await refused("/init_weight_transfer_engine", 400, "init_info", {})
+    await refused("/init_weight_transfer_engine", 400, "init_info", { init_info: [1] })
+    expect((await call(server, "POST", "/init_weight_transfer_engine", { init_info: {} })).status).toBe(200)
     expect((await call(server, "POST", "/pause?mode=wait")).status).toBe(200)
     expect((await call(server, "GET", "/is_paused")).body).toEqual({ is_paused: true })
     await refused("/finish_weight_update", 409, "/start_weight_update first", { weight_version: "2" })
@@ -357,6 +360,7 @@ describe("publishing weights to a group (vLLM routes)", () => {
       ).toEqual([
         "GET /is_paused",
         "POST /pause",
+        "POST /init_weight_transfer_engine",
         "POST /start_weight_update",
         "POST /update_weights",
         "POST /finish_weight_update",
@@ -396,6 +400,10 @@ describe("publishing weights to a group (vLLM routes)", () => {
     // The same version again updates nothing.
     expect((await publish(pool, { version: "2", path: checkpoint() })).endpoints).toEqual([])
     expect(a.requests.filter((r) => r.path === "/pause")).toHaveLength(1)
+    // The next version: the transfer engine was initialised once, by the first update.
+    await publish(pool, { version: "3", path: checkpoint() })
+    expect(a.requests.filter((r) => r.path === "/pause")).toHaveLength(2)
+    expect(a.requests.filter((r) => r.path === "/init_weight_transfer_engine")).toHaveLength(1)
   })
 
   for (const [failUpdates, error] of [

@@ -108,6 +108,11 @@ interface GroupEntry {
   readonly redactor: Redactor
   /** One publish at a time per group, in call order. */
   readonly publishing: Semaphore.Semaphore
+  /**
+   * vLLM servers (by root) this pool has sent `/init_weight_transfer_engine`: once per server, and
+   * again after an update of it failed (a server restarted since has lost its transfer engine).
+   */
+  readonly initialized: Set<string>
 }
 
 /** The running pool's parts, which each of its operations takes explicitly. */
@@ -156,7 +161,12 @@ const makeGroup = (config: ModelConfig, env: Env, record: RecordEvent): GroupEnt
     redactor.add(key)
     return { client: makeClient(endpoint.url, key, config.timeoutMs), disabled: undefined }
   })
-  return { group: new EndpointGroup(config, clients, record), redactor, publishing: Semaphore.makeUnsafe(1) }
+  return {
+    group: new EndpointGroup(config, clients, record),
+    redactor,
+    publishing: Semaphore.makeUnsafe(1),
+    initialized: new Set(),
+  }
 }
 
 const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error))
@@ -490,7 +500,7 @@ const runPublish = (
  * counts as failed: the weights are in doubt).
  */
 const updateServer = (
-  { group, redactor }: GroupEntry,
+  { group, redactor, initialized }: GroupEntry,
   api: "vllm" | "sglang",
   endpoints: ReadonlyArray<LiveEndpoint>,
   weights: PublishedWeights,
@@ -515,9 +525,15 @@ const updateServer = (
     yield* Effect.forEach(endpoints, (endpoint) => group.idle(endpoint), { discard: true })
     const load = { version: weights.version, path: weights.path }
     const outcome = yield* Effect.result(
-      api === "vllm" ? updateVllm(server, load) : updateSglang(server, load),
+      api === "vllm"
+        ? updateVllm(server, load, { initialized: initialized.has(server.root) })
+        : updateSglang(server, load),
     )
-    if (Result.isFailure(outcome)) return failed(redactor.redact(failureText(outcome.failure)))
+    if (Result.isFailure(outcome)) {
+      initialized.delete(server.root)
+      return failed(redactor.redact(failureText(outcome.failure)))
+    }
+    if (api === "vllm") initialized.add(server.root)
     const ms = elapsed()
     const { recovered } = outcome.success
     if (recovered !== undefined)

@@ -1,7 +1,7 @@
 /**
  * The scripted test double's weight-update routes, so the inference pool's weight updates are
  * tested over real HTTP: vLLM's native sequence (`POST /pause?mode=keep|wait` → `POST
- * /start_weight_update` → `POST /update_weights {update_info: {path}}` → `POST
+ * /init_weight_transfer_engine {init_info}` (accepted in any phase) → `POST /start_weight_update` → `POST /update_weights {update_info: {path}}` → `POST
  * /finish_weight_update {weight_version}` → `POST /resume`, `GET /weight_info`, `GET /is_paused`)
  * as a state machine that refuses a request outside the sequence with a 409 and a message (a bad
  * body with a 400), and SGLang's `POST /update_weights_from_disk {model_path, weight_version}` →
@@ -58,6 +58,7 @@ const ROUTES = new Set([
   "POST /pause",
   "POST /resume",
   "GET /is_paused",
+  "POST /init_weight_transfer_engine",
   "POST /start_weight_update",
   "POST /update_weights",
   "POST /finish_weight_update",
@@ -169,6 +170,12 @@ export class ScriptedWeights {
         return this.pause(query.get("mode") ?? "keep")
       case "POST /resume":
         return this.resume()
+      case "POST /init_weight_transfer_engine": {
+        const info = parsed.init_info
+        if (typeof info !== "object" || info === null || Array.isArray(info))
+          return refuse(400, "Missing 'init_info' (an object) in request body", "bad_request")
+        return ok({ message: "Weight transfer initialized" })
+      }
       case "POST /start_weight_update":
         return this.start()
       case "POST /update_weights":

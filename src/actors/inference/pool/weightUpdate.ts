@@ -1,8 +1,9 @@
 /**
  * One server's weight update through its own API, as the inference pool runs it for a published
- * version: vLLM's native sequence (`GET /is_paused` → `POST /pause?mode=keep` → `POST /start_weight_update` → `POST
- * /update_weights {update_info: {path}}` → `POST /finish_weight_update {weight_version}` → `GET
- * /weight_info` → `POST /resume`) or SGLang's `POST /update_weights_from_disk {model_path,
+ * version: vLLM's native sequence (`GET /is_paused` → `POST /pause?mode=keep` → `POST
+ * /init_weight_transfer_engine {init_info: {}}` (a server's first update) → `POST
+ * /start_weight_update` → `POST /update_weights {update_info: {path}}` → `POST
+ * /finish_weight_update {weight_version}` → `GET /weight_info` → `POST /resume`) or SGLang's `POST /update_weights_from_disk {model_path,
  * weight_version, abort_all_requests: false, flush_cache: true}` read back by `GET /model_info`
  * (`/get_model_info` on servers older than that route). The server's root is the endpoint's
  * OpenAI base URL without its `/v1`. The version is read back before vLLM resumes, so a server that
@@ -221,7 +222,9 @@ const vllmPaused = (server: WeightServer): Effect.Effect<boolean, UpdateFailure>
   })
 
 /**
- * vLLM's native sequence; succeeds once the server serves `weights.version` again. A server found
+ * vLLM's native sequence; succeeds once the server serves `weights.version` again. The transfer
+ * engine is initialised (`POST /init_weight_transfer_engine`) unless `initialized` says this
+ * caller has done so on this server already. A server found
  * paused is not paused again, and one found with an update still open (its `/start_weight_update`
  * answers 409) has the whole checkpoint loaded over whatever the stopped update applied; the
  * outcome says so.
@@ -229,10 +232,16 @@ const vllmPaused = (server: WeightServer): Effect.Effect<boolean, UpdateFailure>
 export const updateVllm = (
   server: WeightServer,
   weights: WeightsToLoad,
+  options: { readonly initialized: boolean } = { initialized: false },
 ): Effect.Effect<UpdateOutcome, UpdateFailure> =>
   Effect.gen(function* () {
     const paused = yield* vllmPaused(server)
     if (!paused) yield* expectOk(server, "pause", "POST", "/pause?mode=keep")
+    // The disk backend needs no settings: `init_info` is empty.
+    if (!options.initialized)
+      yield* expectOk(server, "init_weight_transfer_engine", "POST", "/init_weight_transfer_engine", {
+        init_info: {},
+      })
     const start = yield* request(server, "start_weight_update", "POST", "/start_weight_update", {})
     const opened = start.status >= 200 && start.status < 300
     if (!opened && !(paused && start.status === 409))
