@@ -304,6 +304,8 @@ export const runRl = (
       })
 
     const running = new Set<string>()
+    /** Groups whose every sample this invocation scored: done, though the tail may not show it yet. */
+    const scoredHere = new Set<string>()
     /**
      * Runs a group's unscored samples. One that could not be run to an end makes the group one this
      * invocation gives up on: it can never complete, so it enters no step, and the run goes on.
@@ -315,6 +317,7 @@ export const runRl = (
         Effect.tap((ok) =>
           Effect.sync(() => {
             if (ok.includes(false)) sampler = abandonGroup(sampler, group.group)
+            else scoredHere.add(group.group)
           }),
         ),
         // The loop looks again once a group's fiber ends (its end may be what it waits for).
@@ -365,7 +368,7 @@ export const runRl = (
       }
       // Groups in flight that no fiber of this invocation runs: a resume's, or a new one's.
       for (const group of openGroups(sampler)) {
-        if (running.has(group.group)) continue
+        if (running.has(group.group) || scoredHere.has(group.group)) continue
         running.add(group.group)
         yield* runGroup(group)
       }
