@@ -3,11 +3,12 @@
  * the checkpoint store, on the embedded default or on NATS JetStream, for the life of a scope.
  * Every command of the CLI opens its runtime here, so both backends are wired in one place.
  */
+import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { BlobStoreShape } from "../events/log/blobStore.ts"
-import { makeEmbeddedLog } from "../events/log/embeddedLog.ts"
+import { embeddedLogFile, makeEmbeddedLog } from "../events/log/embeddedLog.ts"
 import { type EventLogShape, LogUnavailable } from "../events/log/eventLog.ts"
 import { fileBlobDir, fileBlobStore } from "../events/log/fileBlobStore.ts"
 import { makeJetStreamLog } from "../events/log/jetStreamLog.ts"
@@ -46,6 +47,25 @@ export interface OpenOptions {
   readonly clientName?: string
 }
 
+/** Why there is nothing to read at `dataDir` for `namespace`, and what is there instead. */
+const noLogThere = (dataDir: string, namespace: string): string => {
+  const file = embeddedLogFile(dataDir, namespace)
+  if (!fs.existsSync(dataDir))
+    return `no log at ${dataDir}: the directory does not exist (--data-dir names the data directory of an embedded log, default .rollout; a command that records, such as rollout demo or rollout eval, creates it)`
+  const others = (() => {
+    try {
+      return fs
+        .readdirSync(path.join(dataDir, "log"))
+        .filter((name) => fs.existsSync(embeddedLogFile(dataDir, name)))
+    } catch {
+      return []
+    }
+  })()
+  return others.length === 0
+    ? `no log of namespace "${namespace}" in ${dataDir} (no ${path.relative(dataDir, file)}; it holds no log at all)`
+    : `no log of namespace "${namespace}" in ${dataDir} (no ${path.relative(dataDir, file)}); it holds the namespace(s) ${others.map((n) => `"${n}"`).join(", ")}: set ROLLOUT_NAMESPACE or namespace in rollout.yaml`
+}
+
 export const openRuntime = (
   config: RolloutConfig,
   options: OpenOptions = {},
@@ -54,6 +74,16 @@ export const openRuntime = (
     const { namespace } = config.log
     if (config.log.backend === "embedded") {
       const dataDir = path.resolve(config.log.dataDir)
+      // A command that only reads needs a log to read: a mistyped --data-dir or namespace would
+      // otherwise print an empty one (and leave an empty directory behind).
+      if (options.mode === "reader" && !fs.existsSync(embeddedLogFile(dataDir, namespace)))
+        return yield* Effect.fail(
+          new LogUnavailable({
+            backend: "embedded",
+            operation: "open",
+            reason: noLogThere(dataDir, namespace),
+          }),
+        )
       const log = yield* makeEmbeddedLog({
         dataDir,
         namespace,

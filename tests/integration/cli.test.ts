@@ -150,6 +150,24 @@ describe("rollout CLI on the embedded log", () => {
     fs.rmSync(path.join(cwd, "config"), { recursive: true })
   })
 
+  it("a reading command on a data dir or namespace without a log says so, and creates nothing", async () => {
+    const missing = path.join(cwd, "no-such-dir")
+    for (const args of [["log", "stats"], ["scores"], ["rl", "status"]]) {
+      const r = await rollout("--data-dir", missing, ...args)
+      expect(r.code, args.join(" ")).toBe(1)
+      expect(r.stderr).toContain(`no log at ${missing}: the directory does not exist`)
+      expect(fs.existsSync(missing)).toBe(false)
+    }
+    // The default data dir holds the demo's namespace: a mistyped one is named with the ones there.
+    const typo = await run(process.execPath, [cli, "scores"], {
+      cwd,
+      env: { ...process.env, NO_COLOR: "1", ROLLOUT_NAMESPACE: "rollot" },
+    }).catch((e: { code: number; stderr: string }) => e)
+    expect(typo.stderr).toContain('no log of namespace "rollot"')
+    expect(typo.stderr).toMatch(/it holds the namespace\(s\) "[^"]+"/)
+    expect(fs.existsSync(path.join(cwd, ".rollout", "log", "rollot"))).toBe(false)
+  })
+
   it("refuses bad flags with a usage error", async () => {
     const r = await rollout("probe", "--count", "zero")
     expect(r.code).toBe(1)

@@ -67,6 +67,10 @@ export interface EmbeddedLogOptions {
   readonly blobStore?: BlobStoreShape
 }
 
+/** Where the events of `namespace` are kept under `dataDir`: one NDJSON file. */
+export const embeddedLogFile = (dataDir: string, namespace: string): string =>
+  path.join(dataDir, "log", namespace, "events.ndjson")
+
 const unavailable = (operation: string, error: unknown, code?: string) =>
   new LogUnavailable({
     backend: "embedded",
@@ -104,9 +108,9 @@ class EmbeddedLog implements EventLogShape {
       store: options.blobStore ?? fileBlobStore(fileBlobDir(options.dataDir, options.namespace)),
       inlineLimit: options.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT,
     }
-    const dir = path.join(options.dataDir, "log", options.namespace)
+    this.file = embeddedLogFile(options.dataDir, options.namespace)
+    const dir = path.dirname(this.file)
     this.dir = dir
-    this.file = path.join(dir, "events.ndjson")
     this.index = new EmbeddedIndex(this.file, options.dedupeWindow)
     this.prefix = `${options.namespace}.ev.`
     streamsFor(options.namespace)
