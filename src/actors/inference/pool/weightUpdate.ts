@@ -3,13 +3,14 @@
  * version: vLLM's native sequence (`GET /is_paused` → `POST /pause?mode=keep` → `POST
  * /init_weight_transfer_engine {init_info: {}}` (a server's first update) → `POST
  * /start_weight_update` → `POST /update_weights {update_info: {path}}` → `POST
- * /finish_weight_update {weight_version}` → `GET /weight_info` → `POST /resume`) or SGLang's `POST /update_weights_from_disk {model_path,
- * weight_version, abort_all_requests: false, flush_cache: true}` read back by `GET /model_info`
- * (`/get_model_info` on servers older than that route). The server's root is the endpoint's
- * OpenAI base URL without its `/v1`. The version is read back before vLLM resumes, so a server that
- * reports another version is never resumed; after a failed step nothing more is sent (the disk
- * backend is not transactional: a partial load must not serve). Each request is bounded by the
- * group's `timeoutMs`. What an outcome means for the endpoint is the decider's to say.
+ * /finish_weight_update {weight_version}` → `GET /weight_info` → `POST /resume`) or SGLang's `POST
+ * /update_weights_from_disk {model_path, weight_version, abort_all_requests: false, flush_cache:
+ * true}` read back by `GET /model_info` (`/get_model_info` on servers older than that route). The
+ * server's root is the endpoint's OpenAI base URL without its `/v1`. The version is read back
+ * before vLLM resumes, so a server that reports another version is never resumed; after a failed
+ * step nothing more is sent (the disk backend is not transactional: a partial load must not serve).
+ * Each request is bounded by the group's `timeoutMs`. What an outcome means for the endpoint is
+ * the decider's to say.
  */
 import * as http from "node:http"
 import * as https from "node:https"
@@ -224,10 +225,9 @@ const vllmPaused = (server: WeightServer): Effect.Effect<boolean, UpdateFailure>
 /**
  * vLLM's native sequence; succeeds once the server serves `weights.version` again. The transfer
  * engine is initialised (`POST /init_weight_transfer_engine`) unless `initialized` says this
- * caller has done so on this server already. A server found
- * paused is not paused again, and one found with an update still open (its `/start_weight_update`
- * answers 409) has the whole checkpoint loaded over whatever the stopped update applied; the
- * outcome says so.
+ * caller has done so on this server already. A server found paused is not paused again, and one
+ * found with an update still open (its `/start_weight_update` answers 409) has the whole
+ * checkpoint loaded over whatever the stopped update applied; the outcome says so.
  */
 export const updateVllm = (
   server: WeightServer,
