@@ -278,20 +278,25 @@ def chat_completion(engine: Engine, body: dict) -> tuple[dict, str | None]:
         }
     else:
         choice["logprobs"] = None
-    answer: dict = {
-        "id": "chatcmpl-" + uuid.uuid4().hex,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": engine.served,
-        "choices": [choice],
-        "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(ids), "total_tokens": len(prompt) + len(ids)},
-    }
+    answer = _envelope(engine, "chatcmpl-", "chat.completion", choice, prompt, ids)
     if body.get("return_token_ids"):
         answer["prompt_token_ids"] = prompt
         choice["token_ids"] = ids
         if all(v is not None for v in versions):
             choice["weight_versions"] = spans(versions)
     return answer, versions[-1] if versions else engine.version
+
+
+def _envelope(engine: Engine, id_prefix: str, kind: str, choice: dict, prompt: list, ids: list) -> dict:
+    """The OpenAI response around one choice: id, object, model and token usage."""
+    return {
+        "id": id_prefix + uuid.uuid4().hex,
+        "object": kind,
+        "created": int(time.time()),
+        "model": engine.served,
+        "choices": [choice],
+        "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(ids), "total_tokens": len(prompt) + len(ids)},
+    }
 
 
 def text_completion(engine: Engine, body: dict) -> tuple[dict, str | None]:
@@ -314,14 +319,7 @@ def text_completion(engine: Engine, body: dict) -> tuple[dict, str | None]:
         if want_logprobs is not None
         else None
     )
-    answer: dict = {
-        "id": "cmpl-" + uuid.uuid4().hex,
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": engine.served,
-        "choices": [choice],
-        "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(ids), "total_tokens": len(prompt) + len(ids)},
-    }
+    answer = _envelope(engine, "cmpl-", "text_completion", choice, prompt, ids)
     if body.get("return_token_ids"):
         answer["prompt_token_ids"] = prompt
         choice["prompt_token_ids"] = prompt
